@@ -1,0 +1,41 @@
+# sslbench — every target that needs Python depends on the virtual environment, which is
+# (re)built only when pyproject.toml changes. On a fresh machine `make bench METHOD=vicreg`
+# and `make test` are the only set-up commands.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+METHOD ?= vicreg
+PRESET ?= auto
+DATA   ?=
+SHARD  ?=
+
+.PHONY: install test test-fast bench leaderboard perf lint clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip setuptools wheel
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not perf"
+	$(BIN)/sslbench leaderboard --check
+
+bench: $(STAMP)
+	$(BIN)/sslbench bench --method $(METHOD) --preset $(PRESET) $(if $(DATA),--dataset $(DATA)) $(if $(SHARD),--shard $(SHARD))
+
+leaderboard: $(STAMP)
+	$(BIN)/sslbench leaderboard
+
+perf: $(STAMP)
+	$(BIN)/python -m pytest -q -m perf --benchmark-enable --benchmark-columns=min,mean,max,rounds tests/perf
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .benchmarks

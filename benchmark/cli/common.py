@@ -1,0 +1,64 @@
+"""Arguments shared by several subcommands (dataset selection, cache, error policy)."""
+from __future__ import annotations
+
+import argparse
+
+from benchmark.errors import UserError
+
+# Source settings with their own flag; any other source setting goes through --option KEY=VALUE.
+# Each maps to the dataclass field of the same name on the sources that have it.
+SOURCE_FLAGS = {
+    "resolution": dict(type=int, help="frame size in pixels (square) stored in the cache"),
+    "stride": dict(type=int, help="keep every N-th frame of each video"),
+    "max_frames": dict(type=int, help="keep at most N frames per video"),
+    "crop": dict(choices=["auto", "none"], help="crop to the region that varies across a clip "
+                 "(drops static overlays, text, borders) or keep the whole frame"),
+    "label_column": dict(help="column holding the class (FETAL_PLANES_DB: Plane or Brain_plane)"),
+    "subject_pattern": dict(help="regular expression whose first group, matched against a file's "
+                            "path, gives its subject id (default: the sub-folder)"),
+    "labels": dict(help="label manifest (CSV: path,label[,subject][,split]) for DICOM files"),
+}
+
+
+def _parse_value(text: str):
+    low = text.lower()
+    if low in ("true", "false"):
+        return low == "true"
+    for conv in (int, float):
+        try:
+            return conv(text)
+        except ValueError:
+            pass
+    return text
+
+
+def add_dataset_arguments(parser: argparse.ArgumentParser, *, default: str | None = "synthetic",
+                          flag: str = "--dataset") -> None:
+    parser.add_argument(flag, dest="dataset", default=default, metavar="SPEC",
+                        help="data source: synthetic | videos:DIR | dicom:DIR | hdf5:FILE | echonet:DIR | "
+                             "fetal_planes_db:DIR | imagefolder:DIR | csv:FILE | hf:NAME_OR_DIR "
+                             f"(default: {default})")
+    for name, kw in SOURCE_FLAGS.items():
+        parser.add_argument("--" + name.replace("_", "-"), dest=name, default=None, **kw)
+    parser.add_argument("--option", "-o", action="append", default=[], metavar="KEY=VALUE",
+                        help="any other source setting, e.g. -o subjects=40 -o noise=0.5 for the simulator")
+    parser.add_argument("--on-error", choices=["fail", "skip"], default="fail",
+                        help="on an unreadable file: stop with its name (fail, default) or leave it out "
+                             "and write a report beside the cache (skip)")
+    add_cache_argument(parser)
+
+
+def add_cache_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--cache-dir", default=None,
+                        help="frame cache folder (default: $SSLBENCH_CACHE_DIR or ~/.cache/sslbench)")
+
+
+def dataset_options(args: argparse.Namespace) -> dict:
+    """The source settings given on the command line, as keyword arguments for parse_dataset_spec."""
+    opts = {name: getattr(args, name, None) for name in SOURCE_FLAGS}
+    for item in getattr(args, "option", []) or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UserError(f"--option expects KEY=VALUE, got {item!r}")
+        opts[key.strip().replace("-", "_")] = _parse_value(value.strip())
+    return opts

@@ -1,0 +1,63 @@
+"""`sslbench data …`: build the frame cache of a dataset, show what is in it, preview it."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from benchmark.cli.common import add_dataset_arguments, dataset_options
+
+
+def register(sub) -> None:
+    p = sub.add_parser("data", help="prepare, inspect and preview datasets (the frame cache)",
+                       description="Decode a data source once into the frame cache and inspect it.")
+    dsub = p.add_subparsers(dest="data_command", metavar="ACTION")
+    dsub.required = True
+
+    prep = dsub.add_parser("prepare", help="decode a dataset into the frame cache (reused when unchanged)",
+                           description="Decode a dataset into the frame cache and print a summary. A "
+                                       "second call with the same source and settings reuses the cache; "
+                                       "a changed source or setting rebuilds it.")
+    add_dataset_arguments(prep)
+    prep.add_argument("--role", choices=["pretrain", "downstream", "both"], default="both",
+                      help="which part to prepare: the unlabelled pretraining pool, the labelled "
+                           "downstream set, or both where the source has both (default)")
+    prep.add_argument("--rebuild", action="store_true", help="build again even if the cache exists")
+    prep.set_defaults(func=_prepare)
+
+    prev = dsub.add_parser("preview", help="write a PNG contact sheet and an animated GIF of a dataset",
+                           description="Write preview images: a contact sheet with examples of every "
+                                       "class from several subjects, and an animated GIF of a few videos.")
+    add_dataset_arguments(prev)
+    prev.add_argument("--out", required=True, type=Path, help="folder to write the PNG and GIF into")
+    prev.set_defaults(func=_preview)
+
+
+def _roles(source, wanted: str) -> list[str]:
+    if wanted == "both":
+        return list(source.roles)
+    return [wanted]
+
+
+def _prepare(args: argparse.Namespace) -> int:
+    from benchmark.data.cache import prepare
+    from benchmark.data.spec import parse_dataset_spec
+
+    source = parse_dataset_spec(args.dataset, **dataset_options(args))
+    for role in _roles(source, args.role):
+        cache = prepare(source, role, cache_dir=args.cache_dir, on_error=args.on_error, rebuild=args.rebuild)
+        print(cache.summary())
+        print()
+    return 0
+
+
+def _preview(args: argparse.Namespace) -> int:
+    from benchmark.data.cache import prepare
+    from benchmark.data.preview import write_preview
+    from benchmark.data.spec import parse_dataset_spec
+
+    source = parse_dataset_spec(args.dataset, **dataset_options(args))
+    caches = {role: prepare(source, role, cache_dir=args.cache_dir, on_error=args.on_error)
+              for role in source.roles}
+    for path in write_preview(caches, args.out):
+        print(f"wrote {path}")
+    return 0

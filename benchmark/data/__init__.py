@@ -1,0 +1,1 @@
+"""Data: sources (simulator, real formats) → frame cache → splits and label fractions."""

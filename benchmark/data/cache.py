@@ -1,0 +1,229 @@
+"""The frame cache: every source is decoded once into a uint8 N×H×W memmap plus an index table.
+
+Layout of one cache (a folder under the cache directory, named `<kind>-<role>-<fingerprint>`):
+
+    frames.u8     raw uint8 frames, N×H×W, C order (np.memmap)
+    index.csv     one row per frame: video_id, subject_id, frame_idx, label, split
+    meta.json     fingerprint, shape, class names, source settings, counts — written last
+    skipped.csv   (only with --on-error skip) every file left out, with the reason
+
+A build writes into a hidden temporary folder and renames it into place only when complete, so a
+killed build never leaves a cache that looks finished; stale temporary folders are removed by the
+next build. The fingerprint covers the source's settings and its files' identity (see
+`Source.fingerprint_parts`), so a changed source or setting builds a new cache.
+"""
+from __future__ import annotations
+
+import csv
+import errno
+import hashlib
+import json
+import os
+import shutil
+import sys
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from benchmark.data.source import ROLES, UNLABELLED, Clip, Skipped, Source
+from benchmark.data.splits import assign_subject_splits
+from benchmark.errors import DataError, UserError
+
+CACHE_FORMAT = 1
+INDEX_COLUMNS = ["video_id", "subject_id", "frame_idx", "label", "split"]
+
+
+def default_cache_dir() -> Path:
+    env = os.environ.get("SSLBENCH_CACHE_DIR")
+    if env:
+        return Path(env).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "sslbench"
+
+
+@dataclass
+class FrameCache:
+    root: Path
+    frames: np.ndarray  # N×H×W uint8, read-only memmap
+    index: pd.DataFrame  # RangeIndex, INDEX_COLUMNS
+    class_names: list[str]
+    meta: dict
+
+    @property
+    def fingerprint(self) -> str:
+        return self.meta["fingerprint"]
+
+    @property
+    def resolution(self) -> int:
+        return int(self.frames.shape[-1])
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def split_positions(self, split: str) -> np.ndarray:
+        return np.flatnonzero(self.index["split"].to_numpy() == split)
+
+    @classmethod
+    def load(cls, root: str | Path) -> FrameCache:
+        root = Path(root)
+        meta_path = root / "meta.json"
+        if not meta_path.exists():
+            raise UserError(f"{root} is not a finished frame cache (no meta.json); "
+                            "run `sslbench data prepare` again to build it")
+        meta = json.loads(meta_path.read_text())
+        n, h, w = meta["shape"]
+        frames = np.memmap(root / "frames.u8", dtype=np.uint8, mode="r", shape=(n, h, w)) if n else \
+            np.zeros((0, h, w), np.uint8)
+        index = pd.read_csv(root / "index.csv", dtype={"video_id": str, "subject_id": str, "split": str})
+        return cls(root=root, frames=frames, index=index, class_names=list(meta["class_names"]), meta=meta)
+
+    def summary(self) -> str:
+        idx = self.index
+        lines = [
+            f"cache      {self.root}",
+            f"source     {self.meta['spec']} ({self.meta['role']}), fingerprint {self.fingerprint[:16]}",
+            f"frames     {len(idx):,} of {self.resolution}×{self.resolution} px "
+            f"({self.frames.nbytes / 2**20:.1f} MiB)",
+            f"videos     {idx['video_id'].nunique():,}",
+            f"subjects   {idx['subject_id'].nunique():,}",
+        ]
+        splits = idx["split"].value_counts()
+        lines.append("splits     " + ", ".join(f"{s} {splits[s]:,}" for s in ("pretrain", "train", "val", "test")
+                                                if s in splits))
+        if self.class_names:
+            counts = idx[idx["label"] >= 0].groupby(["label", "split"]).size().unstack(fill_value=0)
+            lines.append("classes    " + ", ".join(
+                f"{name} {int(counts.loc[k].sum()) if k in counts.index else 0:,}"
+                for k, name in enumerate(self.class_names)))
+        if self.meta.get("skipped"):
+            lines.append(f"skipped    {self.meta['skipped']} files (report: {self.root / 'skipped.csv'})")
+        return "\n".join(lines)
+
+
+def fingerprint(source: Source, role: str) -> str:
+    payload = {"format": CACHE_FORMAT, "kind": source.kind, "role": role, "resolution": source.resolution,
+               "parts": source.fingerprint_parts(role)}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def prepare(source: Source, role: str, cache_dir: str | Path | None = None, on_error: str = "fail",
+            progress: bool = True, rebuild: bool = False) -> FrameCache:
+    """Return the cache of `source` for `role`, building it if it does not exist yet."""
+    if role not in ROLES:
+        raise UserError(f"role must be one of {ROLES}, got {role!r}")
+    if role not in source.roles:
+        raise UserError(f"dataset {source.describe()!r} cannot be used for {role} "
+                        f"(it serves: {', '.join(source.roles)})")
+    if on_error not in ("fail", "skip"):
+        raise UserError(f"--on-error must be 'fail' or 'skip', got {on_error!r}")
+    cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
+    fp = fingerprint(source, role)
+    final = cache_dir / f"{source.kind}-{role}-{fp[:16]}"
+    if (final / "meta.json").exists() and not rebuild:
+        return FrameCache.load(final)
+    _ensure_writable(cache_dir)
+    _remove_stale_tmp(cache_dir, final.name)
+    tmp = cache_dir / f".tmp-{final.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        _build(source, role, tmp, fp, on_error, progress)
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if exc.errno == errno.ENOSPC:
+            free = shutil.disk_usage(cache_dir).free / 2**30
+            raise UserError(f"out of disk space while building the frame cache in {cache_dir} "
+                            f"({free:.1f} GiB free); free space or point --cache-dir / "
+                            "SSLBENCH_CACHE_DIR elsewhere") from exc
+        raise
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return FrameCache.load(final)
+
+
+def _ensure_writable(cache_dir: Path) -> None:
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        probe = cache_dir / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise UserError(f"cache directory {cache_dir} is not writable ({exc.strerror}); "
+                        "pass --cache-dir or set SSLBENCH_CACHE_DIR to a writable folder") from exc
+
+
+def _remove_stale_tmp(cache_dir: Path, name: str) -> None:
+    for p in cache_dir.glob(f".tmp-{name}-*"):
+        try:
+            pid = int(p.name.rsplit("-", 2)[-2])
+            os.kill(pid, 0)  # a live build of another process: leave it alone
+        except (ValueError, ProcessLookupError):
+            shutil.rmtree(p, ignore_errors=True)
+        except PermissionError:
+            pass
+
+
+def _build(source: Source, role: str, tmp: Path, fp: str, on_error: str, progress: bool) -> None:
+    from tqdm.auto import tqdm
+
+    res = source.resolution
+    rows: list[tuple] = []
+    skipped: list[Skipped] = []
+    n = 0
+    with open(tmp / "frames.u8", "wb") as out, \
+            tqdm(desc=f"caching {source.describe()} ({role})", unit="frame", disable=not progress,
+                 file=sys.stderr) as bar:
+        for item in source.items(role):
+            if isinstance(item, Skipped):
+                if on_error == "fail":
+                    raise DataError(item.path, f"{item.reason} (use --on-error skip to leave such files "
+                                               "out and get a report)")
+                skipped.append(item)
+                bar.set_postfix(skipped=len(skipped))
+                continue
+            assert isinstance(item, Clip)
+            if item.frames.shape[1:] != (res, res):
+                raise ValueError(f"{source.kind}: clip {item.video_id} has frames {item.frames.shape[1:]}, "
+                                 f"expected {(res, res)}")
+            out.write(np.ascontiguousarray(item.frames).tobytes())
+            t = item.frames.shape[0]
+            labels = item.labels if item.labels is not None else np.full(t, UNLABELLED)
+            fidx = item.frame_idx if item.frame_idx is not None else np.arange(t)
+            for k in range(t):
+                rows.append((item.video_id, item.subject_id, int(fidx[k]), int(labels[k]), item.split))
+            n += t
+            bar.update(t)
+    if n == 0:
+        raise UserError(f"dataset {source.describe()!r} produced no frames for {role}"
+                        + (f" ({len(skipped)} files skipped, see the reasons with --on-error fail)"
+                           if skipped else " (is the folder empty?)"))
+    index = pd.DataFrame(rows, columns=INDEX_COLUMNS)
+    class_names = list(source.class_names(role))
+    if role == "pretrain":
+        index["split"] = index["split"].fillna("pretrain")
+    else:
+        if not class_names or (index["label"] < 0).all():
+            raise UserError(f"dataset {source.describe()!r} has no labels, so it cannot be a downstream set")
+        index["split"] = assign_subject_splits(index)
+    index.to_csv(tmp / "index.csv", index=False)
+    if skipped:
+        with open(tmp / "skipped.csv", "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["path", "reason"])
+            w.writerows((s.path, s.reason) for s in skipped)
+        print(f"skipped {len(skipped)} files; report: {tmp.name.split('-', 2)[-1]}/skipped.csv "
+              "in the cache folder", file=sys.stderr)
+    meta = {
+        "format": CACHE_FORMAT, "fingerprint": fp, "kind": source.kind, "spec": source.describe(),
+        "role": role, "shape": [n, res, res], "class_names": class_names,
+        "settings": source.fingerprint_parts(role), "skipped": len(skipped),
+        "videos": int(index["video_id"].nunique()), "subjects": int(index["subject_id"].nunique()),
+    }
+    # meta.json last: its presence is what marks a cache as complete.
+    (tmp / "meta.json").write_text(json.dumps(meta, indent=1, sort_keys=True, default=str))

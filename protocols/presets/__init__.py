@@ -1,0 +1,117 @@
+"""Presets: one TOML file per track size (`smoke`, `standard`, `paper`).
+
+A preset sets the datasets (pretraining and downstream spec + source settings), the backbone, the
+resolution, the `[pretrain]` table (PretrainConfig fields) and per-protocol overrides. It is data,
+not code; `load_preset` validates it. A path to a `.toml` file works wherever a name does (tests
+use a tiny one).
+"""
+from __future__ import annotations
+
+import copy
+import difflib
+import sys
+import tomllib
+from pathlib import Path
+
+from benchmark.errors import UserError
+from protocols.spec import PROTOCOLS, load_protocol
+
+PRESET_DIR = Path(__file__).resolve().parent
+PRESETS = ("smoke", "standard", "paper")
+BACKBONES = ("resnet18", "resnet50", "efficientnet_lite0")  # as benchmark.backbones.BACKBONES
+# PretrainConfig fields a preset may set (benchmark/pretrain/config.py); `method` comes from the command.
+PRETRAIN_FIELDS = ("backbone", "init", "resolution", "epochs", "batch_size", "positives", "hparams",
+                   "augment", "precision", "compile", "devices", "num_nodes", "seed", "max_steps",
+                   "limit_frames")
+TOP_KEYS = ("name", "description", "backbone", "resolution", "data", "pretrain", "protocols")
+
+
+def preset_path(name: str) -> Path:
+    if name.endswith(".toml") or "/" in name:
+        path = Path(name).expanduser()
+        if not path.is_file():
+            raise UserError(f"preset file {path} does not exist")
+        return path
+    if name not in PRESETS:
+        raise UserError(f"unknown preset {name!r}: choose one of {', '.join(PRESETS)}, auto, "
+                        "or give the path of a preset .toml file")
+    return PRESET_DIR / f"{name}.toml"
+
+
+def load_preset(name: str) -> dict:
+    """The validated content of preset `name` (or a .toml path). The returned `pretrain` table also
+    holds `backbone` and `resolution`, so it maps one-to-one onto PretrainConfig fields."""
+    path = preset_path(name)
+    try:
+        preset = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"{path}: not valid TOML ({exc})") from exc
+    _validate(preset, path)
+    preset = copy.deepcopy(preset)
+    preset["path"] = str(path)
+    pretrain = preset.setdefault("pretrain", {})
+    pretrain.setdefault("backbone", preset["backbone"])
+    pretrain.setdefault("resolution", preset["resolution"])
+    preset.setdefault("protocols", {})
+    return preset
+
+
+def resolve_preset(name: str) -> str:
+    """`auto` → `standard` when a GPU is present, else `smoke` (saying which); other names unchanged."""
+    if name != "auto":
+        return name
+    import torch
+
+    chosen = "standard" if torch.cuda.is_available() else "smoke"
+    why = "a GPU is available" if chosen == "standard" else "no GPU found"
+    print(f"preset auto → {chosen} ({why}; choose with --preset smoke|standard|paper)", file=sys.stderr)
+    return chosen
+
+
+def _unknown(key: str, known, where: str) -> UserError:
+    close = difflib.get_close_matches(key, list(known), n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(known)})"
+    return UserError(f"{where}: unknown key {key!r}{hint}")
+
+
+def _validate(p: dict, path: Path) -> None:
+    where = str(path)
+    for key in p:
+        if key not in TOP_KEYS:
+            raise _unknown(key, TOP_KEYS, where)
+    for key, typ in (("name", str), ("description", str), ("backbone", str), ("resolution", int),
+                     ("data", dict)):
+        if key not in p:
+            raise UserError(f"{where}: missing key {key!r}")
+        if not isinstance(p[key], typ) or isinstance(p[key], bool):
+            raise UserError(f"{where}: key {key!r} must be {typ.__name__}, got {p[key]!r}")
+    if p["backbone"] not in BACKBONES:
+        raise UserError(f"{where}: key 'backbone' must be one of {', '.join(BACKBONES)}, got {p['backbone']!r}")
+    if p["resolution"] < 16:
+        raise UserError(f"{where}: key 'resolution' must be >= 16 px, got {p['resolution']}")
+    for role in p["data"]:
+        if role not in ("pretrain", "downstream"):
+            raise _unknown(role, ("pretrain", "downstream"), f"{where} [data]")
+    for role in ("pretrain", "downstream"):
+        table = p["data"].get(role)
+        if not isinstance(table, dict) or not isinstance(table.get("spec"), str):
+            raise UserError(f"{where}: missing key 'data.{role}.spec' (a dataset spec such as \"synthetic\")")
+        for key in table:
+            if key not in ("spec", "options"):
+                raise _unknown(key, ("spec", "options"), f"{where} [data.{role}]")
+        if not isinstance(table.get("options", {}), dict):
+            raise UserError(f"{where}: key 'data.{role}.options' must be a table")
+    pretrain = p.get("pretrain", {})
+    if not isinstance(pretrain, dict):
+        raise UserError(f"{where}: key 'pretrain' must be a table")
+    for key in pretrain:
+        if key not in PRETRAIN_FIELDS:
+            raise _unknown(key, PRETRAIN_FIELDS, f"{where} [pretrain]")
+    protocols = p.get("protocols", {})
+    for name, overrides in protocols.items():
+        if name not in PROTOCOLS:
+            raise _unknown(name, PROTOCOLS, f"{where} [protocols]")
+        try:
+            load_protocol(name, overrides)
+        except UserError as exc:
+            raise UserError(f"{where} [protocols.{name}]: {exc}") from exc

@@ -1,0 +1,213 @@
+"""Protocol specs: load a `protocols/<name>.toml`, validate it, and hash it canonically.
+
+A protocol file is data; its hash (sha256 of the parsed content serialised as canonical JSON) goes
+into every result, so results of a changed protocol never mix with old ones. A preset may override
+settings for its track (e.g. fewer fine-tune epochs on a CPU); the overrides are validated against
+the same schema and recorded beside the file's hash (they enter every job key).
+No torch here: the leaderboard imports `canonical_hash` to recognise known protocol hashes.
+"""
+from __future__ import annotations
+
+import copy
+import difflib
+import hashlib
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from benchmark.errors import UserError
+
+PROTOCOL_DIR = Path(__file__).resolve().parent
+PROTOCOLS = ("linear_probe", "finetune")
+
+FLOAT_LIST = "list[float]"
+INT_LIST = "list[int]"
+
+_COMMON: dict[str, Any] = {"name": str, "version": int, "fractions": FLOAT_LIST, "seeds": INT_LIST}
+
+# The schema of each protocol: key → type, or a nested table.
+SCHEMAS: dict[str, dict[str, Any]] = {
+    "linear_probe": {
+        **_COMMON,
+        "features": {"batch_size": int, "standardize": bool},
+        "probe": {"solver": str, "l2_grid": FLOAT_LIST, "max_iter": int, "tolerance": float,
+                  "class_weighted": bool, "select_metric": str},
+    },
+    "finetune": {
+        **_COMMON,
+        "train": {"epochs": int, "batch_size": int, "lr": float, "weight_decay": float,
+                  "warmup_epochs": int, "min_steps_per_epoch": int, "class_weighted": bool,
+                  "select_metric": str},
+        "augment": {"hflip": float, "vflip": float, "rotate_deg": float, "translate": float,
+                    "scale_min": float, "scale_max": float, "brightness": float, "contrast": float,
+                    "gamma": float, "noise_std": float},
+    },
+}
+
+SELECT_METRICS = ("macro_f1", "balanced_accuracy", "accuracy")
+SOLVERS = ("lbfgs",)
+
+
+def canonical_hash(obj: Any) -> str:
+    """sha256 of `obj` as canonical JSON (sorted keys, no whitespace): independent of key order,
+    comments and formatting of the TOML it was parsed from."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class ProtocolSpec:
+    name: str
+    version: int
+    hash: str  # of the protocol file's parsed content
+    settings: dict  # the file's content with the overrides applied
+    overrides: dict = field(default_factory=dict)
+    path: Path | None = None
+
+    @property
+    def fractions(self) -> list[float]:
+        return list(self.settings["fractions"])
+
+    @property
+    def seeds(self) -> list[int]:
+        return list(self.settings["seeds"])
+
+    @property
+    def key(self) -> dict:
+        """What identifies the protocol as run: the file's hash plus any overrides."""
+        return {"name": self.name, "hash": self.hash, "overrides": self.overrides}
+
+    def record(self) -> dict:
+        return {"name": self.name, "version": self.version, "hash": self.hash}
+
+
+def protocol_path(name: str) -> Path:
+    if name not in PROTOCOLS:
+        raise UserError(f"unknown protocol {name!r}: choose one of {', '.join(PROTOCOLS)}")
+    return PROTOCOL_DIR / f"{name}.toml"
+
+
+def load_protocol(name: str, overrides: dict | None = None) -> ProtocolSpec:
+    """Load, validate and hash protocol `name`; `overrides` (a partial table, from a preset) are
+    validated against the same schema and merged on top."""
+    path = protocol_path(name)
+    content = read_protocol_file(path)
+    if content["name"] != name:
+        raise UserError(f"{path}: key 'name' is {content['name']!r} but the file is for {name!r}")
+    overrides = copy.deepcopy(overrides or {})
+    if overrides:
+        _check_table(overrides, SCHEMAS[name], f"overrides of protocol {name!r}", "", partial=True)
+        for key in ("name", "version"):
+            if key in overrides:
+                raise UserError(f"overrides of protocol {name!r}: key {key!r} cannot be overridden")
+    settings = _merge(content, overrides)
+    _check_values(settings, f"{path} (with overrides {overrides})" if overrides else str(path))
+    return ProtocolSpec(name=name, version=content["version"], hash=canonical_hash(content),
+                        settings=settings, overrides=overrides, path=path)
+
+
+def read_protocol_file(path: Path) -> dict:
+    """Parse and validate one protocol file (the schema is chosen by its `name`)."""
+    try:
+        content = tomllib.loads(Path(path).read_text())
+    except FileNotFoundError as exc:
+        raise UserError(f"protocol file {path} does not exist") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"{path}: not valid TOML ({exc})") from exc
+    name = content.get("name")
+    if name not in SCHEMAS:
+        raise UserError(f"{path}: key 'name' must be one of {', '.join(PROTOCOLS)}, got {name!r}")
+    _check_table(content, SCHEMAS[name], str(path), "", partial=False)
+    _check_values(content, str(path))
+    return content
+
+
+def _check_table(table: dict, schema: dict, where: str, prefix: str, partial: bool) -> None:
+    for key, value in table.items():
+        dotted = prefix + key
+        if key not in schema:
+            close = difflib.get_close_matches(key, list(schema), n=1)
+            hint = f" (did you mean {prefix + close[0]!r}?)" if close else \
+                f" (known keys: {', '.join(prefix + k for k in schema)})"
+            raise UserError(f"{where}: unknown key {dotted!r}{hint}")
+        expected = schema[key]
+        if isinstance(expected, dict):
+            if not isinstance(value, dict):
+                raise UserError(f"{where}: key {dotted!r} must be a table, got {type(value).__name__}")
+            _check_table(value, expected, where, dotted + ".", partial)
+        elif not _has_type(value, expected):
+            name = expected if isinstance(expected, str) else expected.__name__
+            raise UserError(f"{where}: key {dotted!r} must be {name}, got {value!r} ({type(value).__name__})")
+    if not partial:
+        for key in schema:
+            if key not in table:
+                raise UserError(f"{where}: missing key {prefix + key!r}")
+
+
+def _has_type(value: Any, expected: Any) -> bool:
+    def is_int(v):
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    def is_float(v):  # an integer literal is a fine float (`lr = 1` means 1.0)
+        return is_int(v) or isinstance(v, float)
+
+    if expected is bool:
+        return isinstance(value, bool)
+    if expected is int:
+        return is_int(value)
+    if expected is float:
+        return is_float(value)
+    if expected is str:
+        return isinstance(value, str)
+    if expected == FLOAT_LIST:
+        return isinstance(value, list) and len(value) > 0 and all(is_float(v) for v in value)
+    if expected == INT_LIST:
+        return isinstance(value, list) and len(value) > 0 and all(is_int(v) for v in value)
+    raise AssertionError(f"unknown schema type {expected!r}")
+
+
+def _check_values(c: dict, where: str) -> None:
+    """Ranges and choices that the types alone do not capture."""
+    if c["version"] < 1:
+        raise UserError(f"{where}: key 'version' must be >= 1")
+    bad = [f for f in c["fractions"] if not 0 < f <= 1]
+    if bad:
+        raise UserError(f"{where}: key 'fractions' must lie in (0, 1], got {bad}")
+    if len(set(c["fractions"])) != len(c["fractions"]) or len(set(c["seeds"])) != len(c["seeds"]):
+        raise UserError(f"{where}: keys 'fractions' and 'seeds' must not repeat values")
+    if any(s < 0 for s in c["seeds"]):
+        raise UserError(f"{where}: key 'seeds' must be >= 0")
+    table = c.get("probe") or c.get("train")
+    if table["select_metric"] not in SELECT_METRICS:
+        raise UserError(f"{where}: key 'select_metric' must be one of {', '.join(SELECT_METRICS)}")
+    if c["name"] == "linear_probe":
+        p = c["probe"]
+        if p["solver"] not in SOLVERS:
+            raise UserError(f"{where}: key 'probe.solver' must be one of {', '.join(SOLVERS)}")
+        if any(v < 0 for v in p["l2_grid"]) or p["max_iter"] < 1 or c["features"]["batch_size"] < 1:
+            raise UserError(f"{where}: 'probe.l2_grid' must be >= 0, 'probe.max_iter' and "
+                            "'features.batch_size' >= 1")
+    else:
+        t, a = c["train"], c["augment"]
+        for key in ("epochs", "batch_size", "min_steps_per_epoch"):
+            if t[key] < 1:
+                raise UserError(f"{where}: key 'train.{key}' must be >= 1")
+        if t["lr"] <= 0 or t["weight_decay"] < 0 or t["warmup_epochs"] < 0:
+            raise UserError(f"{where}: 'train.lr' must be > 0, 'train.weight_decay' and "
+                            "'train.warmup_epochs' >= 0")
+        if not 0 < a["scale_min"] <= a["scale_max"] <= 1:
+            raise UserError(f"{where}: need 0 < 'augment.scale_min' <= 'augment.scale_max' <= 1")
+        for key in ("hflip", "vflip"):
+            if not 0 <= a[key] <= 1:
+                raise UserError(f"{where}: key 'augment.{key}' is a probability in [0, 1]")
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out

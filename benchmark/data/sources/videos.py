@@ -1,0 +1,69 @@
+"""`videos:DIR` — a folder tree of video clips (.mp4, .avi, .mov, .mkv, .gif, …) for pretraining."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from benchmark.data.source import Clip, Skipped, Source
+from benchmark.data.sources.frames import (
+    VIDEO_EXTENSIONS,
+    check_settings,
+    compile_subject_pattern,
+    files_identity,
+    list_files,
+    require_dir,
+    subject_of,
+)
+from benchmark.data.sources.parallel import decode_all
+from benchmark.data.sources.readers import FileTask, decode_file
+from benchmark.data.spec import register_source
+from benchmark.errors import UserError
+
+
+@register_source("videos")
+@dataclass(kw_only=True)
+class VideoFolderSource(Source):
+    """Every video under `path` (recursively) is one clip; its subject is the `subject_pattern` match
+    on its relative path, else its first sub-folder, else its file name."""
+
+    path: str
+    stride: int = 1
+    max_frames: int | None = None
+    crop: str = "auto"
+    subject_pattern: str | None = None
+    workers: int = 0
+    roles: tuple[str, ...] = ("pretrain",)
+
+    def __post_init__(self) -> None:
+        check_settings(self)
+        self._root = require_dir(self.path, "videos", "expected a folder of video clips")
+        self._pattern = compile_subject_pattern(self.subject_pattern)
+
+    def _files(self) -> list[str]:
+        files = list_files(self._root, VIDEO_EXTENSIONS)
+        if not files:
+            raise UserError(f"videos:{self.path}: no video files ({', '.join(VIDEO_EXTENSIONS)}) under "
+                            f"{self._root}; point the spec at the folder that holds the clips")
+        return files
+
+    def fingerprint_parts(self, role: str) -> dict:
+        return {"stride": self.stride, "max_frames": self.max_frames, "crop": self.crop,
+                "subject_pattern": self.subject_pattern, **files_identity(self._root, self._files())}
+
+    def class_names(self, role: str) -> list[str]:
+        return []
+
+    def items(self, role: str) -> Iterator[Clip | Skipped]:
+        tasks, paths = [], []
+        for rel in self._files():
+            path = str(self._root / rel)
+            try:
+                subject = subject_of(rel, self._pattern)
+            except ValueError as exc:
+                yield Skipped(path, str(exc))
+                continue
+            tasks.append(FileTask(path=path, video_id=rel, subject_id=subject, resolution=self.resolution,
+                                  crop=self.crop, reader="video", stride=self.stride,
+                                  max_frames=self.max_frames))
+            paths.append(path)
+        yield from decode_all(decode_file, tasks, paths, desc=f"decoding {self.path}", workers=self.workers)

@@ -1,0 +1,1 @@
+"""The pretraining engine: config → sampler → loader → Lightning module → encoder checkpoint."""

@@ -1,0 +1,69 @@
+"""The typed configuration of one pretraining run, and the key that names its checkpoint."""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, fields
+
+from benchmark.errors import UserError
+
+# Bump when the engine changes what a given config produces (augmentation, sampling, schedule).
+ENGINE_VERSION = 1
+# Settings that change how fast a run goes, never what it produces: left out of the key.
+_NOT_IN_KEY = ("compile",)
+
+
+@dataclass
+class PretrainConfig:
+    method: str
+    backbone: str = "resnet18"
+    init: str = "random"  # "imagenet" = start SSL from ImageNet weights
+    resolution: int = 64  # view size in pixels (square)
+    epochs: int = 1
+    batch_size: int | None = None  # per device; None → the method's default
+    positives: str = "same_frame"  # or "temporal:K"
+    hparams: dict = field(default_factory=dict)  # overrides of the method defaults
+    augment: dict = field(default_factory=dict)  # overrides of the augmentation defaults
+    precision: str = "auto"  # bf16-mixed on GPU, 32 on CPU
+    compile: bool = False
+    devices: int | str = "auto"
+    num_nodes: int = 1
+    seed: int = 0
+    max_steps: int | None = None
+    limit_frames: int | None = None
+
+    def key(self, data_fingerprint: str) -> str:
+        """sha256 of everything that determines the checkpoint."""
+        payload = {k: v for k, v in asdict(self).items() if k not in _NOT_IN_KEY}
+        payload["data"] = data_fingerprint
+        payload["engine"] = ENGINE_VERSION
+        return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+    @classmethod
+    def from_dict(cls, values: dict) -> PretrainConfig:
+        """Build from a preset's `[pretrain]` table (unknown keys are an error naming them)."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise UserError(f"unknown pretraining setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        return cls(**values)
+
+    def validate(self) -> PretrainConfig:
+        from benchmark.pretrain.sampler import parse_positives
+
+        if self.resolution < 8:
+            raise UserError(f"resolution must be at least 8 pixels, got {self.resolution}")
+        if self.epochs < 1:
+            raise UserError(f"epochs must be >= 1, got {self.epochs}")
+        if self.batch_size is not None and self.batch_size < 2:
+            raise UserError(f"batch size must be >= 2 (SSL losses compare samples), got {self.batch_size}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise UserError(f"max_steps must be >= 1, got {self.max_steps}")
+        if self.limit_frames is not None and self.limit_frames < 2:
+            raise UserError(f"limit_frames must be >= 2, got {self.limit_frames}")
+        if self.init not in ("random", "imagenet"):
+            raise UserError(f"init must be 'random' or 'imagenet', got {self.init!r}")
+        if self.precision not in ("auto", "32", "32-true", "bf16-mixed", "16-mixed", "bf16-true"):
+            raise UserError(f"precision must be auto, 32, bf16-mixed or 16-mixed, got {self.precision!r}")
+        parse_positives(self.positives)
+        return self

@@ -1,0 +1,160 @@
+"""The LightningModule around an `SSLMethod`: views on the device, the loss, the optimizer and its
+schedule, momentum (EMA) updates, and the guard that stops a run whose loss is not finite."""
+from __future__ import annotations
+
+import math
+import time
+
+import pytorch_lightning as pl
+import torch
+
+from benchmark.augment import ViewAugment, augment
+from benchmark.errors import UserError
+from benchmark.pretrain.loader import FrameBatch
+
+OPTIMIZERS = ("lars", "sgd", "adamw")
+# Per-step seeds of the augmentation generator: distinct streams for distinct (seed, step).
+_STEP_SEED_STRIDE = 1_000_003
+
+
+class NonFiniteLossError(UserError):
+    """The loss became NaN or inf; the run stopped and its last good checkpoint is kept."""
+
+
+class PretrainModule(pl.LightningModule):
+    def __init__(self, method: torch.nn.Module, views: tuple[ViewAugment, ViewAugment], resolution: int,
+                 hparams: dict, batch_size: int, steps_per_epoch: int, total_steps: int, seed: int,
+                 compile: bool = False):
+        super().__init__()
+        self.method = method
+        self.views = views
+        self.resolution = resolution
+        self.hp = dict(hparams)
+        self.batch_size = batch_size
+        self.steps_per_epoch = steps_per_epoch
+        self.total_steps = total_steps
+        self.seed = seed
+        self._clean = ViewAugment.identity()
+        self._loss_fn = torch.compile(method.loss) if compile else method.loss
+        self._generator: torch.Generator | None = None
+        self.last_loss: torch.Tensor | None = None  # detached, for the guard
+
+    # -- one step -----------------------------------------------------------------------------
+    def make_views(self, batch: FrameBatch) -> list[torch.Tensor]:
+        if self._generator is None or self._generator.device != batch.anchors.device:
+            self._generator = torch.Generator(device=batch.anchors.device)
+        g = self._generator
+        g.manual_seed(self.seed * _STEP_SEED_STRIDE + batch.step)  # views are a function of (seed, step)
+        a = batch.anchors
+        if self.method.views == "augmented_and_clean":
+            views = [augment(a, self.views[0], self.resolution, g), augment(a, self._clean, self.resolution, g)]
+        else:
+            b = a if batch.positives is None else batch.positives
+            views = [augment(a, self.views[0], self.resolution, g), augment(b, self.views[1], self.resolution, g)]
+        if a.device.type == "cuda":
+            views = [v.contiguous(memory_format=torch.channels_last) for v in views]
+        return views
+
+    def training_step(self, batch: FrameBatch, batch_idx: int) -> torch.Tensor:
+        if batch.step != self.global_step:
+            raise RuntimeError(f"data step {batch.step} != trainer step {self.global_step}: the loader and "
+                               "the trainer disagree, so a resume would not be exact")
+        loss = self._loss_fn(self.make_views(batch))
+        self.last_loss = loss.detach()
+        return loss
+
+    def optimizer_step(self, *args, **kwargs) -> None:
+        super().optimizer_step(*args, **kwargs)
+        # Here, not in on_train_batch_end: the EMA update must be in the checkpoint of this step.
+        self.method.update_momentum(min(1.0, (self.global_step + 1) / self.total_steps))
+
+    # -- optimisation ---------------------------------------------------------------------------
+    def configure_optimizers(self):
+        from lightly.utils.lars import LARS
+        from lightly.utils.scheduler import CosineWarmupScheduler
+
+        name = str(self.hp.get("optimizer", "sgd")).lower()
+        if name not in OPTIMIZERS:
+            raise UserError(f"optimizer {name!r} is not one of {', '.join(OPTIMIZERS)} (method {self.method.name})")
+        global_batch = self.batch_size * self.trainer.world_size
+        lr = float(self.hp["lr"]) * global_batch / 256  # linear scaling rule (Goyal et al. 2017)
+        wd = float(self.hp.get("weight_decay", 0.0))
+        groups = self.method.parameter_groups()
+        momentum = float(self.hp.get("optimizer_momentum", 0.9))
+        if name == "lars":
+            opt = LARS(groups, lr=lr, momentum=momentum, weight_decay=wd)
+        elif name == "sgd":
+            opt = torch.optim.SGD(groups, lr=lr, momentum=momentum, weight_decay=wd)
+        else:
+            opt = torch.optim.AdamW(groups, lr=lr, weight_decay=wd)
+        # Short runs still reach the peak lr: warm-up takes at most half the run.
+        warmup = min(int(round(float(self.hp.get("warmup_epochs", 0)) * self.steps_per_epoch)),
+                     self.total_steps // 2)
+        sched = CosineWarmupScheduler(opt, warmup_epochs=warmup, max_epochs=self.total_steps)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+class FiniteLossGuard(pl.Callback):
+    """Stops the run on a NaN/inf loss before any checkpoint holds it; logs loss and views/s.
+
+    Lightning runs checkpoint callbacks last, so this check precedes ModelCheckpoint. On a GPU the
+    loss is read one step late (a non-blocking copy, long finished by then) so that the host never
+    waits for the device, except on steps where a checkpoint is due: those are checked at once.
+    """
+
+    def __init__(self, method_name: str, checkpoint_dir: str, every_n_steps: int, views_per_sample: int = 2):
+        self.method_name = method_name
+        self.checkpoint_dir = checkpoint_dir
+        self.every_n_steps = every_n_steps
+        self.views_per_sample = views_per_sample
+        self._pending: tuple[int, int, torch.Tensor, torch.cuda.Event | None] | None = None
+        self._t: float | None = None
+        self._rate: float | None = None
+
+    def on_train_batch_end(self, trainer, pl_module: PretrainModule, outputs, batch, batch_idx) -> None:
+        loss = pl_module.last_loss
+        if loss is None:
+            return
+        step, epoch = pl_module.global_step, trainer.current_epoch  # global_step counts this step already
+        if loss.device.type == "cuda":
+            host = torch.empty((), dtype=torch.float32, pin_memory=True)
+            host.copy_(loss.float(), non_blocking=True)
+            event = torch.cuda.Event()
+            event.record()
+        else:
+            host, event = loss.float(), None
+        previous, self._pending = self._pending, (step, epoch, host, event)
+        if previous is not None:
+            self._check(*previous)
+        checkpoint_due = step % self.every_n_steps == 0 or (batch_idx + 1) == trainer.num_training_batches \
+            or step >= pl_module.total_steps
+        if event is None or checkpoint_due:
+            self._check(*self._pending)
+            self._pending = None
+        if hasattr(self, "last_value"):
+            pl_module.log("loss", self.last_value, prog_bar=True, on_step=True, on_epoch=False)
+        now = time.perf_counter()
+        if self._t is not None:
+            rate = self.views_per_sample * pl_module.batch_size * trainer.world_size / max(now - self._t, 1e-9)
+            self._rate = rate if self._rate is None else 0.9 * self._rate + 0.1 * rate
+            pl_module.log("views_s", self._rate, prog_bar=True, on_step=True, on_epoch=False)
+        self._t = now
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        if self._pending is not None:
+            self._check(*self._pending)
+            self._pending = None
+
+    def _check(self, step: int, epoch: int, host: torch.Tensor, event: torch.cuda.Event | None) -> None:
+        if event is not None:
+            event.synchronize()
+        value = float(host)
+        if not math.isfinite(value):
+            raise NonFiniteLossError(
+                f"pretraining {self.method_name} stopped: the loss became {value} at step {step} "
+                f"(epoch {epoch}); the last good checkpoint is kept in {self.checkpoint_dir}. Lower the "
+                "learning rate (--set lr=...) or train in fp32 (precision 32), then run again")
+        self.last_value = value
+
+    def state_dict(self) -> dict:
+        return {}

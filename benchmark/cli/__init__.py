@@ -16,6 +16,8 @@ from benchmark.errors import UserError
 # Order = order shown in `sslbench --help`.
 COMMANDS = [
     "data",
+    "leaderboard",
+    "validate",
 ]
 
 

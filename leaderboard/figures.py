@@ -1,0 +1,135 @@
+"""The leaderboard's figures (PNG, Agg backend, no timestamp metadata: same results → same bytes).
+
+- macro-F1 vs label fraction with 95 % CI bands, one per track × protocol (current version);
+- the Nemenyi critical-difference diagram of a track (only when it has enough tasks);
+- the per-class F1 heatmap of a track's best-ranked init.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from leaderboard import analysis
+from leaderboard.load import Results, fraction_title
+
+DPI = 120
+# PNG text chunks without the "Software: Matplotlib x.y" entry; Agg adds no date to PNGs.
+PNG_METADATA = {"Software": None}
+
+
+def f1_vs_fraction_name(track: str, protocol: str) -> str:
+    return f"f1_vs_fraction_{track}_{protocol}.png"
+
+
+def cd_diagram_name(track: str) -> str:
+    return f"cd_diagram_{track}.png"
+
+
+def per_class_f1_name(track: str) -> str:
+    return f"per_class_f1_{track}.png"
+
+
+def _colors(inits: list[str]) -> dict[str, tuple]:
+    import seaborn as sns
+
+    palette = sns.color_palette("tab10", n_colors=max(10, len(inits)))
+    return {init: palette[i % len(palette)] for i, init in enumerate(inits)}
+
+
+def _save(fig, path: Path) -> Path:
+    fig.savefig(path, dpi=DPI, metadata=PNG_METADATA, bbox_inches="tight")
+    return path
+
+
+def plot_f1_vs_fraction(table: analysis.Table, path: Path) -> Path:
+    from matplotlib.figure import Figure
+
+    cells = analysis.summary(table, "macro_f1")
+    inits = table.inits
+    colors = _colors(inits)
+    fig = Figure(figsize=(7.0, 4.2))
+    ax = fig.add_subplot()
+    baselines = set(table.runs.loc[table.runs["init_kind"] == "baseline", "init"])
+    for init in inits:
+        points = [(f, cells[(init, f)]) for f in table.fractions if (init, f) in cells]
+        xs = [100 * f for f, _ in points]
+        ax.plot(xs, [100 * iv.mean for _, iv in points], marker="o", color=colors[init], label=init,
+                linestyle="--" if init in baselines else "-")
+        band = [(100 * f, 100 * iv.low, 100 * iv.high) for f, iv in points if iv.n >= 2]
+        if band:
+            bx, lo, hi = zip(*band, strict=True)
+            ax.fill_between(bx, lo, hi, color=colors[init], alpha=0.18, linewidth=0)
+    ax.set_xscale("log")
+    ax.set_xticks([100 * f for f in table.fractions], [fraction_title(f) for f in table.fractions])
+    ax.minorticks_off()
+    ax.set_xlabel("labelled training data")
+    ax.set_ylabel("test macro-F1 (%)")
+    ax.grid(True, alpha=0.3)
+    k = table.key
+    ax.set_title(f"{k.track}: {k.protocol} (v{k.protocol_version}); bands = 95 % CI over seeds", fontsize=10)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, title="init (-- baseline)")
+    return _save(fig, path)
+
+
+def plot_cd_diagram(ranking: analysis.Ranking, path: Path) -> Path:
+    import scikit_posthocs as sp
+    from matplotlib.figure import Figure
+
+    # Pairwise Nemenyi p-values decide which inits the crossbars join (same q distribution as the CD).
+    sig = sp.posthoc_nemenyi_friedman(ranking.task_means.reset_index(drop=True))
+    fig = Figure(figsize=(7.0, 0.45 * len(ranking.inits) + 1.4))
+    ax = fig.add_subplot()
+    ranks = ranking.average_ranks.sort_index()
+    sp.critical_difference_diagram(ranks, sig, ax=ax, cd=ranking.cd,
+                                   label_fmt_left="{label} ({rank:.2f})", label_fmt_right="({rank:.2f}) {label}",
+                                   color_palette=_colors(sorted(ranks.index)))
+    ax.set_title(f"{ranking.track}: average rank over {len(ranking.tasks)} tasks "
+                 f"(Nemenyi CD = {ranking.cd:.2f} at α = 0.05)", fontsize=10, pad=28)
+    return _save(fig, path)
+
+
+def plot_per_class_f1(runs, init: str, track: str, path: Path) -> Path:
+    import seaborn as sns
+    from matplotlib.figure import Figure
+
+    table = analysis.per_class_f1(runs, init) * 100
+    table.index = [f"{p} {fraction_title(f)}" for p, f in table.index]
+    fig = Figure(figsize=(1.1 * len(table.columns) + 2.8, 0.5 * len(table) + 1.6))
+    ax = fig.add_subplot()
+    sns.heatmap(table, annot=True, fmt=".1f", vmin=0, vmax=100, cmap="viridis", ax=ax,
+                cbar_kws={"label": "test F1 (%)"})
+    ax.set_xlabel("class")
+    ax.set_ylabel("")
+    ax.set_title(f"{track}: per-class F1 of {init} (mean over seeds)", fontsize=10)
+    ax.tick_params(axis="y", rotation=0)
+    return _save(fig, path)
+
+
+def write_figures(results: Results, known_hashes: dict[str, str], figures_dir: Path) -> list[Path]:
+    """Draw every figure the markdown links into `figures_dir`; PNGs there that no longer belong go."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    figures_dir = Path(figures_dir)
+    main = results.main
+    all_tables = analysis.tables(main, known_hashes)
+    written: list[Path] = []
+    if all_tables:
+        figures_dir.mkdir(parents=True, exist_ok=True)
+    for track in sorted(main["track"].unique()):
+        track_tables = [t for t in all_tables if t.key.track == track]
+        for table in track_tables:
+            if table.current:
+                written.append(plot_f1_vs_fraction(table, figures_dir / f1_vs_fraction_name(track, table.key.protocol)))
+        ranking = analysis.ranking(track_tables)
+        if ranking.enough_blocks:
+            written.append(plot_cd_diagram(ranking, figures_dir / cd_diagram_name(track)))
+        if ranking.best is not None:
+            current_runs = main[(main["track"] == track)]
+            current_runs = current_runs[current_runs["protocol_hash"].isin({t.key.protocol_hash for t in track_tables
+                                                                            if t.current})]
+            written.append(plot_per_class_f1(current_runs, ranking.best, track,
+                                             figures_dir / per_class_f1_name(track)))
+    if figures_dir.is_dir():
+        for stale in sorted(set(figures_dir.glob("*.png")) - set(written)):
+            stale.unlink()
+    return written

@@ -1,0 +1,218 @@
+"""Check submitted result files: the JSON Schema, a known protocol hash, plausible and mutually
+consistent metrics (confusion matrix vs accuracy, balanced accuracy, macro-F1, per-class F1, n),
+the results-folder layout, provenance, and no two files for one job. One message per file and field.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+import tomllib
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from benchmark.errors import DataError
+from leaderboard.load import (
+    JOB_COLUMNS,
+    PACKAGE_DIR,
+    duplicate_jobs,
+    find_result_files,
+    flatten,
+    fraction_label,
+    read_json,
+    schema_errors,
+)
+
+PROTOCOLS_DIR = PACKAGE_DIR.parent / "protocols"
+# Reported metrics are rounded floats; recomputing them from the confusion matrix must agree this closely.
+TOLERANCE = 1e-4
+SEED_FILE = re.compile(r"^seed(\d+)\.json$")
+
+
+@dataclass(frozen=True, order=True)
+class Problem:
+    path: str
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.field}: {self.message}"
+
+
+def canonical_hash(obj: object) -> str:
+    """sha256 of canonical JSON (sorted keys, no spaces) — how a protocol's hash is defined."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def protocol_hash(toml_path: Path) -> str:
+    """The hash of a protocol file: canonical JSON of the parsed TOML, sha256."""
+    with open(toml_path, "rb") as fh:
+        return canonical_hash(tomllib.load(fh))
+
+
+def known_protocol_hashes(protocols_dir: Path = PROTOCOLS_DIR) -> dict[str, str]:
+    """name → hash of every `protocols/<name>.toml` as it is now."""
+    if not Path(protocols_dir).is_dir():
+        return {}
+    return {p.stem: protocol_hash(p) for p in sorted(Path(protocols_dir).glob("*.toml"))}
+
+
+def metrics_from_confusion(cm: np.ndarray) -> dict[str, object]:
+    """accuracy, balanced accuracy (mean recall over classes present in the truth), per-class F1
+    (2TP / (2TP + FP + FN); nan where a class is neither present nor predicted) and n."""
+    tp = np.diag(cm).astype(float)
+    support = cm.sum(axis=1).astype(float)
+    predicted = cm.sum(axis=0).astype(float)
+    n = float(cm.sum())
+    present = support > 0
+    denom = support + predicted
+    with np.errstate(invalid="ignore", divide="ignore"):
+        f1 = np.where(denom > 0, 2 * tp / denom, np.nan)
+        recall = tp[present] / support[present]
+    return {"n": int(n), "accuracy": tp.sum() / n if n else math.nan,
+            "balanced_accuracy": float(recall.mean()) if recall.size else math.nan, "per_class_f1": f1}
+
+
+def _close(a: float, b: float) -> bool:
+    return abs(a - b) <= TOLERANCE
+
+
+def check_split(result: dict, split: str) -> list[tuple[str, str]]:
+    """Consistency of one split's metrics with its confusion matrix and the class names."""
+    out = []
+    m = result["metrics"][split]
+    prefix = f"metrics.{split}"
+    classes = result["class_names"]
+    k = len(classes)
+    if len(set(classes)) != k:
+        out.append(("class_names", "class names repeat; each class must appear once"))
+    cm = m["confusion_matrix"]
+    if len(cm) != k or any(len(row) != k for row in cm):
+        out.append((f"{prefix}.confusion_matrix",
+                     f"must be {k}×{k} (one row and column per class name), got {len(cm)} rows of lengths "
+                     f"{sorted({len(r) for r in cm})}"))
+        return out
+    if set(m["per_class_f1"]) != set(classes):
+        out.append((f"{prefix}.per_class_f1",
+                    f"keys {sorted(m['per_class_f1'])} must be the class names {sorted(classes)}"))
+        return out
+    cm = np.asarray(cm, dtype=np.int64)
+    derived = metrics_from_confusion(cm)
+    if derived["n"] != m["n"]:
+        out.append((f"{prefix}.n", f"{m['n']} but the confusion matrix counts {derived['n']} examples"))
+    if derived["n"] == 0:
+        out.append((f"{prefix}.confusion_matrix", "is all zeros; a scored split has at least one example"))
+        return out
+    for name in ("accuracy", "balanced_accuracy"):
+        if not _close(m[name], derived[name]):
+            out.append((f"{prefix}.{name}",
+                         f"{m[name]:.6f} but the confusion matrix gives {derived[name]:.6f}"))
+    f1 = derived["per_class_f1"]
+    for cls, value in zip(classes, f1, strict=True):
+        reported = m["per_class_f1"][cls]
+        # A class neither present nor predicted has an undefined F1: 0 and 1 are both conventions.
+        ok = reported in (0.0, 1.0) if math.isnan(value) else _close(reported, value)
+        if not ok:
+            out.append((f"{prefix}.per_class_f1.{cls}",
+                        f"{reported:.6f} but the confusion matrix gives {value:.6f}"))
+    reported_f1 = np.array([m["per_class_f1"][c] for c in classes], dtype=float)
+    defined = ~np.isnan(f1)
+    candidates = [reported_f1.mean(), reported_f1[defined].mean() if defined.any() else math.nan]
+    if not any(_close(m["macro_f1"], c) for c in candidates):
+        out.append((f"{prefix}.macro_f1",
+                    f"{m['macro_f1']:.6f} but the mean of the per-class F1 is {candidates[0]:.6f}"))
+    return out
+
+
+def check_layout(result: dict, path: Path) -> list[tuple[str, str]]:
+    """Where the file lies must match its job: <track>/<init>/<protocol>/<fraction>/seed<k>.json."""
+    parts = path.parts
+    match = SEED_FILE.match(path.name)
+    if match is None or len(parts) < 5:
+        return [("(path)", "result files are named <track>/<init>/<protocol>/<fraction>/seed<k>.json")]
+    job = result["job"]
+    expected = [result["track"]["id"], job["init"], job["protocol"], fraction_label(job["fraction"]),
+                f"seed{job['seed']}.json"]
+    if list(parts[-5:]) != expected:
+        return [("(path)", f"lies at {'/'.join(parts[-5:])} but its job says {'/'.join(expected)}")]
+    return []
+
+
+def check_result(result: dict, path: Path, known: dict[str, str]) -> list[tuple[str, str]]:
+    """Every check of one schema-valid result except duplicates; (field, message) pairs."""
+    out = []
+    job, proto, init, prov = result["job"], result["protocol"], result["init"], result["provenance"]
+    if job["init"] != init["name"]:
+        out.append(("init.name", f"{init['name']!r} but job.init is {job['init']!r}"))
+    if job["protocol"] != proto["name"]:
+        out.append(("protocol.name", f"{proto['name']!r} but job.protocol is {job['protocol']!r}"))
+    if proto["name"] not in known:
+        out.append(("protocol.name", f"unknown protocol {proto['name']!r}; known: {', '.join(sorted(known)) or 'none'}"))
+    elif proto["hash"] != known[proto["name"]]:
+        out.append(("protocol.hash",
+                    f"{proto['hash'][:12]}… is not the hash of the current protocols/{proto['name']}.toml "
+                    f"({known[proto['name']][:12]}…); rerun with the current protocol"))
+    out += check_layout(result, path)
+    for split in ("val", "test"):
+        bad = [f"metrics.{split}.{name}" for name in ("macro_f1", "balanced_accuracy", "accuracy")
+               if not math.isfinite(result["metrics"][split][name])]
+        bad += [f"metrics.{split}.per_class_f1.{c}" for c, v in result["metrics"][split]["per_class_f1"].items()
+                if not math.isfinite(v)]
+        out += [(name, "is not a finite number (NaN or infinity); a scored split has a value in [0, 1]")
+                for name in bad]
+        if not bad:
+            out += check_split(result, split)
+    if init["kind"] == "ssl":
+        if not init.get("checkpoint_hash"):
+            out.append(("init.checkpoint_hash", "an SSL init must name the checkpoint it evaluated"))
+        if not prov["dataset_fingerprints"].get("pretrain"):
+            out.append(("provenance.dataset_fingerprints.pretrain",
+                        "an SSL init must record the fingerprint of its pretraining data"))
+    if not re.fullmatch(r"[0-9a-f]{7,40}", prov["git_sha"]):
+        out.append(("provenance.git_sha", f"{prov['git_sha']!r} is not a git commit SHA (7–40 hex digits)"))
+    for name in ("device", "command"):
+        if not prov[name].strip():
+            out.append((f"provenance.{name}", "is empty"))
+    if not prov["dataset_fingerprints"]["downstream"].strip():
+        out.append(("provenance.dataset_fingerprints.downstream", "is empty"))
+    if not prov["packages"]:
+        out.append(("provenance.packages", "is empty; record the versions of the packages used"))
+    try:
+        datetime.fromisoformat(prov["date"])
+    except ValueError:
+        out.append(("provenance.date", f"{prov['date']!r} is not an ISO 8601 date-time"))
+    if not (math.isfinite(prov["wall_time_s"]) and prov["wall_time_s"] > 0):
+        out.append(("provenance.wall_time_s", "must be positive"))
+    return out
+
+
+def validate_paths(paths: list, protocols_dir: Path = PROTOCOLS_DIR) -> tuple[list[Problem], int]:
+    """All problems of the result files under `paths` (files or folders), and how many files were read."""
+    files = find_result_files(list(paths))
+    known = known_protocol_hashes(protocols_dir)
+    problems: list[Problem] = []
+    rows = []
+    for path in files:
+        try:
+            result = read_json(path)
+        except DataError as exc:
+            problems.append(Problem(str(path), "(file)", exc.reason))
+            continue
+        errors = schema_errors(result)
+        if errors:
+            problems += [Problem(str(path), f, msg) for f, msg in errors]
+            continue
+        problems += [Problem(str(path), f, msg) for f, msg in check_result(result, path, known)]
+        rows.append(flatten(result, path))
+    if rows:
+        for job, dup_paths in duplicate_jobs(pd.DataFrame(rows)):
+            desc = ", ".join(f"{k}={v}" for k, v in zip(JOB_COLUMNS, job, strict=True))
+            for p in dup_paths:
+                others = " and ".join(q for q in dup_paths if q != p)
+                problems.append(Problem(p, "job", f"duplicate of {others} (same job: {desc}); keep one"))
+    return sorted(problems), len(files)

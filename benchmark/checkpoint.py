@@ -1,0 +1,78 @@
+"""Encoder checkpoints: one safetensors file holding the weights and, in its header, the metadata.
+
+safetensors never unpickles, so a checkpoint from anywhere is safe to load; the backbone name in
+the metadata is enough to rebuild the architecture.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from benchmark.backbones import Encoder, build_backbone
+from benchmark.errors import UserError
+
+META_KEY = "sslbench"
+
+
+def file_sha256(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def save_encoder(path: Path, encoder: Encoder, meta: dict) -> str:
+    """Write `encoder`'s weights and `meta` (JSON-serialisable) atomically; returns the file's sha256."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    meta = {**meta, "backbone": encoder.name, "feat_dim": encoder.feat_dim}
+    try:
+        header = json.dumps(meta, sort_keys=True)
+    except TypeError as exc:
+        raise UserError(f"checkpoint metadata for {path} must be JSON-serialisable: {exc}") from exc
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in encoder.state_dict().items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata={META_KEY: header})
+        os.replace(tmp, path)  # atomic: a reader sees the old file or the whole new one
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return file_sha256(path)
+
+
+def read_meta(path: Path) -> dict:
+    """The metadata of a checkpoint without loading its weights."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"checkpoint {path}: no such file")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            header = (f.metadata() or {}).get(META_KEY)
+        if header is None:
+            raise ValueError("no sslbench metadata in its header")
+        return json.loads(header)
+    except Exception as exc:
+        raise UserError(f"checkpoint {path} is not a readable sslbench encoder checkpoint ({exc}); "
+                        "delete it and pretrain again") from exc
+
+
+def load_encoder(path: Path) -> tuple[Encoder, dict]:
+    """Rebuild the encoder a checkpoint was saved from and load its weights; returns (encoder, meta)."""
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    meta = read_meta(path)
+    encoder = build_backbone(meta["backbone"], init="random")
+    try:
+        encoder.load_state_dict(load_file(str(path), device="cpu"))
+    except Exception as exc:
+        raise UserError(f"checkpoint {path} does not hold {meta['backbone']} weights ({exc}); "
+                        "delete it and pretrain again") from exc
+    return encoder, meta

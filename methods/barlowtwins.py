@@ -1,0 +1,47 @@
+"""Barlow Twins (Zbontar et al., ICML 2021): cross-correlation of the two views' embeddings → identity."""
+from __future__ import annotations
+
+from lightly.loss import BarlowTwinsLoss
+from lightly.models.modules.heads import BarlowTwinsProjectionHead
+from torch import Tensor
+
+from methods.base import SSLMethod, fp32_loss
+from methods.registry import register_method
+
+
+@register_method("barlowtwins")
+class BarlowTwins(SSLMethod):
+    family = "information"
+    views = "two_augmented"
+    defaults = {
+        "optimizer": "lars", "lr": 0.2, "weight_decay": 1.5e-6, "warmup_epochs": 10, "batch_size": 256,
+        "bias_lr_scale": 0.024, "proj_hidden_dim": 2048, "proj_output_dim": 2048, "lambda_offdiag": 5e-3,
+    }
+    notes = {
+        "optimizer": "LARS as in the paper (§A)",
+        "lr": "paper: 0.2 × batch/256 for the weights",
+        "weight_decay": "paper: 1.5e-6",
+        "warmup_epochs": "paper: 10 warm-up epochs then cosine decay",
+        "batch_size": "paper 2048; Fig. 2: Barlow Twins holds up at 256, which fits one GPU",
+        "bias_lr_scale": "paper: biases and BN at lr 0.0048 = 0.024 × the weights' 0.2",
+        "proj_hidden_dim": "paper 8192; 2048 as lightly's ResNet-18 small-data benchmarks use",
+        "proj_output_dim": "paper 8192 (Fig. 4: accuracy grows slowly past 2048); 2048 for US-scale data",
+        "lambda_offdiag": "paper: λ=5e-3 off-diagonal weight",
+    }
+
+    def __init__(self, encoder, **hparams):
+        super().__init__(encoder, **hparams)
+        h = self.hparams
+        self.projector = BarlowTwinsProjectionHead(encoder.feat_dim, h["proj_hidden_dim"], h["proj_output_dim"])
+        self.criterion = BarlowTwinsLoss(lambda_param=h["lambda_offdiag"])
+
+    def parameter_groups(self) -> list[dict]:
+        groups = super().parameter_groups()
+        for g in groups:
+            if g["name"] == "bias_norm":
+                g["lr_scale"] = self.hparams["bias_lr_scale"]
+        return groups
+
+    def loss(self, views: list[Tensor]) -> Tensor:
+        z0, z1 = (self.projector(self.encoder(v)) for v in views)
+        return fp32_loss(self.criterion, z0, z1)

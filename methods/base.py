@@ -1,0 +1,116 @@
+"""The contract every SSL method implements: heads + loss around a shared encoder.
+
+A method gets views already augmented on the device (B×1×H×W floats in [0, 1]) and returns a scalar
+loss; the pretraining engine owns the data, the optimiser, the schedules and the checkpoints.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from benchmark.backbones import Encoder
+from benchmark.errors import UserError
+
+FAMILIES = ("reconstruction", "contrastive", "distillation", "information")
+VIEWS = ("two_augmented", "augmented_and_clean")
+OPTIMIZERS = ("lars", "sgd", "adamw")
+# Every method declares these, so the engine can build optimiser and loader from defaults alone.
+REQUIRED_DEFAULTS = ("optimizer", "lr", "weight_decay", "warmup_epochs", "batch_size")
+# Resolution of the momentum schedule: progress in [0, 1] is mapped onto this many steps.
+_SCHEDULE_STEPS = 10_000
+
+
+class SSLMethod(nn.Module):
+    """Base class of a registered SSL method (see CONTRIBUTING.md for a worked example).
+
+    Parameter groups returned by `parameter_groups` are plain optimiser groups; besides "params" and
+    "weight_decay" they may carry "name", "lr_scale" (multiplies the scheduled learning rate) and
+    "fixed_lr" (True: the group keeps the base learning rate, no cosine decay).
+    """
+
+    name: ClassVar[str] = ""
+    family: ClassVar[str]
+    views: ClassVar[str] = "two_augmented"
+    defaults: ClassVar[dict] = {}
+    notes: ClassVar[dict[str, str]] = {}
+
+    def __init__(self, encoder: Encoder, **hparams):
+        super().__init__()
+        self.hparams = resolve_hparams(type(self), hparams)
+        self.encoder = encoder
+
+    def loss(self, views: list[Tensor]) -> Tensor:
+        raise NotImplementedError(f"{type(self).__name__} must implement loss(views)")
+
+    def momentum_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
+        """(online, target) modules whose target follows the online one by EMA; [] if none."""
+        return []
+
+    def update_momentum(self, progress: float) -> None:
+        """EMA step of every momentum pair; the momentum rises from `momentum_base` to 1 on a cosine (BYOL)."""
+        pairs = self.momentum_pairs()
+        if not pairs:
+            return
+        from lightly.models.utils import update_momentum
+        from lightly.utils.scheduler import cosine_schedule
+
+        progress = min(max(float(progress), 0.0), 1.0)
+        m = cosine_schedule(round(progress * _SCHEDULE_STEPS), _SCHEDULE_STEPS + 1,
+                            float(self.hparams["momentum_base"]), 1.0)
+        for online, target in pairs:
+            update_momentum(online, target, m)
+
+    def parameter_groups(self) -> list[dict]:
+        """Weights with weight decay; biases and norm parameters without (and so, under lightly's LARS,
+        without trust-ratio adaptation), as SimCLR/BYOL/Barlow Twins/VICReg train them."""
+        decay, no_decay = [], []
+        for p in self.parameters():
+            if p.requires_grad:
+                (no_decay if p.ndim <= 1 else decay).append(p)
+        groups = [{"name": "weights", "params": decay},
+                  {"name": "bias_norm", "params": no_decay, "weight_decay": 0.0}]
+        return [g for g in groups if g["params"]]
+
+    def set_gather_distributed(self, enabled: bool) -> None:
+        """Let lightly's losses (and memory banks) gather across processes; the engine calls this under DDP."""
+        for module in self.modules():
+            if hasattr(module, "gather_distributed"):
+                module.gather_distributed = bool(enabled)
+
+
+def fp32_loss(criterion: Callable[..., Tensor], *tensors: Tensor) -> Tensor:
+    """`criterion` on fp32 copies with autocast off: exp/log of logits and covariance sums lose
+    precision or overflow in bf16, so losses run in fp32 even in a bf16-mixed step."""
+    with torch.autocast(device_type=tensors[0].device.type, enabled=False):
+        return criterion(*(t.float() for t in tensors))
+
+
+def resolve_hparams(cls: type[SSLMethod], overrides: dict) -> dict:
+    """The method's defaults updated with `overrides`; unknown names and wrong types are a UserError."""
+    unknown = sorted(set(overrides) - set(cls.defaults))
+    if unknown:
+        raise UserError(f"method {cls.name!r} has no hyper-parameter(s) {', '.join(unknown)}; "
+                        f"known: {', '.join(sorted(cls.defaults))}")
+    resolved = dict(cls.defaults)
+    for key, value in overrides.items():
+        default = cls.defaults[key]
+        if isinstance(default, bool) or default is None:
+            ok = default is None or isinstance(value, bool)
+        elif isinstance(default, float):
+            ok = isinstance(value, int | float) and not isinstance(value, bool)
+            value = float(value) if ok else value
+        elif isinstance(default, int):
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        else:
+            ok = isinstance(value, type(default))
+        if not ok:
+            raise UserError(f"method {cls.name!r}: hyper-parameter {key} expects "
+                            f"{type(default).__name__} (default {default!r}), got {value!r}")
+        resolved[key] = value
+    if resolved["optimizer"] not in OPTIMIZERS:
+        raise UserError(f"method {cls.name!r}: optimizer must be one of {', '.join(OPTIMIZERS)}, "
+                        f"got {resolved['optimizer']!r}")
+    return resolved

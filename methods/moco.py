@@ -1,0 +1,61 @@
+"""MoCo v2 (Chen, Fan, Girshick & He, 2020): momentum key encoder and a queue of negatives.
+
+v2-style queue rather than v3: the queue gives many negatives at the small single-GPU batches that
+ultrasound data sets call for, where v3's in-batch negatives need batches of 4096.
+"""
+from __future__ import annotations
+
+import copy
+
+import torch
+from lightly.loss import NTXentLoss
+from lightly.models.modules.heads import MoCoProjectionHead
+from lightly.models.utils import deactivate_requires_grad
+from torch import Tensor, nn
+
+from methods.base import SSLMethod, fp32_loss
+from methods.registry import register_method
+
+
+@register_method("moco")
+class MoCo(SSLMethod):
+    family = "contrastive"
+    views = "two_augmented"
+    defaults = {
+        "optimizer": "sgd", "lr": 0.03, "weight_decay": 1e-4, "warmup_epochs": 0, "batch_size": 256,
+        "proj_hidden_dim": 2048, "proj_output_dim": 128, "temperature": 0.2,
+        "queue_size": 4096, "momentum_base": 0.99,
+    }
+    notes = {
+        "optimizer": "paper: SGD, momentum 0.9",
+        "lr": "paper: 0.03 for batch 256, cosine decay",
+        "weight_decay": "paper: 1e-4",
+        "warmup_epochs": "paper: no warm-up",
+        "batch_size": "paper: 256",
+        "proj_hidden_dim": "v2: 2-layer MLP head, hidden 2048",
+        "proj_output_dim": "v2: 128-d keys",
+        "temperature": "v2: τ=0.2",
+        "queue_size": "paper 65536 for 1.28M images; 4096 keeps keys from the last few hundred steps fresh on "
+                      "data sets of 10^4-10^5 frames (MoCo v1 Fig. 3: 4096 within ~1 point)",
+        "momentum_base": "v1 Table 4: m=0.99 ≈ 0.999; rises to 1 on a cosine (BYOL) so short runs settle",
+    }
+
+    def __init__(self, encoder, **hparams):
+        super().__init__(encoder, **hparams)
+        h = self.hparams
+        self.projector = MoCoProjectionHead(encoder.feat_dim, h["proj_hidden_dim"], h["proj_output_dim"])
+        self.key_encoder = copy.deepcopy(encoder)
+        self.key_projector = copy.deepcopy(self.projector)
+        deactivate_requires_grad(self.key_encoder)
+        deactivate_requires_grad(self.key_projector)
+        self.criterion = NTXentLoss(temperature=h["temperature"],
+                                    memory_bank_size=(h["queue_size"], h["proj_output_dim"]))
+
+    def momentum_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
+        return [(self.encoder, self.key_encoder), (self.projector, self.key_projector)]
+
+    def loss(self, views: list[Tensor]) -> Tensor:
+        query = self.projector(self.encoder(views[0]))
+        with torch.no_grad():
+            key = self.key_projector(self.key_encoder(views[1]))
+        return fp32_loss(self.criterion, query, key)

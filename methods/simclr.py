@@ -1,0 +1,39 @@
+"""SimCLR (Chen et al., ICML 2020): NT-Xent over in-batch negatives."""
+from __future__ import annotations
+
+from lightly.loss import NTXentLoss
+from lightly.models.modules.heads import SimCLRProjectionHead
+from torch import Tensor
+
+from methods.base import SSLMethod, fp32_loss
+from methods.registry import register_method
+
+
+@register_method("simclr")
+class SimCLR(SSLMethod):
+    family = "contrastive"
+    views = "two_augmented"
+    defaults = {
+        "optimizer": "lars", "lr": 0.3, "weight_decay": 1e-6, "warmup_epochs": 10, "batch_size": 256,
+        "proj_hidden_dim": 2048, "proj_output_dim": 128, "temperature": 0.5,
+    }
+    notes = {
+        "optimizer": "LARS as in the paper (§B.6)",
+        "lr": "paper: 0.3 × batch/256",
+        "weight_decay": "paper: 1e-6",
+        "warmup_epochs": "paper: 10 warm-up epochs then cosine decay",
+        "batch_size": "paper 4096 on TPUs; 256 fits one GPU (Fig. 9: gap to large batches shrinks with epochs)",
+        "proj_hidden_dim": "paper: 2-layer MLP, hidden = 2048 (ResNet-50 width)",
+        "proj_output_dim": "paper: 128-d output",
+        "temperature": "paper App. B.9: τ=0.5 best at batch ≤ 1024 on small-image sets (0.1 is for batch 4096)",
+    }
+
+    def __init__(self, encoder, **hparams):
+        super().__init__(encoder, **hparams)
+        h = self.hparams
+        self.projector = SimCLRProjectionHead(encoder.feat_dim, h["proj_hidden_dim"], h["proj_output_dim"])
+        self.criterion = NTXentLoss(temperature=h["temperature"])
+
+    def loss(self, views: list[Tensor]) -> Tensor:
+        z0, z1 = (self.projector(self.encoder(v)) for v in views)
+        return fp32_loss(self.criterion, z0, z1)

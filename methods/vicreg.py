@@ -1,0 +1,42 @@
+"""VICReg (Bardes, Ponce & LeCun, ICLR 2022): variance-invariance-covariance regularisation."""
+from __future__ import annotations
+
+from lightly.loss import VICRegLoss
+from lightly.models.modules.heads import VICRegProjectionHead
+from torch import Tensor
+
+from methods.base import SSLMethod, fp32_loss
+from methods.registry import register_method
+
+
+@register_method("vicreg")
+class VICReg(SSLMethod):
+    family = "information"
+    views = "two_augmented"
+    defaults = {
+        "optimizer": "lars", "lr": 0.2, "weight_decay": 1e-6, "warmup_epochs": 10, "batch_size": 256,
+        "proj_hidden_dim": 2048, "proj_output_dim": 2048,
+        "sim_coeff": 25.0, "std_coeff": 25.0, "cov_coeff": 1.0,
+    }
+    notes = {
+        "optimizer": "LARS as in the paper (§4.1)",
+        "lr": "paper: base lr 0.2 per 256 samples, scaled linearly with the batch",
+        "weight_decay": "paper: 1e-6",
+        "warmup_epochs": "paper: 10 warm-up epochs then cosine decay",
+        "batch_size": "paper 2048; VICReg needs no large batch (no negatives), 256 fits one GPU on small US sets",
+        "proj_hidden_dim": "paper 8192; 2048 keeps the projector in proportion to ResNet-18/US-scale data",
+        "proj_output_dim": "paper 8192 (gains flatten with size, Table 5); 2048 as for the hidden layers",
+        "sim_coeff": "paper λ=25 (invariance weight)",
+        "std_coeff": "paper μ=25 (variance weight)",
+        "cov_coeff": "paper ν=1 (covariance weight)",
+    }
+
+    def __init__(self, encoder, **hparams):
+        super().__init__(encoder, **hparams)
+        h = self.hparams
+        self.projector = VICRegProjectionHead(encoder.feat_dim, h["proj_hidden_dim"], h["proj_output_dim"])
+        self.criterion = VICRegLoss(lambda_param=h["sim_coeff"], mu_param=h["std_coeff"], nu_param=h["cov_coeff"])
+
+    def loss(self, views: list[Tensor]) -> Tensor:
+        z0, z1 = (self.projector(self.encoder(v)) for v in views)
+        return fp32_loss(self.criterion, z0, z1)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from leaderboard import analysis
+from leaderboard import analysis, stats
 from leaderboard.load import Results, fraction_title
 
 DPI = 120
@@ -29,6 +29,7 @@ def per_class_f1_name(track: str) -> str:
 
 
 def _colors(inits: list[str]) -> dict[str, tuple]:
+    """One colour per init of a track, the same in every figure of that track."""
     import seaborn as sns
 
     palette = sns.color_palette("tab10", n_colors=max(10, len(inits)))
@@ -40,12 +41,11 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def plot_f1_vs_fraction(table: analysis.Table, path: Path) -> Path:
+def plot_f1_vs_fraction(table: analysis.Table, colors: dict[str, tuple], path: Path) -> Path:
     from matplotlib.figure import Figure
 
     cells = analysis.summary(table, "macro_f1")
     inits = table.inits
-    colors = _colors(inits)
     fig = Figure(figsize=(7.0, 4.2))
     ax = fig.add_subplot()
     baselines = set(table.runs.loc[table.runs["init_kind"] == "baseline", "init"])
@@ -70,20 +70,26 @@ def plot_f1_vs_fraction(table: analysis.Table, path: Path) -> Path:
     return _save(fig, path)
 
 
-def plot_cd_diagram(ranking: analysis.Ranking, path: Path) -> Path:
+def plot_cd_diagram(ranking: analysis.Ranking, colors: dict[str, tuple], path: Path) -> Path:
     import scikit_posthocs as sp
     from matplotlib.figure import Figure
 
     # Pairwise Nemenyi p-values decide which inits the crossbars join (same q distribution as the CD).
     sig = sp.posthoc_nemenyi_friedman(ranking.task_means.reset_index(drop=True))
-    fig = Figure(figsize=(7.0, 0.45 * len(ranking.inits) + 1.4))
-    ax = fig.add_subplot()
+    fig = Figure(figsize=(7.0, 0.45 * len(ranking.inits) + 2.0))
+    ax_cd, ax = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [1, 6], "hspace": 0.0})
     ranks = ranking.average_ranks.sort_index()
-    sp.critical_difference_diagram(ranks, sig, ax=ax, cd=ranking.cd,
-                                   label_fmt_left="{label} ({rank:.2f})", label_fmt_right="({rank:.2f}) {label}",
-                                   color_palette=_colors(sorted(ranks.index)))
-    ax.set_title(f"{ranking.track}: average rank over {len(ranking.tasks)} tasks "
-                 f"(Nemenyi CD = {ranking.cd:.2f} at α = 0.05)", fontsize=10, pad=28)
+    sp.critical_difference_diagram(ranks, sig, ax=ax, color_palette={i: colors[i] for i in ranks.index},
+                                   label_fmt_left="{label} ({rank:.2f})", label_fmt_right="({rank:.2f}) {label}")
+    # The CD bar in its own strip above the rank axis: scikit-posthocs draws it over the tick labels.
+    start = float(ranks.min())
+    ax_cd.plot([start, start + ranking.cd], [0.4, 0.4], color="black", linewidth=2)
+    ax_cd.plot([start, start], [0.2, 0.6], [start + ranking.cd] * 2, [0.2, 0.6], color="black", linewidth=1)
+    ax_cd.text(start + ranking.cd / 2, 0.75, f"critical difference = {ranking.cd:.2f}", ha="center", va="bottom")
+    ax_cd.set_ylim(-1.0, 1.6)
+    ax_cd.axis("off")
+    ax_cd.set_title(f"{ranking.track}: average rank over {len(ranking.tasks)} tasks "
+                    f"(Nemenyi, α = {stats.ALPHA})\nbars join inits that are not significantly different", fontsize=10)
     return _save(fig, path)
 
 
@@ -117,12 +123,13 @@ def write_figures(results: Results, known_hashes: dict[str, str], figures_dir: P
         figures_dir.mkdir(parents=True, exist_ok=True)
     for track in sorted(main["track"].unique()):
         track_tables = [t for t in all_tables if t.key.track == track]
+        colors = _colors(analysis.init_order(main[main["track"] == track]))
         for table in track_tables:
             if table.current:
-                written.append(plot_f1_vs_fraction(table, figures_dir / f1_vs_fraction_name(track, table.key.protocol)))
+                written.append(plot_f1_vs_fraction(table, colors, figures_dir / f1_vs_fraction_name(track, table.key.protocol)))
         ranking = analysis.ranking(track_tables)
         if ranking.enough_blocks:
-            written.append(plot_cd_diagram(ranking, figures_dir / cd_diagram_name(track)))
+            written.append(plot_cd_diagram(ranking, colors, figures_dir / cd_diagram_name(track)))
         if ranking.best is not None:
             current_runs = main[(main["track"] == track)]
             current_runs = current_runs[current_runs["protocol_hash"].isin({t.key.protocol_hash for t in track_tables

@@ -1,3 +1,12 @@
 """File-based data sources. Importing this package registers every one of them with
 `benchmark.data.spec` (see FORMATS.md for the layout each expects)."""
-from benchmark.data.sources import videos  # noqa: F401
+from benchmark.data.sources import (  # noqa: F401
+    csv_manifest,
+    dicom,
+    echonet,
+    fetal_planes_db,
+    hdf5,
+    hf,
+    imagefolder,
+    videos,
+)

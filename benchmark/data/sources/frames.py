@@ -198,13 +198,16 @@ def list_files(root: Path, extensions: Iterable[str]) -> list[str]:
     return sorted(found)
 
 
-def files_identity(root: Path, rel_paths: Iterable[str]) -> dict:
-    """Identity of input files without reading them: count + a digest of (path, size, mtime_ns)."""
+def files_identity(root: Path, rel_paths: Iterable[str], resolved: Iterable[Path] | None = None) -> dict:
+    """Identity of input files without reading them: count + a digest of (relative path, size, mtime_ns).
+    `resolved` gives the files' locations when they are not `root / rel`."""
     h = hashlib.sha256()
     n = 0
-    for rel in rel_paths:
+    rel_paths = list(rel_paths)
+    locations = list(resolved) if resolved is not None else [root / rel for rel in rel_paths]
+    for rel, location in zip(rel_paths, locations, strict=True):
         try:
-            st = os.stat(root / rel)
+            st = os.stat(location)
             ident = [rel, st.st_size, st.st_mtime_ns]
         except OSError:
             ident = [rel, None, None]  # a missing file is reported by items(); it still changes the key

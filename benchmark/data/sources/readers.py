@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -79,8 +80,9 @@ def read_video(path: str, stride: int = 1, max_frames: int | None = None) -> tup
     return np.stack(frames), np.asarray(kept)
 
 
-def read_image(path: str) -> tuple[np.ndarray, np.ndarray]:
-    """One image (any mode Pillow reads; 16-bit and float stretched to 8 bits) as 1×H×W uint8."""
+def read_image(path: str | BinaryIO) -> tuple[np.ndarray, np.ndarray]:
+    """One image file or encoded bytes (any mode Pillow reads; 16-bit and float stretched to 8 bits)
+    as 1×H×W uint8."""
     from PIL import Image
 
     with Image.open(path) as img:

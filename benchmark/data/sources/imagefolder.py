@@ -1,0 +1,87 @@
+"""`imagefolder:DIR` — one sub-folder per class (optionally under train/ val/ test/), a downstream set."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from benchmark.data.source import Clip, Skipped, Source
+from benchmark.data.sources.frames import (
+    IMAGE_EXTENSIONS,
+    check_settings,
+    compile_subject_pattern,
+    files_identity,
+    list_files,
+    require_dir,
+    subject_from_pattern,
+)
+from benchmark.data.sources.parallel import decode_all
+from benchmark.data.sources.readers import FileTask, decode_file
+from benchmark.data.spec import register_source
+from benchmark.errors import UserError
+
+SPLIT_FOLDERS = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
+
+
+@register_source("imagefolder")
+@dataclass(kw_only=True)
+class ImageFolderSource(Source):
+    """`DIR/<class>/…/image.png`, or `DIR/<split>/<class>/…` with split folders train, val, test.
+    Subject: the `subject_pattern` match on the path, else the folder below the class folder
+    (`<class>/<subject>/image.png`), else each image is its own subject."""
+
+    path: str
+    crop: str = "none"
+    subject_pattern: str | None = None
+    workers: int = 0
+    roles: tuple[str, ...] = ("downstream",)
+
+    def __post_init__(self) -> None:
+        check_settings(self)
+        self._root = require_dir(self.path, "imagefolder", "expected a folder with one sub-folder per class")
+        self._pattern = compile_subject_pattern(self.subject_pattern)
+
+    def _entries(self) -> list[tuple[str, str | None, str, str]]:
+        """(relative path, split, class, path below the class folder) of every image."""
+        files = list_files(self._root, IMAGE_EXTENSIONS)
+        tops = {Path(f).parts[0] for f in files if len(Path(f).parts) > 1}
+        with_splits = bool(tops) and all(t.lower() in SPLIT_FOLDERS for t in tops)
+        depth = 2 if with_splits else 1
+        entries = []
+        for rel in files:
+            parts = Path(rel).parts
+            if len(parts) <= depth:
+                continue  # a file beside the class folders belongs to no class
+            split = SPLIT_FOLDERS[parts[0].lower()] if with_splits else None
+            entries.append((rel, split, parts[depth - 1], "/".join(parts[depth:])))
+        if not entries:
+            layout = "DIR/<class>/<image>" + (" under train/ val/ test/" if with_splits else "")
+            raise UserError(f"imagefolder:{self.path}: no images ({', '.join(IMAGE_EXTENSIONS)}) in class "
+                            f"sub-folders of {self._root}; expected {layout}")
+        return entries
+
+    def fingerprint_parts(self, role: str) -> dict:
+        return {"crop": self.crop, "subject_pattern": self.subject_pattern,
+                **files_identity(self._root, [e[0] for e in self._entries()])}
+
+    def class_names(self, role: str) -> list[str]:
+        return sorted({e[2] for e in self._entries()})
+
+    def items(self, role: str) -> Iterator[Clip | Skipped]:
+        classes = {name: k for k, name in enumerate(self.class_names(role))}
+        tasks, paths = [], []
+        for rel, split, cls, below in self._entries():
+            path = str(self._root / rel)
+            try:
+                if self._pattern is not None:
+                    subject = subject_from_pattern(self._pattern, rel)
+                else:
+                    below_parts = below.split("/")
+                    subject = below_parts[0] if len(below_parts) > 1 else str(Path(rel).with_suffix(""))
+            except ValueError as exc:
+                yield Skipped(path, str(exc))
+                continue
+            tasks.append(FileTask(path=path, video_id=rel, subject_id=subject, resolution=self.resolution,
+                                  crop=self.crop, reader="image", label=classes[cls], split=split))
+            paths.append(path)
+        yield from decode_all(decode_file, tasks, paths, desc=f"decoding {self.path}", workers=self.workers)

@@ -16,6 +16,9 @@ from benchmark.errors import UserError
 # Order = order shown in `sslbench --help`.
 COMMANDS = [
     "data",
+    "bench",
+    "run",
+    "evaluate",
     "leaderboard",
     "validate",
 ]

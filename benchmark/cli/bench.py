@@ -1,0 +1,203 @@
+"""`sslbench bench`: pretrain a method (if not done), evaluate it with every protocol × label
+fraction × seed, alongside the `imagenet` and `random` baselines of the same track, and refresh
+the leaderboard. Also home of the set-up that `sslbench run` and `sslbench evaluate` share."""
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from benchmark.cli.common import add_cache_argument
+from benchmark.errors import UserError
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "bench", help="pretrain a method and evaluate it with every protocol (the main command)",
+        description="Pretrain METHOD on the preset's pretraining data (skipped when its checkpoint "
+                    "exists), evaluate it with every protocol × label fraction × seed, run the imagenet "
+                    "and random baselines of the same track where their results are missing, and "
+                    "refresh the leaderboard. Finished jobs are never rerun; a killed run resumes.")
+    p.add_argument("--method", required=True,
+                   help="an SSL method (see `sslbench methods`), `all` (every method + the baselines), "
+                        "`imagenet` or `random` (one baseline); several: comma-separated")
+    add_track_arguments(p)
+    p.add_argument("--no-baselines", action="store_true",
+                   help="do not run the imagenet and random baselines alongside the method")
+    p.add_argument("--no-leaderboard", action="store_true", help="do not regenerate the leaderboard at the end")
+    p.set_defaults(func=_bench)
+
+
+def add_track_arguments(p: argparse.ArgumentParser, *, grid: bool = True) -> None:
+    p.add_argument("--preset", default="auto",
+                   help="smoke | standard | paper | auto (standard on a GPU, smoke on a CPU) | a preset .toml")
+    p.add_argument("--dataset", default=None, metavar="SPEC",
+                   help="pretraining data instead of the preset's (e.g. videos:/data/clips); also the "
+                        "downstream data when the source has labels, unless --downstream is given")
+    p.add_argument("--downstream", default=None, metavar="SPEC",
+                   help="labelled downstream data instead of the preset's (e.g. fetal_planes_db:/data/fpdb)")
+    p.add_argument("--option", "-o", action="append", default=[], metavar="KEY=VALUE",
+                   help="a source setting for --dataset/--downstream (e.g. -o stride=5)")
+    p.add_argument("--protocol", action="append", default=None, metavar="NAME",
+                   help="run only this protocol (linear_probe, finetune; repeatable; default: all)")
+    if grid:
+        p.add_argument("--force", action="store_true", help="rerun jobs whose results exist")
+        p.add_argument("--shard", default=None, metavar="i/N",
+                       help="run every N-th job starting at i (0 <= i < N), for SLURM arrays or any "
+                            "scheduler; all shards write into one results folder")
+    p.add_argument("--results-dir", type=Path, default=None,
+                   help="where result files go (default: leaderboard/results or $SSLBENCH_RESULTS_DIR)")
+    p.add_argument("--runs-dir", type=Path, default=None,
+                   help="pretraining runs, cached features and fine-tune states "
+                        "(default: runs/ or $SSLBENCH_RUNS_DIR)")
+    add_cache_argument(p)
+
+
+@dataclass
+class TrackContext:
+    preset_name: str
+    preset: dict
+    track: object  # protocols.grid.Track
+    pretrain_source: object
+    downstream_source: object
+    protocols: list
+    results_dir: Path
+    runs_dir: Path
+    cache_dir: str | None
+
+    def downstream_cache(self):
+        from benchmark.data.cache import prepare
+
+        return prepare(self.downstream_source, "downstream", cache_dir=self.cache_dir)
+
+    def pretrain_cache(self):
+        from benchmark.data.cache import prepare
+
+        return prepare(self.pretrain_source, "pretrain", cache_dir=self.cache_dir)
+
+
+def track_context(args: argparse.Namespace, *, need_pretrain_data: bool = True) -> TrackContext:
+    """Preset → sources, track, protocols and folders; fails early on bad input or an unwritable
+    results folder, before any work."""
+    from benchmark.cli.common import dataset_options
+    from benchmark.data.spec import parse_dataset_spec
+    from benchmark.results import default_results_dir, default_runs_dir, ensure_writable
+    from protocols.grid import make_track
+    from protocols.presets import load_preset, resolve_preset
+    from protocols.spec import PROTOCOLS, load_protocol
+
+    preset_name = resolve_preset(args.preset)
+    preset = load_preset(preset_name)
+    extra = {k: v for k, v in dataset_options(args).items() if v is not None}
+    res = preset["resolution"]
+
+    def source(role: str, spec: str | None):
+        table = preset["data"][role]
+        if spec is None:  # the preset's data, with its settings (e.g. the simulator's size)
+            return parse_dataset_spec(table["spec"], **{**table["options"], **extra, "resolution": res})
+        return parse_dataset_spec(spec, **{**extra, "resolution": res})
+
+    pre = source("pretrain", args.dataset) if need_pretrain_data or args.dataset else None
+    down_spec = args.downstream
+    if down_spec is None and args.dataset is not None and pre is not None and "downstream" in pre.roles:
+        down_spec = args.dataset
+    down = source("downstream", down_spec)
+    pre_spec = pre.spec if pre is not None else (args.dataset or preset["data"]["pretrain"]["spec"])
+    track = make_track(pre_spec, down.spec, preset["backbone"], res, preset_name)
+
+    names = args.protocol or list(PROTOCOLS)
+    protocols = [load_protocol(n, preset["protocols"].get(n)) for n in dict.fromkeys(names)]
+    results_dir = Path(args.results_dir) if args.results_dir else default_results_dir()
+    ensure_writable(results_dir)
+    runs_dir = Path(args.runs_dir) if args.runs_dir else default_runs_dir()
+    ensure_writable(runs_dir, what="runs folder", flag="--runs-dir")
+    return TrackContext(preset_name=preset_name, preset=preset, track=track, pretrain_source=pre,
+                        downstream_source=down, protocols=protocols, results_dir=results_dir,
+                        runs_dir=runs_dir, cache_dir=args.cache_dir)
+
+
+def parse_methods(text: str, *, baselines: bool) -> tuple[list[str], list[str]]:
+    """`--method` → (SSL methods, baselines to run)."""
+    from methods.registry import available_methods, get_method
+    from protocols.grid import BASELINES
+
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise UserError("--method needs a method name, `all`, `imagenet` or `random`")
+    methods, base = [], []
+    for name in names:
+        if name == "all":
+            methods += list(available_methods())
+            base += list(BASELINES)
+        elif name in BASELINES:
+            base.append(name)
+        else:
+            get_method(name)  # unknown → UserError listing the known names
+            methods.append(name)
+    if methods and baselines:
+        base += list(BASELINES)
+    return list(dict.fromkeys(methods)), list(dict.fromkeys(base))
+
+
+def pretrain_run_dir(ctx: TrackContext, method: str, pool) -> tuple[object, Path]:
+    from benchmark.pretrain.config import PretrainConfig
+
+    cfg = PretrainConfig.from_dict({"method": method, **ctx.preset["pretrain"]}).validate()
+    return cfg, ctx.runs_dir / "pretrain" / ctx.track.id / method / cfg.key(pool.fingerprint)[:16]
+
+
+def pretrained_init(ctx: TrackContext, method: str, pool, progress: bool = True):
+    """The checkpoint of `method` on this track: pretrained now unless it exists."""
+    from benchmark.pretrain.run import pretrain
+    from methods.registry import get_method
+    from protocols.grid import ssl_init
+
+    cfg, run_dir = pretrain_run_dir(ctx, method, pool)
+    if progress:
+        print(f"pretraining {method} on {ctx.track.id} ({run_dir})", file=sys.stderr, flush=True)
+    checkpoint = pretrain(cfg, pool, run_dir, progress=progress)
+    return ssl_init(method, checkpoint, family=get_method(method).family)
+
+
+def run_grid(ctx: TrackContext, inits: list, downstream, args: argparse.Namespace, pretrain_fp: str | None):
+    from benchmark.runner import parse_shard, run_jobs
+    from protocols.grid import build_grid, runner_jobs
+
+    shard = parse_shard(getattr(args, "shard", None))
+    grid = build_grid(inits, ctx.protocols, ctx.track, downstream, ctx.results_dir, pretrain_fp)
+    jobs = runner_jobs(grid, downstream, ctx.runs_dir)
+    summary = run_jobs(jobs, force=getattr(args, "force", False), shard=shard,
+                       title=f"{ctx.track.id}")
+    print(f"{ctx.track.id}: {len(summary.done)} jobs run in {summary.seconds:.0f} s, "
+          f"{summary.skipped} already finished; results in {ctx.results_dir / ctx.track.id}", file=sys.stderr)
+    return summary
+
+
+def refresh_leaderboard(results_dir: Path) -> None:
+    try:
+        from benchmark.cli.leaderboard import regenerate
+    except ImportError as exc:
+        print(f"leaderboard not refreshed: its generator is not available ({exc}); "
+              "results are saved, run `sslbench leaderboard` later", file=sys.stderr)
+        return
+    out = regenerate(Path(results_dir), Path(results_dir).parent / "LEADERBOARD.md")
+    print(f"leaderboard: {out}", file=sys.stderr)
+
+
+def _bench(args: argparse.Namespace) -> int:
+    methods, baselines = parse_methods(args.method, baselines=not args.no_baselines)
+    ctx = track_context(args, need_pretrain_data=bool(methods))
+    from protocols.grid import baseline_init
+
+    downstream = ctx.downstream_cache()
+    inits, pretrain_fp = [], None
+    if methods:
+        pool = ctx.pretrain_cache()
+        pretrain_fp = pool.fingerprint
+        inits = [pretrained_init(ctx, m, pool) for m in methods]
+    inits += [baseline_init(b, ctx.preset["backbone"]) for b in baselines]
+    run_grid(ctx, inits, downstream, args, pretrain_fp)
+    if not args.no_leaderboard:
+        refresh_leaderboard(ctx.results_dir)
+    return 0

@@ -1,0 +1,72 @@
+"""`sslbench run`: the downstream grid only (no pretraining), shardable across processes/GPUs.
+
+SSL inits use the checkpoints that `sslbench bench` / `sslbench pretrain` made for this track (or
+explicit `--checkpoint NAME=PATH`); a missing one is an error naming the command that makes it.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from benchmark.cli.bench import add_track_arguments
+from benchmark.errors import UserError
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "run", help="run the downstream grid (or one shard of it) on existing checkpoints",
+        description="Evaluate existing checkpoints and the baselines with every protocol × label "
+                    "fraction × seed. `--shard i/N` runs every N-th job, so N processes (e.g. a SLURM "
+                    "array: --shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT) share the grid "
+                    "and meet in one results folder. Finished jobs are skipped.")
+    p.add_argument("--method", default="all",
+                   help="SSL method(s), `all`, `imagenet` or `random` (comma-separated; default: all)")
+    p.add_argument("--checkpoint", action="append", default=[], metavar="NAME=PATH",
+                   help="evaluate this checkpoint as init NAME instead of the track's pretraining run")
+    add_track_arguments(p)
+    p.add_argument("--no-baselines", action="store_true", help="leave out the imagenet and random baselines")
+    p.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from benchmark.cli.bench import parse_methods, pretrain_run_dir, run_grid, track_context
+    from benchmark.pretrain.run import final_checkpoint
+    from methods.registry import get_method
+    from protocols.grid import baseline_init, ssl_init
+
+    explicit = {}
+    for item in args.checkpoint:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise UserError(f"--checkpoint expects NAME=PATH, got {item!r}")
+        explicit[name.strip()] = Path(path)
+    methods, baselines = parse_methods(args.method, baselines=not args.no_baselines)
+    methods = [m for m in methods if m not in explicit]
+    ctx = track_context(args, need_pretrain_data=bool(methods))
+    downstream = ctx.downstream_cache()
+    inits, pretrain_fp = [], None
+    if methods:
+        pool = ctx.pretrain_cache()
+        pretrain_fp = pool.fingerprint
+        missing = []
+        for m in methods:
+            _cfg, run_dir = pretrain_run_dir(ctx, m, pool)
+            ckpt = final_checkpoint(run_dir)
+            if ckpt.exists():
+                inits.append(ssl_init(m, ckpt, family=get_method(m).family))
+            else:
+                missing.append(m)
+        if missing:
+            raise UserError(f"no checkpoint on track {ctx.track.id} for {', '.join(missing)}: pretrain first "
+                            f"with `sslbench bench --method {','.join(missing)} --preset {ctx.preset_name}` "
+                            "(or pass --checkpoint NAME=PATH)")
+    for name, path in explicit.items():
+        family = None
+        try:
+            family = get_method(name).family
+        except UserError:
+            pass  # a checkpoint under a name of the user's choosing
+        inits.append(ssl_init(name, path, family=family))
+    inits += [baseline_init(b, ctx.preset["backbone"]) for b in baselines]
+    run_grid(ctx, inits, downstream, args, pretrain_fp)
+    return 0

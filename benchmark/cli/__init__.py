@@ -19,6 +19,7 @@ COMMANDS = [
     "bench",
     "run",
     "evaluate",
+    "methods",
     "leaderboard",
     "validate",
 ]

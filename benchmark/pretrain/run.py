@@ -1,0 +1,204 @@
+"""`pretrain(cfg, pool, run_dir)`: one SSL pretraining run on a frame cache, resumable, keyed.
+
+Run folder `<run_dir>/<method>-<key12>/` (the key covers everything that determines the result):
+
+    config.json             the config, the key and the data fingerprint
+    checkpoints/last.ckpt   Lightning's full training state, every N steps and at each epoch end
+    tb/, csv/               TensorBoard and CSV logs
+    encoder.safetensors     the final encoder (benchmark.checkpoint format) — its presence marks
+                            the run as finished; the training state is then removed
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+from benchmark.data.cache import FrameCache
+from benchmark.errors import UserError
+from benchmark.pretrain.config import ENGINE_VERSION, PretrainConfig
+
+CHECKPOINT_EVERY_STEPS = 100
+FINAL_NAME = "encoder.safetensors"
+
+
+def run_folder(cfg: PretrainConfig, key: str, run_dir: Path) -> Path:
+    return Path(run_dir) / f"{cfg.method}-{key[:12]}"
+
+
+def pretraining_positions(cfg: PretrainConfig, pool: FrameCache,
+                          frame_positions: np.ndarray | None = None) -> np.ndarray:
+    """Cache rows to pretrain on: `frame_positions`, else the pool's `pretrain` split (never a
+    downstream test frame), thinned evenly to `limit_frames`."""
+    if frame_positions is not None:
+        positions = np.unique(np.asarray(frame_positions, dtype=np.int64))
+        if len(positions) and (positions[0] < 0 or positions[-1] >= len(pool.index)):
+            raise UserError(f"frame_positions must be row numbers of the pool (0..{len(pool.index) - 1})")
+    else:
+        positions = pool.split_positions("pretrain")
+        if len(positions) == 0:
+            raise UserError(f"the cache {pool.root} has no frames in the 'pretrain' split; pretrain on a "
+                            "dataset prepared with role pretrain")
+    if cfg.limit_frames is not None and cfg.limit_frames < len(positions):
+        positions = positions[np.unique(np.linspace(0, len(positions) - 1, cfg.limit_frames).round().astype(int))]
+    return positions
+
+
+def data_fingerprint(pool: FrameCache, positions: np.ndarray, frame_positions: np.ndarray | None) -> str:
+    if frame_positions is None:
+        return pool.fingerprint  # the subset is a function of the config (split, limit_frames)
+    return hashlib.sha256(pool.fingerprint.encode() + positions.tobytes()).hexdigest()
+
+
+def pretrain(cfg: PretrainConfig, pool: FrameCache, run_dir: Path, resume: bool = True, progress: bool = True,
+             frame_positions: np.ndarray | None = None, checkpoint_every: int = CHECKPOINT_EVERY_STEPS) -> Path:
+    """Pretrain `cfg.method` on `pool`; returns the final encoder checkpoint. A finished run returns
+    at once; a killed one resumes from its last.ckpt (unless `resume=False`, which starts over)."""
+    cfg.validate()
+    positions = pretraining_positions(cfg, pool, frame_positions)
+    data_fp = data_fingerprint(pool, positions, frame_positions)
+    key = cfg.key(data_fp)
+    folder = run_folder(cfg, key, run_dir)
+    final = folder / FINAL_NAME
+    if final.exists():
+        return final
+
+    import pytorch_lightning as pl
+    import torch
+    from pytorch_lightning.callbacks import ModelCheckpoint, TQDMProgressBar
+    from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
+
+    from benchmark.augment import views_as_dict, views_from_overrides
+    from benchmark.backbones import build_backbone
+    from benchmark.checkpoint import save_encoder
+    from benchmark.pretrain.checkpoint_io import AtomicCheckpointIO
+    from benchmark.pretrain.module import FiniteLossGuard, PretrainModule
+    from methods.registry import get_method
+
+    method_cls = get_method(cfg.method)
+    views = views_from_overrides(cfg.augment)
+    batch_size = int(cfg.batch_size or method_cls.defaults["batch_size"])
+    ckpt_dir = folder / "checkpoints"
+    last = ckpt_dir / "last.ckpt"
+    if not resume and ckpt_dir.exists():
+        shutil.rmtree(ckpt_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.json").write_text(json.dumps(
+        {"config": {k: v for k, v in vars(cfg).items()}, "key": key, "data_fingerprint": data_fp,
+         "frames": int(len(positions))}, indent=1, default=str))
+
+    cuda = torch.cuda.is_available()
+    precision = cfg.precision if cfg.precision != "auto" else ("bf16-mixed" if cuda else "32-true")
+    if precision == "32":
+        precision = "32-true"
+    if cuda:
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    pl.seed_everything(cfg.seed, workers=False, verbose=False)
+    encoder = build_backbone(cfg.backbone, init=cfg.init)
+    method = method_cls(encoder, **cfg.hparams)
+    if cuda:
+        method = method.to(memory_format=torch.channels_last)
+
+    world = _world_size(cfg, cuda)
+    distributed = world > 1
+    if distributed:
+        method.set_gather_distributed(True)
+    steps_per_epoch = len(positions) // (batch_size * world)
+    if steps_per_epoch == 0:
+        raise UserError(f"the pretraining pool has {len(positions)} frames, fewer than one global batch "
+                        f"({batch_size} × {world} devices); lower --batch-size or use more data")
+    total_steps = steps_per_epoch * cfg.epochs
+    if cfg.max_steps is not None:
+        total_steps = min(total_steps, cfg.max_steps)
+    guard = FiniteLossGuard(cfg.method, str(ckpt_dir), checkpoint_every)
+    callbacks = [
+        guard,
+        # Every N steps and at each epoch end (Lightning allows one trigger per ModelCheckpoint).
+        ModelCheckpoint(dirpath=ckpt_dir, save_last=True, save_top_k=0, every_n_train_steps=checkpoint_every),
+        ModelCheckpoint(dirpath=ckpt_dir, save_last=True, save_top_k=0, save_on_train_epoch_end=True),
+    ]
+    if progress:
+        callbacks.append(TQDMProgressBar(refresh_rate=1 if not cuda else 10))
+    trainer = pl.Trainer(
+        accelerator="gpu" if cuda else "cpu",
+        devices=cfg.devices if cuda else 1,
+        num_nodes=cfg.num_nodes,
+        strategy="ddp" if distributed else "auto",
+        sync_batchnorm=distributed,
+        precision=precision,
+        max_epochs=cfg.epochs,
+        max_steps=total_steps,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        logger=[TensorBoardLogger(folder, name="tb", version=""), CSVLogger(folder, name="csv", version="")],
+        callbacks=callbacks,
+        enable_progress_bar=progress,
+        enable_model_summary=False,
+        use_distributed_sampler=False,
+        log_every_n_steps=1,
+        plugins=[AtomicCheckpointIO()],
+        default_root_dir=folder,
+    )
+    if trainer.world_size != world:
+        raise UserError(f"expected {world} processes, Lightning set up {trainer.world_size}; "
+                        "give --devices as a number")
+    module = PretrainModule(method, views, cfg.resolution, method.hparams, batch_size, steps_per_epoch,
+                            total_steps, cfg.seed, compile=cfg.compile)
+    module.train_dataloader = _loader_factory(module, trainer, pool, positions, cfg, batch_size, total_steps)
+
+    started = time.time()
+    trainer.fit(module, ckpt_path=str(last) if resume and last.exists() else None, weights_only=True)
+    if trainer.interrupted or trainer.global_step < total_steps:
+        raise KeyboardInterrupt
+    if trainer.is_global_zero:
+        meta = {
+            "method": cfg.method, "hparams": method.hparams, "backbone": cfg.backbone, "init": cfg.init,
+            "resolution": cfg.resolution, "positives": cfg.positives, "epochs": cfg.epochs,
+            "steps": total_steps, "batch_size": batch_size, "global_batch_size": batch_size * world,
+            "seed": cfg.seed, "augment": views_as_dict(views), "precision": precision,
+            "data_fingerprint": pool.fingerprint, "data_subset_fingerprint": data_fp, "frames": int(len(positions)),
+            "config_key": key, "engine_version": ENGINE_VERSION, "wall_time_s": round(time.time() - started, 1),
+            "final_loss": getattr(guard, "last_value", None),
+        }
+        save_encoder(final, method.encoder, meta)
+        shutil.rmtree(ckpt_dir, ignore_errors=True)  # finished: the encoder is the result
+    trainer.strategy.barrier("pretrain-final")
+    return final
+
+
+def _loader_factory(module, trainer, pool: FrameCache, positions: np.ndarray, cfg: PretrainConfig,
+                    batch_size: int, total_steps: int):
+    """Built inside `fit` (Lightning's train_dataloader hook), when the rank and device are known."""
+    from benchmark.pretrain.loader import make_loader
+    from benchmark.pretrain.sampler import PairSampler, parse_positives
+
+    def train_dataloader():
+        sampler = PairSampler(pool.index, positions, parse_positives(cfg.positives), batch_size, cfg.seed,
+                              rank=trainer.global_rank, world=trainer.world_size)
+        return make_loader(pool.frames, sampler, lambda: trainer.global_step, total_steps, module.device)
+
+    return train_dataloader
+
+
+def _world_size(cfg: PretrainConfig, cuda: bool) -> int:
+    if not cuda:
+        return cfg.num_nodes
+    import torch
+
+    devices = cfg.devices
+    if devices in ("auto", -1, "-1"):
+        per_node = torch.cuda.device_count()
+    elif isinstance(devices, str) and "," in devices:
+        per_node = len([d for d in devices.split(",") if d.strip()])
+    else:
+        try:
+            per_node = int(devices)
+        except (TypeError, ValueError) as exc:
+            raise UserError(f"devices must be 'auto', a number or a comma-separated list, got {devices!r}") from exc
+    return max(1, per_node) * cfg.num_nodes

@@ -16,6 +16,7 @@ from benchmark.errors import UserError
 # Order = order shown in `sslbench --help`.
 COMMANDS = [
     "data",
+    "pretrain",
     "bench",
     "run",
     "evaluate",

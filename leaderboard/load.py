@@ -59,7 +59,8 @@ def find_result_files(paths: Path | str | list) -> list[Path]:
     found: set[Path] = set()
     for p in map(Path, paths):
         if p.is_dir():
-            found.update(q for q in p.rglob("*.json") if q.is_file())
+            # Hidden files are writers' temporaries, never results.
+            found.update(q for q in p.rglob("*.json") if q.is_file() and not q.name.startswith("."))
         elif p.is_file():
             found.add(p)
         else:

@@ -4,8 +4,6 @@ the results-folder layout, provenance, and no two files for one job. One message
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import re
 import tomllib
@@ -27,6 +25,7 @@ from leaderboard.load import (
     read_json,
     schema_errors,
 )
+from protocols.spec import canonical_hash  # no torch there: the leaderboard stays torch-free
 
 PROTOCOLS_DIR = PACKAGE_DIR.parent / "protocols"
 # Reported metrics are rounded floats; recomputing them from the confusion matrix must agree this closely.
@@ -44,13 +43,9 @@ class Problem:
         return f"{self.path}: {self.field}: {self.message}"
 
 
-def canonical_hash(obj: object) -> str:
-    """sha256 of canonical JSON (sorted keys, no spaces) — how a protocol's hash is defined."""
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
-
-
 def protocol_hash(toml_path: Path) -> str:
-    """The hash of a protocol file: canonical JSON of the parsed TOML, sha256."""
+    """The hash of a protocol file as the protocol runner records it: `protocols.spec.canonical_hash`
+    (sha256 of canonical JSON) of the parsed TOML."""
     with open(toml_path, "rb") as fh:
         return canonical_hash(tomllib.load(fh))
 
@@ -174,7 +169,8 @@ def check_result(result: dict, path: Path, known: dict[str, str]) -> list[tuple[
             out.append(("provenance.dataset_fingerprints.pretrain",
                         "an SSL init must record the fingerprint of its pretraining data"))
     if not re.fullmatch(r"[0-9a-f]{7,40}", prov["git_sha"]):
-        out.append(("provenance.git_sha", f"{prov['git_sha']!r} is not a git commit SHA (7–40 hex digits)"))
+        out.append(("provenance.git_sha", f"{prov['git_sha']!r} is not a git commit SHA (7–40 hex digits); "
+                                          "run the benchmark from a git checkout"))
     for name in ("device", "command"):
         if not prov[name].strip():
             out.append((f"provenance.{name}", "is empty"))

@@ -1,0 +1,124 @@
+"""Frame preparation (gray, auto crop, square resize) and the parallel decoder shared by all file sources."""
+import numpy as np
+import pytest
+
+from benchmark.data.source import Clip, Skipped
+from benchmark.data.sources.frames import (
+    compile_subject_pattern,
+    crop_box,
+    kept_indices,
+    prepare_frames,
+    square_resize,
+    subject_of,
+    to_gray,
+    to_uint8,
+)
+from benchmark.data.sources.parallel import decode_all
+from benchmark.data.sources.readers import FileTask, decode_file
+from benchmark.errors import UserError
+
+SECTOR = (20, 60, 14, 58)  # y0, y1, x0, x1 of the moving region in the clips below
+
+
+def ultrasound_like_clip(t=8, h=72, w=80, seed=0) -> np.ndarray:
+    """A moving speckle region framed by a static grey border, a static white text block and a
+    static caliper mark — what a scanner's screen recording looks like."""
+    rng = np.random.default_rng(seed)
+    frames = np.zeros((t, h, w), np.uint8)
+    frames[:, :, :3] = 90  # border
+    frames[:, 2:9, 8:40] = 255  # burnt-in text
+    frames[:, 64:67, 70:78] = 200  # caliper
+    y0, y1, x0, x1 = SECTOR
+    frames[:, y0:y1, x0:x1] = rng.integers(40, 230, (t, y1 - y0, x1 - x0))
+    return frames
+
+
+def test_to_gray_handles_colour_wide_and_float_data():
+    rgb = np.zeros((2, 4, 4, 3), np.uint8)
+    rgb[..., 0] = 255
+    assert to_gray(rgb).shape == (2, 4, 4) and to_gray(rgb)[0, 0, 0] == round(0.299 * 255)
+    wide = np.array([[[0, 1000], [2000, 4000]]], np.uint16)
+    assert to_gray(wide).tolist() == [[[0, 64], [128, 255]]]
+    assert to_uint8(np.array([[0.0, 0.5, 1.0]], np.float32)).tolist() == [[0, 128, 255]]
+    with pytest.raises(ValueError, match="channels"):
+        to_gray(np.zeros((1, 4, 4, 2), np.uint8))
+
+
+def test_auto_crop_keeps_the_moving_region_and_drops_text_border_and_calipers():
+    clip = ultrasound_like_clip()
+    assert crop_box(clip, "auto") == SECTOR
+    assert crop_box(clip, "none") == (0, 72, 0, 80)
+    out = prepare_frames(clip, "auto", 32)
+    assert out.shape == (8, 32, 32)
+    assert out.max() < 240  # the 255 text block is gone
+    assert prepare_frames(clip, "none", 32).max() == 255
+
+
+def test_auto_crop_survives_codec_noise_on_static_pixels():
+    clip = ultrasound_like_clip().astype(np.int16)
+    noise = np.random.default_rng(1).integers(-3, 4, clip.shape)
+    noisy = np.clip(clip + noise, 0, 255).astype(np.uint8)
+    y0, y1, x0, x1 = crop_box(noisy, "auto")
+    assert abs(y0 - SECTOR[0]) <= 1 and abs(y1 - SECTOR[1]) <= 1
+    assert abs(x0 - SECTOR[2]) <= 1 and abs(x1 - SECTOR[3]) <= 1
+
+
+def test_auto_crop_of_a_single_image_keeps_the_largest_bright_region():
+    image = np.zeros((1, 64, 64), np.uint8)
+    image[0, 2:6, 2:20] = 255  # text, a small separate region
+    image[0, 16:60, 10:54] = 150  # the scan
+    assert crop_box(image, "auto") == (16, 60, 10, 54)
+
+
+def test_square_resize_letterboxes_instead_of_stretching():
+    frames = np.full((1, 10, 40), 200, np.uint8)
+    out = square_resize(frames, (0, 10, 0, 40), 40)
+    assert out.shape == (1, 40, 40)
+    assert out[0, :10].max() == 0 and out[0, -10:].max() == 0  # black bars above and below
+    assert out[0, 20].min() == 200
+    same = np.arange(64 * 64, dtype=np.uint16).reshape(1, 64, 64).astype(np.uint8)
+    assert np.array_equal(square_resize(same, (0, 64, 0, 64), 64), same)  # no resampling at native size
+
+
+def test_kept_indices_apply_stride_then_max_frames():
+    assert kept_indices(10, 3, None).tolist() == [0, 3, 6, 9]
+    assert kept_indices(10, 2, 2).tolist() == [0, 2]
+
+
+def test_subject_rules():
+    assert subject_of("pat7/clip.mp4", None) == "pat7"
+    assert subject_of("clip.mp4", None) == "clip"
+    pattern = compile_subject_pattern(r"(P\d+)_")
+    assert subject_of("x/P12_a.mp4", pattern) == "P12"
+    with pytest.raises(ValueError, match="does not match"):
+        subject_of("other.mp4", pattern)
+    with pytest.raises(UserError, match="needs a group"):
+        compile_subject_pattern(r"P\d+")
+    with pytest.raises(UserError, match="not a valid regular expression"):
+        compile_subject_pattern("(P")
+
+
+def _write_png(path, value):
+    from PIL import Image
+
+    Image.fromarray(np.full((12, 16), value, np.uint8)).save(path)
+
+
+def test_parallel_decoding_keeps_order_and_turns_errors_into_skipped(tmp_path):
+    paths = []
+    for k in range(6):
+        p = tmp_path / f"img{k}.png"
+        if k == 3:
+            p.write_bytes(b"not a png at all")
+        else:
+            _write_png(p, 40 * k)
+        paths.append(str(p))
+    tasks = [FileTask(path=p, video_id=f"v{k}", subject_id="s", resolution=8, crop="none", reader="image")
+             for k, p in enumerate(paths)]
+    pooled = list(decode_all(decode_file, tasks, paths, workers=2))
+    inline = list(decode_all(decode_file, tasks, paths, workers=1))
+    assert [type(r) for r in pooled] == [Clip, Clip, Clip, Skipped, Clip, Clip]
+    assert [r.video_id for r in pooled if isinstance(r, Clip)] == ["v0", "v1", "v2", "v4", "v5"]
+    assert [int(r.frames[0, 4, 4]) for r in pooled if isinstance(r, Clip)] == [0, 40, 80, 160, 200]
+    assert pooled[3].path == paths[3] and "UnidentifiedImageError" in pooled[3].reason
+    assert [getattr(r, "video_id", None) for r in inline] == [getattr(r, "video_id", None) for r in pooled]

@@ -1,0 +1,492 @@
+"""The leaderboard on fixture results: golden markdown, determinism, figures, validation errors,
+duplicates, protocol-hash separation, the few-blocks path, `--check`, and no torch import."""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from benchmark.cli import main as cli_main
+from benchmark.errors import UserError
+from leaderboard import render
+from leaderboard.load import load_results
+from leaderboard.validate import validate_paths
+
+REPO = Path(__file__).resolve().parents[2]
+GOLDEN = REPO / "tests" / "fixtures" / "leaderboard" / "expected.md"
+
+CLASSES = ["4CH", "LVOT", "RVOT", "3VV", "3VT"]
+TEST_SUPPORT = [24, 18, 18, 16, 14]
+VAL_SUPPORT = [12, 9, 9, 8, 7]
+TRACK = {"id": "synthetic-resnet18-64px-smoke", "pretrain_dataset": "synthetic", "downstream_dataset": "synthetic",
+         "backbone": "resnet18", "resolution": 64, "preset": "smoke"}
+INITS = {"barlowtwins": ("ssl", "information-theoretic", 0.78), "simclr": ("ssl", "contrastive", 0.72),
+         "vicreg": ("ssl", "information-theoretic", 0.75), "imagenet": ("baseline", None, 0.68),
+         "random": ("baseline", None, 0.42)}
+PROTOCOL_TOML = {"linear_probe": 'version = 1\nfractions = [0.01, 0.1, 1.0]\nseeds = 5\n[probe]\nC = [0.01, 0.1, 1.0]\n',
+                 "finetune": 'version = 1\nfractions = [0.01, 0.1, 1.0]\nseeds = 5\n[train]\nepochs = 3\nlr = 0.001\n'}
+FRACTIONS = {0.01: -0.22, 0.1: -0.08, 1.0: 0.0}
+SEEDS = range(5)
+
+
+def canonical_sha256(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def write_protocols(root: Path) -> dict[str, str]:
+    import tomllib
+
+    root.mkdir(parents=True, exist_ok=True)
+    hashes = {}
+    for name, text in PROTOCOL_TOML.items():
+        (root / f"{name}.toml").write_text(text)
+        hashes[name] = canonical_sha256(tomllib.loads(text))
+    return hashes
+
+
+def confusion(rng: np.random.Generator, support: list[int], skill: float) -> np.ndarray:
+    """Each true class is predicted right with probability ≈ skill, wrong ones spread over the others."""
+    k = len(support)
+    cm = np.zeros((k, k), dtype=int)
+    for c, n in enumerate(support):
+        p = float(np.clip(skill + rng.normal(0, 0.06), 0.05, 0.99))
+        right = rng.binomial(n, p)
+        wrong = rng.multinomial(n - right, rng.dirichlet(np.ones(k - 1)))
+        cm[c, c] = right
+        cm[c, [j for j in range(k) if j != c]] = wrong
+    return cm
+
+
+def split_metrics(cm: np.ndarray) -> dict:
+    tp = np.diag(cm)
+    support, predicted = cm.sum(1), cm.sum(0)
+    f1 = [2 * t / (s + p) if s + p else 0.0 for t, s, p in zip(tp, support, predicted, strict=True)]
+    return {"macro_f1": round(float(np.mean(f1)), 6), "balanced_accuracy": round(float(np.mean(tp / support)), 6),
+            "accuracy": round(float(tp.sum() / cm.sum()), 6),
+            "per_class_f1": {c: round(float(v), 6) for c, v in zip(CLASSES, f1, strict=True)},
+            "confusion_matrix": cm.tolist(), "n": int(cm.sum())}
+
+
+def make_result(init: str, protocol: str, fraction: float, seed: int, hashes: dict[str, str],
+                rng: np.random.Generator, track: dict = TRACK) -> dict:
+    kind, family, quality = INITS[init]
+    # Fine-tuning helps most where the init is poor; every init loses at few labels.
+    skill = quality + FRACTIONS[fraction] + (0.06 if protocol == "finetune" else 0.0) \
+        + (0.12 if protocol == "finetune" and init == "random" else 0.0)
+    job = {"init": init, "protocol": protocol, "fraction": fraction, "seed": seed}
+    return {
+        "schema_version": 1,
+        "job": {"key": canonical_sha256([track["id"], job]), **job},
+        "track": dict(track),
+        "protocol": {"name": protocol, "version": 1, "hash": hashes[protocol]},
+        "init": {"name": init, "kind": kind, "family": family,
+                 "checkpoint_hash": canonical_sha256(["ckpt", init]) if kind == "ssl" else None,
+                 "pretrain": {"epochs": 2} if kind == "ssl" else None},
+        "class_names": list(CLASSES),
+        "metrics": {"val": split_metrics(confusion(rng, VAL_SUPPORT, skill)),
+                    "test": split_metrics(confusion(rng, TEST_SUPPORT, skill))},
+        "train": {"n_train": max(5, int(600 * fraction))},
+        "provenance": {
+            "git_sha": "3f2c1a9b7d5e4f60718293a4b5c6d7e8f9012345", "git_dirty": False,
+            "dataset_fingerprints": {"downstream": "d0wn5tream0123456789",
+                                     **({"pretrain": "pre7rain0123456789"} if kind == "ssl" else {})},
+            "packages": {"torch": "2.14.1", "lightly": "1.6.0"},
+            "device": "NVIDIA H100 80GB HBM3" if protocol == "finetune" else "cpu",
+            "gpu": protocol == "finetune",
+            "wall_time_s": round(30.0 + 300.0 * fraction + seed, 1),
+            "date": "2026-11-25T12:00:00+00:00",
+            "command": f"sslbench bench --method {init} --preset smoke",
+        },
+    }
+
+
+def result_path(root: Path, result: dict) -> Path:
+    job = result["job"]
+    return (root / result["track"]["id"] / job["init"] / job["protocol"] / f"{job['fraction'] * 100:g}pct"
+            / f"seed{job['seed']}.json")
+
+
+def write_result(root: Path, result: dict, path: Path | None = None) -> Path:
+    path = path or result_path(root, result)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=1))
+    return path
+
+
+def make_fixture(root: Path, seed: int = 0, protocols=("linear_probe", "finetune"), fractions=tuple(FRACTIONS),
+                 inits=tuple(INITS)) -> tuple[Path, Path]:
+    """Results folder and protocols folder: every init × protocol × fraction × seed, except simclr's
+    fine-tuning at 100 % (one seed only: the "fewer than 2 seeds" cell), plus one ablation run."""
+    rng = np.random.default_rng(seed)
+    hashes = write_protocols(root / "protocols")
+    results = root / "results"
+    for init in inits:
+        for protocol in protocols:
+            for fraction in fractions:
+                for s in SEEDS:
+                    result = make_result(init, protocol, fraction, s, hashes, rng)
+                    if (init, protocol, fraction) == ("simclr", "finetune", 1.0) and s > 0:
+                        continue
+                    write_result(results, result)
+    if "linear_probe" in protocols:
+        ablation = make_result("barlowtwins", "linear_probe", 0.01, 0, hashes, rng)
+        ablation["ablation"] = {"axis": "diversity", "level": 0, "subjects": 4, "frames": 2000}
+        ablation["job"]["protocol"] = ablation["protocol"]["name"] = "variance_vs_size"
+        (root / "protocols" / "variance_vs_size.toml").write_text("version = 1\n")
+        hashes["variance_vs_size"] = canonical_sha256({"version": 1})
+        ablation["protocol"]["hash"] = hashes["variance_vs_size"]
+        write_result(results, ablation)
+    return results, root / "protocols"
+
+
+@pytest.fixture(scope="module")
+def fixture_dirs(tmp_path_factory) -> tuple[Path, Path]:
+    return make_fixture(tmp_path_factory.mktemp("fixture"))
+
+
+@pytest.fixture(scope="module")
+def generated(fixture_dirs, tmp_path_factory) -> tuple[str, Path]:
+    """The fixture's leaderboard, written once into a folder that held a stale figure."""
+    results, protocols = fixture_dirs
+    out_dir = tmp_path_factory.mktemp("generated")
+    (out_dir / "figures").mkdir()
+    (out_dir / "figures" / "f1_vs_fraction_old-track_finetune.png").write_bytes(b"old")
+    return generate(results, protocols, out_dir / "LEADERBOARD.md"), out_dir
+
+
+def leaderboard(args: list[str]) -> int:
+    return cli_main(["leaderboard", *args])
+
+
+def generate(results: Path, protocols: Path, out: Path) -> str:
+    assert leaderboard(["--results", str(results), "--out", str(out), "--protocols", str(protocols)]) == 0
+    return out.read_text()
+
+
+# ---------------------------------------------------------------- rendering
+
+
+def test_golden_markdown(generated):
+    text, _ = generated
+    if os.environ.get("SSLBENCH_UPDATE_GOLDEN"):
+        GOLDEN.parent.mkdir(parents=True, exist_ok=True)
+        GOLDEN.write_text(text)
+    assert text == GOLDEN.read_text(), "rerun with SSLBENCH_UPDATE_GOLDEN=1 after an intended change, and review"
+
+
+def test_markdown_shows_every_part(generated):
+    text, _ = generated
+    for part in ["### linear_probe (v1", "### finetune (v1", "| init ", "Δ vs imagenet", "Holm-adjusted",
+                 "paired t-test (n = 5 matched seeds)", "<details><summary>Balanced accuracy and accuracy",
+                 "### Across tasks", "Friedman test: χ²(4)", "Nemenyi critical difference", "IQM macro-F1",
+                 "P(> imagenet)", "## Provenance", "GPU-hours", "`make bench METHOD=barlowtwins PRESET=smoke`",
+                 "1 ablation runs (variance_vs_size) are kept out"]:
+        assert part in text, part
+    # simclr's fine-tuning at 100 % has one seed: shown as a missing cell with its reason.
+    assert text.count("— (fewer than 2 seeds)") == 3  # macro-F1, balanced accuracy, accuracy
+    # Exactly one bold cell per fraction column of each metric table (2 protocols × 3 metrics × 3 fractions).
+    assert text.count("**") // 2 == 2 * 3 * 3
+    assert "variance_vs_size 1 %" not in text.split("## Provenance")[0]
+
+
+def test_figures_are_written_linked_and_stale_ones_removed(generated):
+    text, tmp_path = generated
+    linked = sorted(line.split("](figures/")[1].rstrip(")") for line in text.splitlines() if "](figures/" in line)
+    written = sorted(p.name for p in (tmp_path / "figures").iterdir())
+    assert linked == written and len(written) == 4
+    for name in written:
+        assert (tmp_path / "figures" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_same_results_give_identical_bytes(fixture_dirs, generated, tmp_path):
+    results, protocols = fixture_dirs
+    first, first_dir = generated
+    # The same files copied in reverse order into another folder.
+    other = tmp_path / "copy"
+    for path in sorted(results.rglob("*.json"), reverse=True):
+        target = other / path.relative_to(results)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(path.read_bytes())
+    second = generate(other, protocols, tmp_path / "b" / "LEADERBOARD.md")
+    assert first == second
+    figs_a = {p.name: p.read_bytes() for p in (first_dir / "figures").iterdir()}
+    figs_b = {p.name: p.read_bytes() for p in (tmp_path / "b" / "figures").iterdir()}
+    assert figs_a == figs_b
+
+
+def test_few_tasks_say_so_instead_of_a_cd_diagram(tmp_path):
+    results, protocols = make_fixture(tmp_path, protocols=("linear_probe",), fractions=(0.01, 0.1))
+    text = generate(results, protocols, tmp_path / "LEADERBOARD.md")
+    assert "No critical-difference diagram: 2 tasks are fewer than the 3 the Nemenyi test needs for 5 inits" in text
+    assert "Friedman test: χ²(4)" in text
+    assert not list((tmp_path / "figures").glob("cd_diagram_*"))
+    assert (tmp_path / "figures" / "per_class_f1_synthetic-resnet18-64px-smoke.png").exists()
+
+
+def test_friedman_needs_three_inits(tmp_path):
+    results, protocols = make_fixture(tmp_path, protocols=("linear_probe",), inits=("imagenet", "random"))
+    text = generate(results, protocols, tmp_path / "LEADERBOARD.md")
+    assert "Friedman test not run: it needs at least 3 ranked inits and 2 tasks (here 2 and 3)" in text
+
+
+def test_a_cell_not_run_is_marked_and_its_init_not_ranked(tmp_path):
+    results, protocols = make_fixture(tmp_path)
+    for path in (results / TRACK["id"] / "vicreg" / "linear_probe" / "1pct").glob("*.json"):
+        path.unlink()
+    text = generate(results, protocols, tmp_path / "LEADERBOARD.md")
+    assert "— (not run)" in text
+    assert "- not ranked: `vicreg` has no results for linear_probe 1 %" in text
+    assert "k = 4 inits" in text
+
+
+def test_results_of_two_protocol_hashes_never_share_a_table(tmp_path):
+    results, protocols = make_fixture(tmp_path, protocols=("linear_probe",))
+    # The protocol changes (version 2); two inits are rerun under it at 10 % for seeds 0–2 only,
+    # so seeds 3–4 still hold version-1 results.
+    (protocols / "linear_probe.toml").write_text(PROTOCOL_TOML["linear_probe"].replace("version = 1", "version = 2"))
+    import tomllib
+
+    new_hash = canonical_sha256(tomllib.loads((protocols / "linear_probe.toml").read_text()))
+    rng = np.random.default_rng(9)
+    for init in ("imagenet", "vicreg"):
+        for s in range(3):
+            result = make_result(init, "linear_probe", 0.1, s, {"linear_probe": new_hash}, rng)
+            result["protocol"]["version"] = 2
+            write_result(results, result)
+    text = generate(results, protocols, tmp_path / "LEADERBOARD.md")
+    assert text.count("### linear_probe (v") == 2
+    v2, v1 = text.index(f"### linear_probe (v2, hash `{new_hash[:12]}`)"), text.index("### linear_probe (v1")
+    assert v2 < v1
+    new_table, old_table = text[v2:v1], text[v1:text.index("### Across tasks")]
+    assert new_table.count("(n=3)") == 3 * 2 and "(n=5)" not in new_table  # 2 inits × 3 metric tables
+    assert "earlier version" in old_table and old_table.count("(n=2)") == 3 * 2 and "(n=3)" not in old_table
+    # The ranking uses the current version only: 1 task (10 %), 2 inits.
+    assert "Tasks (blocks): 1 — linear_probe 10 %" in text
+    assert "here 2 and 1" in text
+
+
+def test_no_results_says_so_and_how_to_make_them(tmp_path):
+    text = generate(tmp_path / "nothing", tmp_path / "protocols", tmp_path / "LEADERBOARD.md")
+    assert "**No results yet.**" in text and "make bench METHOD=vicreg" in text
+    assert not (tmp_path / "figures").exists()
+
+
+def test_section_renderers_are_a_list_a_section_can_join(fixture_dirs, monkeypatch):
+    results, protocols = fixture_dirs
+    from leaderboard.validate import known_protocol_hashes
+
+    loaded = load_results(results)
+    monkeypatch.setattr(render, "SECTIONS",
+                        [*render.SECTIONS, lambda page: ["## Ablation", "", f"{len(page.results.ablation)} runs"]])
+    text = render.render(loaded, known_protocol_hashes(protocols))
+    assert text.endswith("## Ablation\n\n1 runs\n")
+
+
+# ---------------------------------------------------------------- loading and validation
+
+
+def test_duplicate_results_for_one_job_are_an_error_naming_both(tmp_path):
+    results, _ = make_fixture(tmp_path, protocols=("linear_probe",), fractions=(0.01,))
+    original = results / TRACK["id"] / "simclr" / "linear_probe" / "1pct" / "seed2.json"
+    copy_path = results / "resubmitted" / TRACK["id"] / "simclr" / "linear_probe" / "1pct" / "seed2.json"
+    copy_path.parent.mkdir(parents=True)
+    copy_path.write_bytes(original.read_bytes())
+    with pytest.raises(UserError, match="duplicate results for one job") as err:
+        load_results(results)
+    assert str(original) in str(err.value) and str(copy_path) in str(err.value)
+    problems, _ = validate_paths([results], tmp_path / "protocols")
+    dup = [p for p in problems if p.field == "job"]
+    assert sorted(p.path for p in dup) == sorted([str(original), str(copy_path)])
+
+
+def test_an_invalid_result_file_stops_the_leaderboard_with_its_name(tmp_path):
+    results, protocols = make_fixture(tmp_path, protocols=("linear_probe",), fractions=(0.01,))
+    bad = results / TRACK["id"] / "random" / "linear_probe" / "1pct" / "seed0.json"
+    result = json.loads(bad.read_text())
+    del result["metrics"]["test"]["accuracy"]
+    bad.write_text(json.dumps(result))
+    with pytest.raises(UserError, match="seed0.json: not a valid result file: metrics.test: 'accuracy' is a required"):
+        load_results(results)
+
+
+def test_the_fixture_validates_clean(fixture_dirs):
+    results, protocols = fixture_dirs
+    problems, n = validate_paths([results], protocols)
+    assert problems == [] and n == 147
+
+
+def _valid(tmp_path: Path, init: str = "vicreg") -> tuple[dict, Path]:
+    hashes = write_protocols(tmp_path / "protocols")
+    return make_result(init, "linear_probe", 0.1, 3, hashes, np.random.default_rng(0)), tmp_path / "protocols"
+
+
+def _set(path: str, value):
+    def mutate(r: dict) -> None:
+        *parents, last = path.split(".")
+        target = r
+        for key in parents:
+            target = target[key]
+        if value is KeyError:
+            del target[last]
+        else:
+            target[last] = value
+    return mutate
+
+
+def _bump(path: str, delta: float):
+    def mutate(r: dict) -> None:
+        *parents, last = path.split(".")
+        target = r
+        for key in parents:
+            target = target[key]
+        target[last] = round(min(1.0, max(0.0, target[last] + delta)), 6)
+    return mutate
+
+
+def _cm_row_moved(r: dict) -> None:
+    cm = r["metrics"]["test"]["confusion_matrix"]
+    cm[0][0] += 1  # one more example than n says, and the metrics no longer match
+
+
+VALIDATION_CASES = {
+    "schema: metric out of range": (_set("metrics.test.macro_f1", 1.5), "metrics.test.macro_f1",
+                                    "greater than the maximum"),
+    "schema: required field missing": (_set("metrics.val.n", KeyError), "metrics.val", "'n' is a required"),
+    "schema: unknown field": (_set("metrics.test.top5", 0.9), "metrics.test", "Additional properties"),
+    "schema: provenance missing": (_set("provenance.device", KeyError), "provenance", "'device' is a required"),
+    "unknown protocol hash": (_set("protocol.hash", "ab" * 32), "protocol.hash", "not the hash of the current"),
+    "unknown protocol": (lambda r: (_set("protocol.name", "probe_v0")(r), _set("job.protocol", "probe_v0")(r)),
+                         "protocol.name", "unknown protocol 'probe_v0'"),
+    "init name differs from job": (_set("init.name", "simclr"), "init.name", "but job.init is 'vicreg'"),
+    "accuracy inconsistent": (_bump("metrics.test.accuracy", -0.05), "metrics.test.accuracy",
+                              "but the confusion matrix gives"),
+    "balanced accuracy inconsistent": (_bump("metrics.val.balanced_accuracy", 0.05),
+                                       "metrics.val.balanced_accuracy", "but the confusion matrix gives"),
+    "macro-F1 inconsistent": (_bump("metrics.test.macro_f1", 0.05), "metrics.test.macro_f1",
+                              "but the mean of the per-class F1"),
+    "per-class F1 inconsistent": (_bump("metrics.test.per_class_f1.LVOT", -0.1), "metrics.test.per_class_f1.LVOT",
+                                  "but the confusion matrix gives"),
+    "n inconsistent": (_cm_row_moved, "metrics.test.n", "but the confusion matrix counts"),
+    "confusion matrix shape": (lambda r: r["metrics"]["test"]["confusion_matrix"].pop(), "metrics.test.confusion_matrix",
+                               "must be 5×5"),
+    "per-class keys": (lambda r: r["metrics"]["test"]["per_class_f1"].pop("3VT"), "metrics.test.per_class_f1",
+                       "must be the class names"),
+    "NaN metric": (_set("metrics.val.accuracy", float("nan")), "metrics.val.accuracy", "not a finite number"),
+    "checkpoint missing": (_set("init.checkpoint_hash", None), "init.checkpoint_hash", "must name the checkpoint"),
+    "pretrain fingerprint missing": (_set("provenance.dataset_fingerprints.pretrain", KeyError),
+                                     "provenance.dataset_fingerprints.pretrain", "fingerprint of its pretraining"),
+    "git SHA unknown": (_set("provenance.git_sha", "unknown"), "provenance.git_sha", "not a git commit SHA"),
+    "packages empty": (_set("provenance.packages", {}), "provenance.packages", "is empty"),
+    "device empty": (_set("provenance.device", " "), "provenance.device", "is empty"),
+    "date not ISO": (_set("provenance.date", "yesterday"), "provenance.date", "not an ISO 8601"),
+    "wall time zero": (_set("provenance.wall_time_s", 0), "provenance.wall_time_s", "must be positive"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(VALIDATION_CASES))
+def test_every_validation_error_names_file_and_field(tmp_path, case):
+    mutate, field, message = VALIDATION_CASES[case]
+    result, protocols = _valid(tmp_path)
+    root = tmp_path / "results"
+    assert validate_paths([write_result(root, copy.deepcopy(result))], protocols)[0] == []
+    mutate(result)
+    path = write_result(root, result, result_path(root, make_result("vicreg", "linear_probe", 0.1, 3,
+                                                                    {"linear_probe": "0" * 64},
+                                                                    np.random.default_rng(0))))
+    problems, n = validate_paths([path], protocols)
+    assert n == 1
+    assert any(p.path == str(path) and p.field == field and message in p.message for p in problems), problems
+
+
+def test_validation_of_layout_and_unreadable_files(tmp_path):
+    result, protocols = _valid(tmp_path)
+    write_result(tmp_path, result, tmp_path / "r" / TRACK["id"] / "vicreg" / "linear_probe" / "1pct"
+                             / "seed3.json")
+    write_result(tmp_path, result, tmp_path / "r" / "vicreg.json")
+    broken = tmp_path / "r" / "broken.json"
+    broken.write_text("{\"schema_version\": 1,")
+    problems, n = validate_paths([tmp_path / "r"], protocols)
+    assert n == 3
+    found = {(Path(p.path).name, p.field) for p in problems}
+    assert ("seed3.json", "(path)") in found and ("vicreg.json", "(path)") in found
+    assert ("broken.json", "(file)") in found
+    assert "but its job says synthetic-resnet18-64px-smoke/vicreg/linear_probe/10pct/seed3.json" in str(problems)
+    with pytest.raises(UserError, match="no such file or folder"):
+        validate_paths([tmp_path / "missing"], protocols)
+
+
+def test_known_protocol_hashes_agree_with_the_protocol_runner():
+    from leaderboard.validate import known_protocol_hashes
+    from protocols.spec import PROTOCOLS, load_protocol
+
+    known = known_protocol_hashes()
+    for name in PROTOCOLS:
+        assert known[name] == load_protocol(name).hash
+
+
+# ---------------------------------------------------------------- commands
+
+
+def test_check_passes_when_current_and_fails_with_a_diff_when_stale(tmp_path, capsys):
+    results, protocols = make_fixture(tmp_path, protocols=("linear_probe",), fractions=(0.01, 1.0))
+    out = tmp_path / "LEADERBOARD.md"
+    generate(results, protocols, out)
+    args = ["--results", str(results), "--out", str(out), "--protocols", str(protocols), "--check"]
+    capsys.readouterr()
+    assert leaderboard(args) == 0
+    # A new result arrives but the leaderboard is not regenerated.
+    extra = make_result("simclr", "linear_probe", 0.01, 7, {"linear_probe": canonical_sha256(
+        __import__("tomllib").loads(PROTOCOL_TOML["linear_probe"]))}, np.random.default_rng(5))
+    write_result(results, extra)
+    assert leaderboard(args) == 1
+    captured = capsys.readouterr()
+    assert captured.out.startswith(f"--- {out} (committed)\n+++ {out} (from the results)\n")
+    assert "-| simclr (contrastive)" in captured.out and "(n=6)" in captured.out
+    assert "is not what the results give; run `make leaderboard`" in captured.err
+
+
+def test_check_fails_on_an_inconsistent_result_file(tmp_path, capsys):
+    results, protocols = make_fixture(tmp_path, protocols=("linear_probe",), fractions=(0.01,))
+    path = results / TRACK["id"] / "random" / "linear_probe" / "1pct" / "seed1.json"
+    result = json.loads(path.read_text())
+    result["metrics"]["test"]["accuracy"] = 0.99
+    path.write_text(json.dumps(result))
+    out = tmp_path / "LEADERBOARD.md"
+    generate(results, protocols, out)
+    assert leaderboard(["--results", str(results), "--out", str(out), "--protocols", str(protocols), "--check"]) == 1
+    assert f"{path}: metrics.test.accuracy: 0.990000 but the confusion matrix gives" in capsys.readouterr().err
+
+
+def test_validate_command_exit_codes(fixture_dirs, tmp_path, capsys):
+    results, protocols = fixture_dirs
+    assert cli_main(["validate", str(results), "--protocols", str(protocols)]) == 0
+    assert "147 result files checked: all valid" in capsys.readouterr().out
+    result, protocols2 = _valid(tmp_path)
+    result["metrics"]["test"]["accuracy"] = 0.0
+    path = write_result(tmp_path / "r", result)
+    assert cli_main(["validate", str(path), "--protocols", str(protocols2)]) == 1
+    out = capsys.readouterr().out
+    assert f"{path}: metrics.test.accuracy:" in out and "1 result files checked: 1 problem(s) in 1 file(s)" in out
+    assert cli_main(["validate", str(tmp_path / "missing")]) == 2
+
+
+def test_leaderboard_and_validate_never_import_torch(fixture_dirs, tmp_path):
+    results, protocols = fixture_dirs
+    code = (
+        "import sys\n"
+        "from benchmark.cli import main\n"
+        f"assert main(['leaderboard', '--results', {str(results)!r}, '--protocols', {str(protocols)!r},"
+        f" '--out', {str(tmp_path / 'L.md')!r}]) == 0\n"
+        f"assert main(['validate', {str(results)!r}, '--protocols', {str(protocols)!r}]) == 0\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'lightning', 'pytorch_lightning'))\n"
+        "assert not heavy, heavy\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr

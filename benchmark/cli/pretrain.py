@@ -106,12 +106,14 @@ def _pretrain(args: argparse.Namespace) -> int:
     from methods.registry import get_method
 
     get_method(cfg.method)  # an unknown name fails before any data work
+    import pytorch_lightning  # noqa: F401  (it sets its loggers' level on import; ours must come after)
+
     from benchmark.data.cache import prepare
     from benchmark.data.spec import parse_dataset_spec
     from benchmark.pretrain.run import CHECKPOINT_EVERY_STEPS, pretrain
     from benchmark.results import default_runs_dir
 
-    for name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric", "lightning.fabric"):
+    for name in ("pytorch_lightning", "lightning_fabric"):
         logging.getLogger(name).setLevel(logging.WARNING)  # the hardware banner and tips are noise here
     source = parse_dataset_spec(spec, **options)
     pool = prepare(source, "pretrain", cache_dir=args.cache_dir, on_error=args.on_error, progress=not args.quiet)

@@ -140,8 +140,9 @@ class HuggingFaceSource(Source):
         label = self.label_column or next((n for n in names if isinstance(features[n], datasets.ClassLabel)),
                                           "label" if "label" in features else None)
         if label is None or label not in features:
-            raise UserError(f"hf:{self.path}: no label column {self.label_column or ''} (columns: "
-                            f"{', '.join(names)}); name it with --label-column NAME")
+            which = f"column {self.label_column!r}" if self.label_column else "ClassLabel column nor 'label'"
+            raise UserError(f"hf:{self.path}: no label {which} (columns: {', '.join(names)}); name it with "
+                            "--label-column NAME")
         subject = self.subject_column or next((n for n in SUBJECT_COLUMNS if n in features), None)
         if subject is not None and subject not in features:
             raise UserError(f"hf:{self.path}: no subject column {subject!r} (columns: {', '.join(names)})")

@@ -1,0 +1,139 @@
+"""The `synthetic` data source: fetal echocardiography videos (pretraining) and labelled images
+of other subjects (downstream), generated on the fly, deterministic in the seed."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, fields
+
+import numpy as np
+
+from benchmark.data.simulator import timeline
+from benchmark.data.simulator.anatomy import SubjectAnatomy, draw_level, sample_subject
+from benchmark.data.simulator.config import SIMULATOR_VERSION, SimulatorKnobs
+from benchmark.data.simulator.render import Fan, FramePlan, Look, render_frames
+from benchmark.data.source import Clip, Source
+from benchmark.data.spec import register_source
+
+# Separate RNG streams (and id spaces) for the two roles, so no downstream subject is a pretraining one.
+_ROLE_STREAM = {"pretrain": 0, "downstream": 1}
+_ID_PREFIX = {"pretrain": "p", "downstream": "d"}
+
+
+@register_source("synthetic", needs_path=False)
+@dataclass
+class SyntheticSource(Source, SimulatorKnobs):
+    """Built-in fetal heart ultrasound simulator (the default dataset)."""
+
+    roles: tuple[str, ...] = ("pretrain", "downstream")
+
+    def __post_init__(self) -> None:
+        self.validate_knobs(self.resolution)
+
+    def knobs(self) -> dict:
+        names = [f.name for f in fields(SimulatorKnobs)] + ["resolution"]
+        values = asdict(self)
+        return {n: values[n] for n in names}
+
+    def fingerprint_parts(self, role: str) -> dict:
+        return {"simulator_version": SIMULATOR_VERSION, **self.knobs()}
+
+    def class_names(self, role: str) -> list[str]:
+        return SimulatorKnobs.class_names(self)
+
+    def subject_id(self, role: str, k: int) -> str:
+        return f"{_ID_PREFIX[role]}{k:04d}"
+
+    def subject(self, role: str, k: int) -> SubjectAnatomy:
+        """Subject k's anatomy depends only on (seed, role, k), not on how many subjects there are."""
+        return sample_subject(self._rng(role, k, 0))
+
+    def _rng(self, role: str, k: int, *stream: int) -> np.random.Generator:
+        return np.random.default_rng([self.seed, _ROLE_STREAM[role], k, *stream])
+
+    def items(self, role: str) -> Iterator[Clip]:
+        if role == "pretrain":
+            for k in range(self.subjects):
+                for v in range(self.videos_per_subject):
+                    yield self.video(k, v)
+        elif role == "downstream":
+            for k in range(self.downstream_subjects):
+                yield from self.labelled_images(k)
+        else:
+            raise ValueError(f"unknown role {role!r}")
+
+    def video(self, k: int, v: int) -> Clip:
+        """Video v of pretraining subject k: one view or a sweep, a beating heart, a moving probe."""
+        anat = self.subject("pretrain", k)
+        rng = self._rng("pretrain", k, 1, v)
+        frame_idx = np.arange(0, self.frames_per_video * self.stride, self.stride)
+        times = frame_idx / self.fps
+        lowest = timeline.lowest_level(self.include_other)
+        levels = timeline.clip_levels(rng, times, self.sweep, lowest)
+        contraction, systolic = timeline.heartbeat(rng, times)
+        fan = timeline.sample_fan(rng)
+        look = timeline.sample_look(rng, self.noise)
+        pose = timeline.base_pose(rng, fan)
+        move = timeline.probe_motion(rng, times, self.motion)
+        t = len(times)
+        frames = self._render(anat, levels, contraction, systolic, fan, look, rng,
+                              center=pose["center"][None] + move["shift"],
+                              scale=pose["scale"] * move["zoom"],
+                              rotation=pose["rotation"] + move["rotation"],
+                              mirror=np.full(t, pose["mirror"]),
+                              gain=timeline.gain_curve(rng, times))
+        sid = self.subject_id("pretrain", k)
+        return Clip(frames=frames, video_id=f"{sid}-v{v:02d}", subject_id=sid,
+                    labels=timeline.label_of(levels), frame_idx=frame_idx)
+
+    def labelled_images(self, k: int) -> list[Clip]:
+        """The labelled still images of downstream subject k, spread over the classes, each from its
+        own probe position and cardiac phase."""
+        anat = self.subject("downstream", k)
+        rng = self._rng("downstream", k, 2)
+        n = self.downstream_images_per_subject
+        lowest = timeline.lowest_level(self.include_other)
+        planes = np.arange(lowest, timeline.TOP_LEVEL + 1)
+        order = np.concatenate([rng.permutation(planes) for _ in range(-(-n // len(planes)))])[:n]
+        # Not every image is taken exactly at the standard level: some lie towards a neighbour.
+        jitter = 0.25 + 0.15 * min(self.noise, 1.5)
+        levels = order + rng.uniform(-jitter, jitter, n)
+        contraction, systolic = timeline.cardiac_state(rng.uniform(0, 1, n))
+        fan = timeline.sample_fan(rng)
+        look = timeline.sample_look(rng, self.noise)
+        poses = [timeline.base_pose(rng, fan) for _ in range(n)]
+        frames = self._render(anat, levels, contraction, systolic, fan, look, rng,
+                              center=np.stack([p["center"] for p in poses]),
+                              scale=np.array([p["scale"] for p in poses]),
+                              rotation=np.array([p["rotation"] for p in poses]),
+                              mirror=np.array([p["mirror"] for p in poses]),
+                              gain=rng.uniform(-7, 1, n).astype(np.float32))
+        labels = timeline.label_of(levels)
+        sid = self.subject_id("downstream", k)
+        return [Clip(frames=frames[i:i + 1], video_id=f"{sid}-i{i:03d}", subject_id=sid,
+                     labels=labels[i:i + 1], frame_idx=np.array([i])) for i in range(n)]
+
+    def _render(self, anat: SubjectAnatomy, levels: np.ndarray, contraction: np.ndarray,
+                systolic: np.ndarray, fan: Fan, look: Look, rng: np.random.Generator, **pose) -> np.ndarray:
+        """Draw each level the frames need (systolic and diastolic), blend per frame, render."""
+        near, other, w_other = timeline.blend(levels, timeline.lowest_level(self.include_other))
+        other = np.where(w_other > 0, other, near)
+        needed = np.unique(np.concatenate([near, other]))
+        size = self.resolution
+        keys = np.stack([np.stack(draw_level(anat, int(lv), systole, size))
+                         for lv in needed for systole in (True, False)])
+        t = len(levels)
+        weights = np.zeros((t, len(keys)), np.float32)
+        rows = np.arange(t)
+        for lv, w in ((near, 1 - w_other), (other, w_other)):
+            slot = 2 * np.searchsorted(needed, lv)
+            np.add.at(weights, (rows, slot), w * systolic)
+            np.add.at(weights, (rows, slot + 1), w * (1 - systolic))
+        plan = FramePlan(key_weights=weights, center=pose["center"], scale=pose["scale"],
+                         rotation=pose["rotation"], mirror=pose["mirror"], contraction=contraction,
+                         gain=pose["gain"])
+        a = anat.apex_angle
+        apex = np.array([np.sin(a), np.cos(a)])
+        centre = np.asarray(anat.heart_center)
+        heart = (centre + 0.12 * anat.heart_scale * apex, centre - 0.3 * anat.heart_scale * apex,
+                 0.3 * anat.heart_scale)
+        return render_frames(keys, plan, heart, fan, look, self.resolution, rng)

@@ -11,6 +11,7 @@ from benchmark.cli import main
 from benchmark.data.cache import prepare
 from benchmark.data.source import Clip, Skipped
 from benchmark.data.sources.echonet import EchoNetSource
+from benchmark.data.sources.readers import video_frame_to_gray
 from benchmark.data.sources.videos import VideoFolderSource
 from benchmark.data.spec import parse_dataset_spec
 from benchmark.errors import DataError, UserError
@@ -19,11 +20,11 @@ CODECS = {".mp4": ("libx264", "yuv420p"), ".avi": ("mpeg4", "yuv420p"), ".mkv": 
           ".mov": ("mpeg4", "yuv420p"), ".gif": ("gif", "rgb8")}
 
 
-def encode_clip(path: Path, n_frames=10, size=(48, 64), seed=0, overlay=True) -> None:
+def encode_clip(path: Path, n_frames=10, size=(48, 64), seed=0, overlay=True, codec=None) -> None:
     """A moving speckle sector (a 12 px margin: rows 12-36, cols 12-52 at 48×64) under a static white
     text block."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    codec, pix_fmt = CODECS[path.suffix]
+    codec, pix_fmt = codec or CODECS[path.suffix]
     rng = np.random.default_rng(seed)
     h, w = size
     with av.open(str(path), "w") as container:
@@ -38,6 +39,17 @@ def encode_clip(path: Path, n_frames=10, size=(48, 64), seed=0, overlay=True) ->
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
+
+
+@pytest.mark.parametrize("name,codec", [("limited.mp4", ("libx264", "yuv420p")),
+                                        ("full.avi", ("mjpeg", "yuvj420p")),
+                                        ("chroma444.mkv", ("libx264", "yuv444p")),
+                                        ("palette.gif", ("gif", "rgb8"))])
+def test_fast_luma_equals_ffmpeg_gray_conversion(tmp_path, name, codec):
+    encode_clip(tmp_path / name, n_frames=4, seed=3, codec=codec)
+    with av.open(str(tmp_path / name)) as container:
+        for frame in container.decode(video=0):
+            assert np.array_equal(video_frame_to_gray(frame), frame.to_ndarray(format="gray"))
 
 
 @pytest.fixture

@@ -1,0 +1,187 @@
+"""The variance-vs-size section: macro-F1 along the diversity and size axes, and a test of the claim.
+
+The claim (Benjamin et al., ASMUS 2023): for SSL pretraining on ultrasound video, the variance of
+the video set (distinct subjects) matters more than its size (frames). Per track × method × eval
+protocol, an ordinary least-squares fit over the pretraining subsets,
+
+    macro-F1 = b0 + b_div · log2(subjects) + b_size · log2(frames),
+
+estimates the gain per doubling of subjects at a fixed frame budget (b_div) and per doubling of
+frames at fixed subjects (b_size), with t-intervals, and the difference b_div − b_size. The fit is
+on the subset means (one point per pretraining run): the seeds vary the label subset and the head,
+not the pretraining, so treating every seed as an independent point would overstate precision.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import stats as sps
+
+from leaderboard import stats
+
+NAME = "variance_vs_size"
+AXES = ("diversity", "size")
+
+
+def figure_name(track: str) -> str:
+    return f"variance_vs_size_{track}.png"
+
+
+def expand(runs: pd.DataFrame) -> pd.DataFrame:
+    """The ablation runs of `runs` with their subset fields as columns."""
+    runs = runs[runs["protocol"] == NAME]
+    if runs.empty:
+        return pd.DataFrame(columns=[*runs.columns, "axis", "level", "subjects", "frames", "videos",
+                                     "eval_protocol"])
+    fields = pd.DataFrame(list(runs["ablation"]), index=runs.index)
+    out = runs.assign(axis=fields["axis"], level=fields["level"].astype(int), subjects=fields["subjects"].astype(int),
+                      frames=fields["frames"].astype(int), videos=fields.get("videos", 0),
+                      eval_protocol=fields["eval_protocol"])
+    return out.sort_values(["track", "init", "eval_protocol", "axis", "level", "seed"], kind="stable")
+
+
+@dataclass(frozen=True)
+class Slopes:
+    """OLS of macro-F1 on log2(subjects) and log2(frames) over subset means."""
+
+    diversity: stats.Interval  # per doubling of subjects
+    size: stats.Interval  # per doubling of frames
+    difference: stats.Interval  # diversity − size
+    p_diversity: float
+    p_size: float
+    p_difference: float
+    n_points: int
+
+
+def fit_slopes(points: pd.DataFrame, confidence: float = stats.CONFIDENCE) -> Slopes | None:
+    """`points`: one row per subset with columns subjects, frames, macro_f1 (the mean over seeds).
+    None when the design cannot separate the two slopes (fewer than 4 points or collinear)."""
+    pts = points.drop_duplicates(["subjects", "frames"])
+    n = len(pts)
+    x = np.column_stack([np.ones(n), np.log2(pts["subjects"].to_numpy(float)), np.log2(pts["frames"].to_numpy(float))])
+    y = pts["macro_f1"].to_numpy(float)
+    dof = n - 3
+    if dof < 1 or np.linalg.matrix_rank(x) < 3:
+        return None
+    xtx_inv = np.linalg.inv(x.T @ x)
+    beta = xtx_inv @ x.T @ y
+    resid = y - x @ beta
+    sigma2 = float(resid @ resid) / dof
+    cov = sigma2 * xtx_inv
+    tcrit = float(sps.t.ppf(0.5 + confidence / 2, dof))
+
+    def interval(c: np.ndarray) -> tuple[stats.Interval, float]:
+        est = float(c @ beta)
+        se = math.sqrt(max(float(c @ cov @ c), 0.0))
+        p = float(2 * sps.t.sf(abs(est) / se, dof)) if se > 0 else (0.0 if est != 0 else 1.0)
+        return stats.Interval(est, est - tcrit * se, est + tcrit * se, n), p
+
+    (div, p_div), (size, p_size), (diff, p_diff) = (interval(np.array(c, float))
+                                                    for c in ([0, 1, 0], [0, 0, 1], [0, 1, -1]))
+    return Slopes(div, size, diff, p_div, p_size, p_diff, n)
+
+
+def verdict(s: Slopes | None) -> str:
+    """One sentence that the fit supports, and no more."""
+    if s is None:
+        return "Too few distinct subsets to separate diversity from size (the fit needs at least 4)."
+
+    def effect(iv: stats.Interval, what: str) -> str:
+        span = f"{100 * iv.mean:+.1f} F1 points per doubling of {what}, 95 % CI [{100 * iv.low:+.1f}, {100 * iv.high:+.1f}]"
+        if iv.low > 0:
+            return f"helps ({span})"
+        if iv.high < 0:
+            return f"hurts ({span})"
+        return f"shows no detectable effect ({span})"
+
+    d = s.difference
+    if d.low > 0:
+        compare = "diversity helps more than size"
+    elif d.high < 0:
+        compare = "size helps more than diversity"
+    else:
+        compare = "the data do not separate diversity from size"
+    return (f"Diversity {effect(s.diversity, 'subjects at a fixed frame budget')}; size "
+            f"{effect(s.size, 'frames at fixed subjects')}; {compare} (difference of slopes "
+            f"{100 * d.mean:+.1f} [{100 * d.low:+.1f}, {100 * d.high:+.1f}], p={s.p_difference:.3f}, "
+            f"{s.n_points} subsets).")
+
+
+def subset_means(group: pd.DataFrame) -> pd.DataFrame:
+    rows = []
+    for (axis, level), g in group.groupby(["axis", "level"], sort=True):
+        iv = stats.mean_ci(g["macro_f1"])
+        rows.append({"axis": axis, "level": level, "subjects": int(g["subjects"].iloc[0]),
+                     "videos": int(g["videos"].iloc[0]), "frames": int(g["frames"].iloc[0]),
+                     "macro_f1": iv.mean, "interval": iv})
+    return pd.DataFrame(rows)
+
+
+def section(page) -> list[str]:
+    """Markdown lines of the ablation section (empty when there are no ablation runs)."""
+    from leaderboard.render import FIGURES_DIR, interval_text, markdown_table
+
+    runs = expand(page.results.ablation)
+    if runs.empty:
+        return []
+    lines = ["## Ablation: variance vs size of the pretraining videos", "",
+             "Does a diverse pretraining set (more distinct subjects) beat a merely larger one (more frames)? "
+             "Subsets of the pretraining pool along two axes (`protocols/variance_vs_size.toml`), each "
+             "pretrained for the same number of steps, evaluated at the protocol's label fraction; test "
+             "macro-F1, mean [95 % CI] over seeds (n). The slopes come from a least-squares fit of macro-F1 "
+             "on log2(subjects) and log2(frames) over the subset means (one point per pretraining run: "
+             "seeds vary the labels and the head, not the pretraining).", ""]
+    for track in sorted(runs["track"].unique()):
+        tr = runs[runs["track"] == track]
+        lines += [f"### `{track}`", "", f"![variance vs size]({FIGURES_DIR}/{figure_name(track)})", ""]
+        for (init, ev), g in tr.groupby(["init", "eval_protocol"], sort=True):
+            hashes = sorted(g["protocol_hash"].unique())
+            means = subset_means(g)
+            fraction = g["fraction"].iloc[0]
+            lines += [f"**{init}, {ev}** at {100 * fraction:g} % labels "
+                      f"(protocol `{hashes[0][:12]}`{' + older versions' if len(hashes) > 1 else ''})", ""]
+            rows = [[m.axis, str(m.level), str(m.subjects), str(m.videos), str(m.frames),
+                     f"{interval_text(m.interval)} ({m.interval.n})"] for m in means.itertuples()]
+            lines += markdown_table(rows, ["axis", "level", "subjects", "videos", "frames", "macro-F1"],
+                                    ["left", "right", "right", "right", "right", "left"]) + [""]
+            lines += [verdict(fit_slopes(means)), ""]
+    return lines
+
+
+def write_figures(results, figures_dir: Path) -> list[Path]:
+    """One two-panel figure per track: macro-F1 vs subjects (diversity) and vs frames (size)."""
+    from matplotlib.figure import Figure
+
+    from leaderboard.figures import DPI, PNG_METADATA
+
+    runs = expand(results.ablation)
+    written = []
+    for track in sorted(runs["track"].unique()):
+        tr = runs[runs["track"] == track]
+        fig = Figure(figsize=(10.0, 4.0))
+        axes = fig.subplots(1, 2, sharey=True)
+        for ax, axis, xcol, title in ((axes[0], "diversity", "subjects", "diversity: subjects at a fixed frame budget"),
+                                      (axes[1], "size", "frames", "size: frames at fixed subjects")):
+            for (init, ev), g in tr[tr["axis"] == axis].groupby(["init", "eval_protocol"], sort=True):
+                m = subset_means(g)
+                ivs = list(m["interval"])
+                yerr = np.array([[100 * (iv.mean - iv.low) if iv.n > 1 else 0 for iv in ivs],
+                                 [100 * (iv.high - iv.mean) if iv.n > 1 else 0 for iv in ivs]])
+                ax.errorbar(m[xcol], 100 * m["macro_f1"], yerr=yerr, marker="o", capsize=3,
+                            linestyle="-" if ev == "finetune" else "--", label=f"{init}, {ev}")
+            ax.set_xscale("log", base=2)
+            ax.set_xlabel(xcol)
+            ax.set_title(title, fontsize=10)
+            ax.grid(alpha=0.3)
+        axes[0].set_ylabel("test macro-F1 (%)")
+        axes[1].legend(fontsize=8, loc="best")
+        fig.suptitle(f"variance vs size — {track}", fontsize=10)
+        figures_dir.mkdir(parents=True, exist_ok=True)
+        path = figures_dir / figure_name(track)
+        fig.savefig(path, dpi=DPI, metadata=PNG_METADATA, bbox_inches="tight")
+        written.append(path)
+    return written

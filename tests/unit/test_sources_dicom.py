@@ -62,7 +62,8 @@ def write_dicom(path: Path, frames: np.ndarray | None, patient: str = "", *, pho
             ds.NumberOfFrames = len(frames)
         ds.PixelData = (frames[0] if len(frames) == 1 else frames).tobytes()
         if syntax == JPEGBaseline8Bit:
-            # No pydicom encoder for JPEG baseline: encode each frame with Pillow and encapsulate.
+            # No pydicom encoder for JPEG baseline: encode each frame with Pillow (colour as YCbCr,
+            # hence YBR_FULL_422) and encapsulate.
             encoded = []
             for f in frames:
                 buf = io.BytesIO()
@@ -136,6 +137,15 @@ def test_colour_and_monochrome1_and_16_bit(tmp_path):
     assert mono1[0, 0] == 255 and mono1[0, -1] == 0  # stretched to 8 bits and inverted
 
 
+def test_colour_jpeg_baseline_in_ybr(tmp_path):
+    rgb = np.zeros((2, SIZE, SIZE, 3), np.uint8)
+    rgb[..., 1] = 200
+    write_dicom(tmp_path / "d" / "ybr.dcm", rgb, "P1", photometric="YBR_FULL_422", syntax=JPEGBaseline8Bit)
+    clip = by_id(parse_dataset_spec(f"dicom:{tmp_path / 'd'}", resolution=SIZE, crop="none").items("pretrain"))
+    gray = clip["ybr.dcm"].frames
+    assert gray.shape == (2, SIZE, SIZE) and np.abs(gray.astype(int) - round(0.587 * 200)).max() <= 4
+
+
 def test_file_without_pixel_data_and_non_dicom_file(dicom_folder, tmp_path):
     write_dicom(dicom_folder / "report.dcm", None, "P009")
     (dicom_folder / "broken.dcm").write_bytes(b"\x00" * 50)
@@ -205,3 +215,16 @@ def test_pydicom_reads_what_the_helper_writes(tmp_path):
     path = write_dicom(tmp_path / "x.dcm", pixels(3, 0), "P1", syntax=RLELossless)
     ds = pydicom.dcmread(path)
     assert ds.file_meta.TransferSyntaxUID == RLELossless and int(ds.NumberOfFrames) == 3
+
+
+def test_cli_prepares_both_roles_of_a_labelled_dicom_folder(dicom_folder, tmp_path, capsys):
+    from benchmark.cli import main
+
+    labels = write_manifest(tmp_path / "labels.csv", [
+        {"path": "siteA/cine.dcm", "label": "4CH"}, {"path": "siteA/single.dcm", "label": "3VV"},
+        {"path": "siteB/jpeg.dcm", "label": "4CH"}, {"path": "siteB/IM0001", "label": "3VV"}])
+    assert main(["data", "prepare", "--dataset", f"dicom:{dicom_folder}", "--labels", str(labels),
+                 "--cache-dir", str(tmp_path / "cache"), "--resolution", "16", "--crop", "none"]) == 0
+    out = capsys.readouterr().out
+    assert "(pretrain)" in out and "frames     18 of 16×16 px" in out
+    assert "(downstream)" in out and "frames     11 of 16×16 px" in out and "classes    3VV 3, 4CH 8" in out

@@ -71,3 +71,13 @@ def test_not_an_hdf5_file(tmp_path):
     h5py.File(empty, "w").close()
     with pytest.raises(DataError, match="holds no datasets"):
         list(parse_dataset_spec(f"hdf5:{empty}").items("pretrain"))
+
+
+def test_cli_with_skip_reports_the_bad_dataset(h5_file, tmp_path, capsys):
+    from benchmark.cli import main
+
+    assert main(["data", "prepare", "--dataset", f"hdf5:{h5_file}", "--cache-dir", str(tmp_path / "c"),
+                 "--resolution", "16", "--on-error", "skip"]) == 0
+    captured = capsys.readouterr()
+    assert "frames     20 of 16×16 px" in captured.out and "skipped    1 files" in captured.out
+    assert "skipped 1 files" in captured.err

@@ -76,3 +76,14 @@ def test_hub_id_without_network_fails_fast_with_a_clear_message(monkeypatch):
 def test_missing_local_path(tmp_path):
     with pytest.raises(UserError, match="no such folder"):
         parse_dataset_spec(f"hf:{tmp_path / 'nope'}").class_names("downstream")
+
+
+def test_cli_prepares_a_local_folder(tmp_path, capsys):
+    from benchmark.cli import main
+
+    for k in range(9):
+        write_image(tmp_path / "planes" / "abc"[k % 3] / f"{k}.png", 20 * k)
+    assert main(["data", "prepare", "--dataset", f"hf:{tmp_path / 'planes'}", "--cache-dir", str(tmp_path / "c"),
+                 "--resolution", "8", "-o", f"hf_cache_dir={tmp_path / 'hf'}"]) == 0
+    out = capsys.readouterr().out
+    assert "frames     9 of 8×8 px" in out and "classes    a 3, b 3, c 3" in out

@@ -208,3 +208,24 @@ def test_csv_manifest_missing_files_fail_or_are_reported(tmp_path, capsys):
     assert len(cache.index) == 6 and "skipped 1 files" in capsys.readouterr().err
     report = (cache.root / "skipped.csv").read_text().splitlines()
     assert report[0] == "path,reason" and report[1].startswith(str(tmp_path / "missing.png"))
+
+
+@pytest.mark.parametrize("kind", ["fetal_planes_db", "imagefolder", "csv"])
+def test_cli_prepares_each_labelled_image_source(kind, tmp_path, capsys):
+    from benchmark.cli import main
+
+    if kind == "fetal_planes_db":
+        target = make_fetal_planes_db(tmp_path / "fpdb", patients=6)
+    elif kind == "imagefolder":
+        target = tmp_path / "folder"
+        for k in range(12):
+            write_image(target / "ab"[k % 2] / f"s{k}" / "x.png", k)
+    else:
+        for k in range(12):
+            write_image(tmp_path / f"{k}.png", k)
+        target = write_rows(tmp_path / "labels.csv", ["path", "label"], [[f"{k}.png", "ab"[k % 2]] for k in range(12)])
+    assert main(["data", "prepare", "--dataset", f"{kind}:{target}", "--cache-dir", str(tmp_path / "c"),
+                 "--resolution", "16"]) == 0
+    out = capsys.readouterr().out
+    assert "(downstream)" in out and "splits     train" in out and "test" in out
+    assert f"frames     {36 if kind == 'fetal_planes_db' else 12} of 16×16 px" in out

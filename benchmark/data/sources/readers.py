@@ -75,7 +75,7 @@ def video_frame_to_gray(frame) -> np.ndarray:
     y = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)[:, :frame.width]
     if name == "gray" or name.startswith("yuvj") or frame.color_range == _FULL_RANGE:
         return y.copy()
-    return _LIMITED_TO_FULL[y]
+    return np.take(_LIMITED_TO_FULL, y)
 
 
 def read_video(path: str, stride: int = 1, max_frames: int | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -122,3 +122,24 @@ def test_parallel_decoding_keeps_order_and_turns_errors_into_skipped(tmp_path):
     assert [int(r.frames[0, 4, 4]) for r in pooled if isinstance(r, Clip)] == [0, 40, 80, 160, 200]
     assert pooled[3].path == paths[3] and "UnidentifiedImageError" in pooled[3].reason
     assert [getattr(r, "video_id", None) for r in inline] == [getattr(r, "video_id", None) for r in pooled]
+
+
+def test_auto_crop_of_a_fan_sector_with_a_scrolling_ecg_and_a_ticking_clock():
+    t, h, w = 12, 96, 128
+    yy, xx = np.mgrid[:h, :w]
+    apex_y, apex_x = 10, 64
+    radius = np.hypot(yy - apex_y, xx - apex_x)
+    angle = np.degrees(np.arctan2(xx - apex_x, yy - apex_y))
+    fan = (radius < 70) & (np.abs(angle) < 35)
+    rng = np.random.default_rng(0)
+    speckle = rng.integers(30, 220, (h, w + t))
+    frames = np.zeros((t, h, w), np.uint8)
+    for k in range(t):
+        frames[k][fan] = speckle[:, k:k + w][fan]  # tissue drifting sideways by a pixel per frame
+        frames[k, 88:92, (4 * k) % 100:(4 * k) % 100 + 8] = 255  # ECG trace sweeping along the bottom
+        frames[k, 2:6, 110 + k % 3:116 + k % 3] = 200  # a clock that ticks
+        frames[k, 2:8, 2:40] = 255  # static patient name
+    ys, xs = np.nonzero(fan)
+    y0, y1, x0, x1 = crop_box(frames, "auto")
+    assert abs(y0 - ys.min()) <= 2 and abs(y1 - (ys.max() + 1)) <= 2
+    assert abs(x0 - xs.min()) <= 2 and abs(x1 - (xs.max() + 1)) <= 2

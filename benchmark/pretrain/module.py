@@ -110,6 +110,8 @@ class FiniteLossGuard(pl.Callback):
         self._pending: tuple[int, int, torch.Tensor, torch.cuda.Event | None] | None = None
         self._t: float | None = None
         self._rate: float | None = None
+        self._first: tuple[float, int] | None = None  # (time, step) of the first step end, for the mean rate
+        self._latest: tuple[float, int] | None = None
 
     def on_train_batch_end(self, trainer, pl_module: PretrainModule, outputs, batch, batch_idx) -> None:
         loss = pl_module.last_loss
@@ -134,11 +136,21 @@ class FiniteLossGuard(pl.Callback):
         if hasattr(self, "last_value"):
             pl_module.log("loss", self.last_value, prog_bar=True, on_step=True, on_epoch=False)
         now = time.perf_counter()
+        self._latest = (now, step)
+        if self._first is None:
+            self._first = (now, step)
         if self._t is not None:
             rate = self.views_per_sample * pl_module.batch_size * trainer.world_size / max(now - self._t, 1e-9)
             self._rate = rate if self._rate is None else 0.9 * self._rate + 0.1 * rate
             pl_module.log("views_s", self._rate, prog_bar=True, on_step=True, on_epoch=False)
         self._t = now
+
+    def views_per_second(self, pl_module: PretrainModule, world: int) -> float | None:
+        """Mean end-to-end rate after the first step of this process (which carries start-up costs)."""
+        if self._first is None or self._latest is None or self._latest[1] <= self._first[1]:
+            return None
+        steps = self._latest[1] - self._first[1]
+        return self.views_per_sample * pl_module.batch_size * world * steps / (self._latest[0] - self._first[0])
 
     def on_train_end(self, trainer, pl_module) -> None:
         if self._pending is not None:

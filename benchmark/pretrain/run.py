@@ -165,6 +165,7 @@ def pretrain(cfg: PretrainConfig, pool: FrameCache, run_dir: Path, resume: bool 
             "data_fingerprint": pool.fingerprint, "data_subset_fingerprint": data_fp, "frames": int(len(positions)),
             "config_key": key, "engine_version": ENGINE_VERSION, "wall_time_s": round(time.time() - started, 1),
             "final_loss": getattr(guard, "last_value", None),
+            "views_per_s": guard.views_per_second(module, world),
         }
         save_encoder(final, method.encoder, meta)
         shutil.rmtree(ckpt_dir, ignore_errors=True)  # finished: the encoder is the result

@@ -1,0 +1,144 @@
+"""Pretraining survives a kill: a killed `sslbench pretrain` resumes from last.ckpt and ends where an
+uninterrupted run ends; a finished run is not redone; a non-finite loss stops the run at once."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from benchmark.cli import build_parser
+from benchmark.cli.pretrain import build_config
+from benchmark.data.cache import FrameCache, prepare
+from benchmark.data.spec import parse_dataset_spec
+from benchmark.pretrain.config import PretrainConfig
+from benchmark.pretrain.module import NonFiniteLossError
+from benchmark.pretrain.run import pretrain
+from methods.base import SSLMethod
+
+# 3 videos × 16 frames, batch 8 → 6 steps an epoch, 2 epochs = 12 steps; a checkpoint every 2.
+ARGS = ["pretrain", "--method", "vicreg", "--dataset", "synthetic", "-o", "subjects=3", "-o", "videos_per_subject=1",
+        "-o", "frames_per_video=16", "--resolution", "32", "--batch-size", "8", "--epochs", "2",
+        "--set", "proj_hidden_dim=32", "--set", "proj_output_dim=32", "--set", "warmup_epochs=1",
+        "--positives", "temporal:2", "--checkpoint-every", "2", "--seed", "3", "--quiet"]
+
+
+def _state(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(str(path))
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_killed_run_resumes_to_the_same_encoder_and_a_finished_run_is_not_redone(tmp_path):
+    cache_dir, killed_dir, clean_dir = tmp_path / "cache", tmp_path / "killed", tmp_path / "clean"
+    args = build_parser().parse_args([*ARGS, "--cache-dir", str(cache_dir), "--run-dir", str(killed_dir)])
+    cfg, spec, options = build_config(args)
+    pool = prepare(parse_dataset_spec(spec, **options), "pretrain", cache_dir=cache_dir, progress=False)
+    cli = [sys.executable, "-m", "benchmark", *ARGS, "--cache-dir", str(cache_dir), "--run-dir", str(killed_dir)]
+    # One thread everywhere: the same arithmetic in the subprocesses and here, and no thread
+    # oversubscription on a small shared CI machine.
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        _kill_resume_and_compare(cfg, pool, cli, env, killed_dir, clean_dir)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _kill_resume_and_compare(cfg, pool, cli, env, killed_dir: Path, clean_dir: Path) -> None:
+    log = killed_dir.parent / "killed.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(cli, env=env, stdout=out, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 180
+    while not list(killed_dir.glob("*/checkpoints/last.ckpt")):
+        assert proc.poll() is None, log.read_text()[-3000:]
+        assert time.monotonic() < deadline, "no last.ckpt after 180 s"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    (run,) = killed_dir.iterdir()
+    assert not (run / "encoder.safetensors").exists(), "the run finished before it could be killed"
+    saved = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu")
+    assert 0 < saved["global_step"] < 12
+
+    resumed = subprocess.run(cli, env=env, capture_output=True, text=True, timeout=240)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    final = Path(resumed.stdout.strip().splitlines()[-1])
+    assert final == run / "encoder.safetensors" and final.exists()
+
+    # The same config, uninterrupted, in this process.
+    reference = pretrain(cfg, pool, clean_dir, progress=False, checkpoint_every=2)
+    a, b = _state(final), _state(reference)
+    assert a.keys() == b.keys()
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=1e-5, atol=1e-6, msg=name)
+    from benchmark.checkpoint import read_meta
+
+    meta = read_meta(final)
+    assert meta["method"] == "vicreg" and meta["positives"] == "temporal:2" and meta["steps"] == 12
+    assert meta["data_fingerprint"] == pool.fingerprint and meta["config_key"] == cfg.key(pool.fingerprint)
+    assert meta["hparams"]["proj_hidden_dim"] == 32
+
+    # A finished run is a no-op: same path, file untouched, no training.
+    mtime = final.stat().st_mtime_ns
+    t0 = time.perf_counter()
+    again = pretrain(cfg, pool, killed_dir, progress=False)
+    assert again == final and final.stat().st_mtime_ns == mtime
+    assert time.perf_counter() - t0 < 2.0
+
+
+class _NaNAfter(SSLMethod):
+    """A method whose loss becomes NaN from its 6th call on."""
+
+    name = "nan_after_five"
+    family = "information"
+    views = "two_augmented"
+    defaults = {"optimizer": "sgd", "lr": 0.05, "weight_decay": 0.0, "warmup_epochs": 0, "batch_size": 4}
+
+    def __init__(self, encoder, **hp):
+        super().__init__(encoder, **hp)
+        self.head = nn.Linear(encoder.feat_dim, 8)
+        self.register_buffer("calls", torch.zeros((), dtype=torch.long))
+
+    def loss(self, views):
+        self.calls += 1
+        z0, z1 = (self.head(self.encoder(v)) for v in views)
+        loss = (z0 - z1).pow(2).mean() + 1e-3 * z0.pow(2).mean()
+        return loss * float("nan") if self.calls.item() > 5 else loss
+
+
+def _tiny_pool(root: Path) -> FrameCache:
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, (24, 32, 32), dtype=np.uint8)
+    index = pd.DataFrame({"video_id": [f"v{i // 8}" for i in range(24)], "subject_id": [f"s{i // 8}" for i in range(24)],
+                          "frame_idx": [i % 8 for i in range(24)], "label": -1, "split": "pretrain"})
+    return FrameCache(root=root, frames=frames, index=index, class_names=[], meta={"fingerprint": "0" * 64})
+
+
+@pytest.mark.timeout(120)
+def test_non_finite_loss_stops_with_step_method_and_hint_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    import methods.registry
+
+    monkeypatch.setattr(methods.registry, "get_method", lambda name: _NaNAfter)
+    cfg = PretrainConfig(method="nan_after_five", resolution=32, epochs=3, batch_size=4)
+    with pytest.raises(NonFiniteLossError) as err:
+        pretrain(cfg, _tiny_pool(tmp_path / "pool"), tmp_path / "runs", progress=False, checkpoint_every=2)
+    message = str(err.value)
+    assert "nan_after_five" in message and "at step 6" in message
+    assert "Lower the learning rate" in message and "fp32" in message
+    (run,) = (tmp_path / "runs").iterdir()
+    assert not (run / "encoder.safetensors").exists()
+    saved = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu")
+    assert saved["global_step"] == 4  # the checkpoint of step 4, before the NaN at step 6
+    assert all(torch.isfinite(t).all() for t in saved["state_dict"].values() if t.is_floating_point())

@@ -20,11 +20,12 @@ SCHEMA_PATH = PACKAGE_DIR / "result.schema.json"
 DEFAULT_RESULTS_DIR = PACKAGE_DIR / "results"
 DEFAULT_LEADERBOARD = PACKAGE_DIR / "LEADERBOARD.md"
 
-JOB_COLUMNS = ["track", "init", "protocol", "fraction", "seed"]
+# What identifies one job; `variant` tells apart the runs of an ablation (subset × evaluation protocol).
+JOB_COLUMNS = ["track", "init", "protocol", "variant", "fraction", "seed"]
 COLUMNS = [
     "path", "track", "pretrain_dataset", "downstream_dataset", "backbone", "resolution", "preset",
     "init", "init_kind", "family", "checkpoint_hash", "protocol", "protocol_version", "protocol_hash",
-    "fraction", "seed", "macro_f1", "balanced_accuracy", "accuracy", "n_test", "per_class_f1",
+    "variant", "fraction", "seed", "macro_f1", "balanced_accuracy", "accuracy", "n_test", "per_class_f1",
     "class_names", "confusion_matrix", "val_macro_f1", "git_sha", "git_dirty", "device", "gpu",
     "wall_time_s", "fp_pretrain", "fp_downstream", "command", "ablation",
 ]
@@ -38,6 +39,16 @@ def fraction_label(fraction: float) -> str:
 def fraction_title(fraction: float) -> str:
     """The column title of a label fraction: 0.01 → "1 %"."""
     return f"{fraction * 100:g} %"
+
+
+def job_variant(result: dict) -> str:
+    """"" for a main-protocol run; for an ablation run its subset and evaluation protocol, as in its
+    path (`diversity-L2/linear_probe`)."""
+    ablation = result.get("ablation")
+    if not ablation:
+        return ""
+    tag = f"{ablation['axis']}-L{ablation['level']}"
+    return f"{tag}/{ablation['eval_protocol']}" if ablation.get("eval_protocol") else tag
 
 
 @cache
@@ -90,7 +101,7 @@ def flatten(result: dict, path: Path | str) -> dict:
         "init": job["init"], "init_kind": init["kind"], "family": init.get("family"),
         "checkpoint_hash": init.get("checkpoint_hash"),
         "protocol": job["protocol"], "protocol_version": proto["version"], "protocol_hash": proto["hash"],
-        "fraction": float(job["fraction"]), "seed": int(job["seed"]),
+        "variant": job_variant(result), "fraction": float(job["fraction"]), "seed": int(job["seed"]),
         "macro_f1": float(test["macro_f1"]), "balanced_accuracy": float(test["balanced_accuracy"]),
         "accuracy": float(test["accuracy"]), "n_test": int(test["n"]),
         "per_class_f1": dict(test["per_class_f1"]), "class_names": tuple(result["class_names"]),
@@ -143,7 +154,8 @@ def load_results(results_dir: Path | str) -> Results:
     dups = duplicate_jobs(runs)
     if dups:
         job, paths = dups[0]
-        raise UserError(f"duplicate results for one job {dict(zip(JOB_COLUMNS, job, strict=True))}: "
+        desc = ", ".join(f"{k}={v}" for k, v in zip(JOB_COLUMNS, job, strict=True) if v != "")
+        raise UserError(f"duplicate results for one job ({desc}): "
                         f"{' and '.join(str(results_dir / p) for p in paths)}; keep one of them and delete the other")
     runs = runs.sort_values(JOB_COLUMNS + ["protocol_hash"], kind="stable").reset_index(drop=True)
     return Results(runs=runs, n_files=len(files))

@@ -22,6 +22,7 @@ from leaderboard.load import (
     find_result_files,
     flatten,
     fraction_label,
+    job_variant,
     read_json,
     schema_errors,
 )
@@ -126,15 +127,16 @@ def check_split(result: dict, split: str) -> list[tuple[str, str]]:
 
 def check_layout(result: dict, path: Path) -> list[tuple[str, str]]:
     """Where the file lies must match its job: <track>/<init>/<protocol>/<fraction>/seed<k>.json."""
-    parts = path.parts
-    match = SEED_FILE.match(path.name)
-    if match is None or len(parts) < 5:
-        return [("(path)", "result files are named <track>/<init>/<protocol>/<fraction>/seed<k>.json")]
     job = result["job"]
-    expected = [result["track"]["id"], job["init"], job["protocol"], fraction_label(job["fraction"]),
-                f"seed{job['seed']}.json"]
-    if list(parts[-5:]) != expected:
-        return [("(path)", f"lies at {'/'.join(parts[-5:])} but its job says {'/'.join(expected)}")]
+    variant = job_variant(result)
+    expected = [result["track"]["id"], job["init"], job["protocol"], *(variant.split("/") if variant else []),
+                fraction_label(job["fraction"]), f"seed{job['seed']}.json"]
+    parts = path.parts
+    if SEED_FILE.match(path.name) is None or len(parts) < len(expected):
+        return [("(path)", f"result files are named <track>/<init>/<protocol>/{'<subset>/<eval protocol>/' if variant else ''}"
+                           f"<fraction>/seed<k>.json; this one should be {'/'.join(expected)}")]
+    if list(parts[-len(expected):]) != expected:
+        return [("(path)", f"lies at {'/'.join(parts[-len(expected):])} but its job says {'/'.join(expected)}")]
     return []
 
 
@@ -207,7 +209,7 @@ def validate_paths(paths: list, protocols_dir: Path = PROTOCOLS_DIR) -> tuple[li
         rows.append(flatten(result, path))
     if rows:
         for job, dup_paths in duplicate_jobs(pd.DataFrame(rows)):
-            desc = ", ".join(f"{k}={v}" for k, v in zip(JOB_COLUMNS, job, strict=True))
+            desc = ", ".join(f"{k}={v}" for k, v in zip(JOB_COLUMNS, job, strict=True) if v != "")
             for p in dup_paths:
                 others = " and ".join(q for q in dup_paths if q != p)
                 problems.append(Problem(p, "job", f"duplicate of {others} (same job: {desc}); keep one"))

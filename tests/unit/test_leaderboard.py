@@ -137,12 +137,15 @@ def make_fixture(root: Path, seed: int = 0, protocols=("linear_probe", "finetune
                     write_result(results, result)
     if "linear_probe" in protocols:
         ablation = make_result("barlowtwins", "linear_probe", 0.01, 0, hashes, rng)
-        ablation["ablation"] = {"axis": "diversity", "level": 0, "subjects": 4, "frames": 2000}
+        ablation["ablation"] = {"axis": "diversity", "level": 0, "subjects": 4, "videos": 8, "frames": 256,
+                                "eval_protocol": "linear_probe", "eval_protocol_hash": hashes["linear_probe"]}
         ablation["job"]["protocol"] = ablation["protocol"]["name"] = "variance_vs_size"
         (root / "protocols" / "variance_vs_size.toml").write_text("version = 1\n")
         hashes["variance_vs_size"] = canonical_sha256({"version": 1})
         ablation["protocol"]["hash"] = hashes["variance_vs_size"]
-        write_result(results, ablation)
+        # The ablation's own layout: <track>/<init>/variance_vs_size/<subset>/<eval protocol>/<fraction>/seed<k>.json
+        write_result(results, ablation, results / TRACK["id"] / "barlowtwins" / "variance_vs_size" / "diversity-L0"
+                     / "linear_probe" / "1pct" / "seed0.json")
     return results, root / "protocols"
 
 
@@ -304,6 +307,25 @@ def test_duplicate_results_for_one_job_are_an_error_naming_both(tmp_path):
     problems, _ = validate_paths([results], tmp_path / "protocols")
     dup = [p for p in problems if p.field == "job"]
     assert sorted(p.path for p in dup) == sorted([str(original), str(copy_path)])
+
+
+def test_ablation_runs_of_other_subsets_are_not_duplicates_but_must_lie_in_their_folder(tmp_path):
+    results, protocols = make_fixture(tmp_path, protocols=("linear_probe",), fractions=(0.01,))
+    folder = results / TRACK["id"] / "barlowtwins" / "variance_vs_size"
+    result = json.loads((folder / "diversity-L0" / "linear_probe" / "1pct" / "seed0.json").read_text())
+    result["ablation"]["level"] = 1
+    write_result(results, result, folder / "diversity-L1" / "linear_probe" / "1pct" / "seed0.json")
+    assert validate_paths([results], protocols)[0] == []
+    loaded = load_results(results)
+    assert sorted(loaded.ablation["variant"]) == ["diversity-L0/linear_probe", "diversity-L1/linear_probe"]
+    assert (loaded.main["variant"] == "").all()
+    result["ablation"]["level"] = 2
+    misplaced = write_result(results, result, folder / "diversity-L3" / "linear_probe" / "1pct" / "seed0.json")
+    problems, _ = validate_paths([misplaced], protocols)
+    assert [(p.field, p.message) for p in problems] == [
+        ("(path)", "lies at synthetic-resnet18-64px-smoke/barlowtwins/variance_vs_size/diversity-L3/linear_probe/"
+                   "1pct/seed0.json but its job says synthetic-resnet18-64px-smoke/barlowtwins/variance_vs_size/"
+                   "diversity-L2/linear_probe/1pct/seed0.json")]
 
 
 def test_an_invalid_result_file_stops_the_leaderboard_with_its_name(tmp_path):

@@ -239,6 +239,14 @@ def test_friedman_needs_three_inits(tmp_path):
     assert "Friedman test not run: it needs at least 3 ranked inits and 2 tasks (here 2 and 3)" in text
 
 
+def test_without_imagenet_there_is_no_delta_and_no_probability_of_improvement(tmp_path):
+    results, protocols = make_fixture(tmp_path, protocols=("finetune",), inits=("barlowtwins", "simclr", "random"))
+    text = generate(results, protocols, tmp_path / "LEADERBOARD.md")
+    assert "No `imagenet` results in this table, so no Δ vs imagenet init." in text
+    ranking = text[text.index("### Across tasks"):text.index("Friedman test")]
+    assert ranking.count(" — |") == 3 and "Friedman test: χ²(2)" in text
+
+
 def test_a_cell_not_run_is_marked_and_its_init_not_ranked(tmp_path):
     results, protocols = make_fixture(tmp_path)
     for path in (results / TRACK["id"] / "vicreg" / "linear_probe" / "1pct").glob("*.json"):

@@ -4,12 +4,18 @@ the leaderboard. Also home of the set-up that `sslbench run` and `sslbench evalu
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from benchmark.cli.common import add_cache_argument
 from benchmark.errors import UserError
+
+# Set before torch loads (subcommands import it lazily): OpenMP threads that spin while waiting
+# slowed a CPU fine-tune step ~20× on a loaded 2-core machine (measured 2 vs 38 img/s); sleeping
+# waiters cost nothing measurable when the machine is idle. The user's own setting wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def register(sub) -> None:
@@ -92,10 +98,15 @@ def track_context(args: argparse.Namespace, *, need_pretrain_data: bool = True) 
     extra = {k: v for k, v in dataset_options(args).items() if v is not None}
     res = preset["resolution"]
 
+    data = preset["data"]
+    shared = data["pretrain"]["spec"] == data["downstream"]["spec"]
+
     def source(role: str, spec: str | None):
-        table = preset["data"][role]
         if spec is None:  # the preset's data, with its settings (e.g. the simulator's size)
-            return parse_dataset_spec(table["spec"], **{**table["options"], **extra, "resolution": res})
+            # One source serving both roles gets both tables' settings, so both caches see one config.
+            opts = {**data["pretrain"].get("options", {}), **data["downstream"].get("options", {})} \
+                if shared else data[role].get("options", {})
+            return parse_dataset_spec(data[role]["spec"], **{**opts, **extra, "resolution": res})
         return parse_dataset_spec(spec, **{**extra, "resolution": res})
 
     pre = source("pretrain", args.dataset) if need_pretrain_data or args.dataset else None
@@ -104,7 +115,7 @@ def track_context(args: argparse.Namespace, *, need_pretrain_data: bool = True) 
         down_spec = args.dataset
     down = source("downstream", down_spec)
     pre_spec = pre.spec if pre is not None else (args.dataset or preset["data"]["pretrain"]["spec"])
-    track = make_track(pre_spec, down.spec, preset["backbone"], res, preset_name)
+    track = make_track(pre_spec, down.spec, preset["backbone"], res, preset["name"])
 
     names = args.protocol or list(PROTOCOLS)
     protocols = [load_protocol(n, preset["protocols"].get(n)) for n in dict.fromkeys(names)]
@@ -140,11 +151,14 @@ def parse_methods(text: str, *, baselines: bool) -> tuple[list[str], list[str]]:
     return list(dict.fromkeys(methods)), list(dict.fromkeys(base))
 
 
-def pretrain_run_dir(ctx: TrackContext, method: str, pool) -> tuple[object, Path]:
+def pretrain_run(ctx: TrackContext, method: str, pool) -> tuple[object, Path, Path]:
+    """(PretrainConfig, the run folder given to `pretrain`, the final checkpoint it makes there)."""
     from benchmark.pretrain.config import PretrainConfig
+    from benchmark.pretrain.run import FINAL_NAME, run_folder
 
     cfg = PretrainConfig.from_dict({"method": method, **ctx.preset["pretrain"]}).validate()
-    return cfg, ctx.runs_dir / "pretrain" / ctx.track.id / method / cfg.key(pool.fingerprint)[:16]
+    run_dir = ctx.runs_dir / "pretrain" / ctx.track.id
+    return cfg, run_dir, run_folder(cfg, cfg.key(pool.fingerprint), run_dir) / FINAL_NAME
 
 
 def pretrained_init(ctx: TrackContext, method: str, pool, progress: bool = True):
@@ -153,9 +167,9 @@ def pretrained_init(ctx: TrackContext, method: str, pool, progress: bool = True)
     from methods.registry import get_method
     from protocols.grid import ssl_init
 
-    cfg, run_dir = pretrain_run_dir(ctx, method, pool)
-    if progress:
-        print(f"pretraining {method} on {ctx.track.id} ({run_dir})", file=sys.stderr, flush=True)
+    cfg, run_dir, final = pretrain_run(ctx, method, pool)
+    if progress and not final.exists():
+        print(f"pretraining {method} on {ctx.track.id} ({final.parent})", file=sys.stderr, flush=True)
     checkpoint = pretrain(cfg, pool, run_dir, progress=progress)
     return ssl_init(method, checkpoint, family=get_method(method).family)
 

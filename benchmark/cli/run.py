@@ -29,8 +29,7 @@ def register(sub) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from benchmark.cli.bench import parse_methods, pretrain_run_dir, run_grid, track_context
-    from benchmark.pretrain.run import final_checkpoint
+    from benchmark.cli.bench import parse_methods, pretrain_run, run_grid, track_context
     from methods.registry import get_method
     from protocols.grid import baseline_init, ssl_init
 
@@ -50,8 +49,7 @@ def _run(args: argparse.Namespace) -> int:
         pretrain_fp = pool.fingerprint
         missing = []
         for m in methods:
-            _cfg, run_dir = pretrain_run_dir(ctx, m, pool)
-            ckpt = final_checkpoint(run_dir)
+            ckpt = pretrain_run(ctx, m, pool)[2]
             if ckpt.exists():
                 inits.append(ssl_init(m, ckpt, family=get_method(m).family))
             else:

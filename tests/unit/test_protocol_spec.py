@@ -1,0 +1,137 @@
+import json
+import tomllib
+
+import pytest
+
+from benchmark.errors import UserError
+from protocols.presets import PRESETS, load_preset, preset_path, resolve_preset
+from protocols.spec import PROTOCOL_DIR, PROTOCOLS, canonical_hash, load_protocol, read_protocol_file
+
+
+def _write(tmp_path, text: str):
+    path = tmp_path / "p.toml"
+    path.write_text(text)
+    return path
+
+
+def _original(name: str) -> str:
+    return (PROTOCOL_DIR / f"{name}.toml").read_text()
+
+
+@pytest.mark.parametrize("name", PROTOCOLS)
+def test_shipped_protocols_load_with_the_label_fractions_and_five_seeds(name):
+    spec = load_protocol(name)
+    assert spec.fractions == [0.01, 0.1, 1.0]
+    assert spec.seeds == [0, 1, 2, 3, 4]
+    assert spec.version >= 1 and len(spec.hash) == 64
+
+
+@pytest.mark.parametrize("name", PROTOCOLS)
+def test_hash_is_the_canonical_json_of_the_parsed_file_and_ignores_formatting(tmp_path, name):
+    text = _original(name)
+    spec = load_protocol(name)
+    parsed = tomllib.loads(text)
+    assert spec.hash == canonical_hash(parsed)
+    assert spec.hash == __import__("hashlib").sha256(
+        json.dumps(parsed, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    # Comments, blank lines and key order do not change it.
+    head, rest = text[:text.index("\n[")], text[text.index("\n["):]
+    keys = [ln for ln in head.splitlines() if "=" in ln and not ln.startswith("#")]
+    assert len(keys) == 4  # name, version, fractions, seeds — now in reverse order, comments dropped
+    reordered = "\n".join(reversed(keys))
+    path = _write(tmp_path, "# another comment\n" + reordered + "\n" + rest)
+    assert canonical_hash(read_protocol_file(path)) == spec.hash
+    assert load_protocol(name).hash == spec.hash  # stable across loads
+
+
+def test_hash_changes_with_content(tmp_path):
+    text = _original("finetune")
+    changed = text.replace("epochs = 20", "epochs = 21")
+    assert changed != text
+    base = canonical_hash(read_protocol_file(_write(tmp_path, text)))
+    assert canonical_hash(read_protocol_file(_write(tmp_path, changed))) != base
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda t: t.replace("max_iter = 100\n", ""), r"missing key 'probe.max_iter'"),
+    (lambda t: t.replace("max_iter = 100", "max_iters = 200"), r"unknown key 'probe.max_iters'.*did you mean 'probe.max_iter'"),
+    (lambda t: t.replace("max_iter = 100", 'max_iter = "200"'), r"key 'probe.max_iter' must be int"),
+    (lambda t: t.replace("standardize = true", "standardize = 1"), r"key 'features.standardize' must be bool"),
+    (lambda t: t.replace("fractions = [0.01, 0.1, 1.0]", "fractions = [0.01, 1.5]"), r"'fractions' must lie in \(0, 1\]"),
+    (lambda t: t.replace("version = 1", "verison = 1"), r"unknown key 'verison'.*did you mean 'version'"),
+    (lambda t: t.replace('solver = "lbfgs"', 'solver = "sgd"'), r"'probe.solver' must be one of lbfgs"),
+    (lambda t: t + "\n[extra]\nx = 1\n", r"unknown key 'extra'"),
+])
+def test_bad_protocol_files_name_the_key_and_the_file(tmp_path, edit, message):
+    path = _write(tmp_path, edit(_original("linear_probe")))
+    with pytest.raises(UserError, match=message) as info:
+        read_protocol_file(path)
+    assert str(path) in str(info.value)
+
+
+def test_overrides_are_validated_merged_and_kept_beside_the_file_hash():
+    base = load_protocol("finetune")
+    spec = load_protocol("finetune", {"train": {"epochs": 2}})
+    assert spec.settings["train"]["epochs"] == 2 and spec.settings["train"]["lr"] == base.settings["train"]["lr"]
+    assert spec.hash == base.hash and spec.key != base.key
+    with pytest.raises(UserError, match=r"unknown key 'train.epoch'.*did you mean 'train.epochs'"):
+        load_protocol("finetune", {"train": {"epoch": 2}})
+    with pytest.raises(UserError, match=r"'train.epochs' must be >= 1"):
+        load_protocol("finetune", {"train": {"epochs": 0}})
+    with pytest.raises(UserError, match="cannot be overridden"):
+        load_protocol("finetune", {"version": 2})
+
+
+def test_unknown_protocol_lists_the_known_ones():
+    with pytest.raises(UserError, match="unknown protocol 'knn'.*linear_probe, finetune"):
+        load_protocol("knn")
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_shipped_presets_load_and_feed_pretrain_config_fields(name):
+    from benchmark.pretrain.config import PretrainConfig
+
+    preset = load_preset(name)
+    assert preset["pretrain"]["backbone"] == preset["backbone"]
+    assert preset["pretrain"]["resolution"] == preset["resolution"]
+    PretrainConfig.from_dict({"method": "vicreg", **preset["pretrain"]}).validate()
+    for proto, overrides in preset["protocols"].items():
+        load_protocol(proto, overrides)
+
+
+def test_the_smoke_and_standard_presets_keep_five_seeds_and_the_reference_backbone():
+    for name in ("smoke", "standard"):
+        preset = load_preset(name)
+        assert preset["backbone"] == "efficientnet_lite0"
+        for proto in PROTOCOLS:
+            assert load_protocol(proto, preset["protocols"].get(proto)).seeds == [0, 1, 2, 3, 4]
+    paper = load_preset("paper")
+    assert (paper["backbone"], paper["resolution"]) == ("resnet50", 256)
+    assert paper["data"]["pretrain"]["options"]["stride"] == 5
+
+
+def test_bad_presets_are_clear(tmp_path):
+    with pytest.raises(UserError, match="unknown preset 'fast'.*smoke, standard, paper"):
+        load_preset("fast")
+    text = preset_path("smoke").read_text()
+    for edit, message in [
+        (text.replace("[pretrain]\nepochs", "[pretrain]\nepoch"), r"unknown key 'epoch'.*did you mean 'epochs'"),
+        (text.replace('backbone = "efficientnet_lite0"', 'backbone = "vit"'), "key 'backbone' must be one of"),
+        (text.replace("epochs = 4", "epochs = 0"), r"\[protocols.finetune\].*'train.epochs' must be >= 1"),
+        (text.replace("resolution = 48\n", ""), "missing key 'resolution'"),
+    ]:
+        path = tmp_path / "bad.toml"
+        path.write_text(edit)
+        with pytest.raises(UserError, match=message):
+            load_preset(str(path))
+
+
+def test_auto_preset_says_what_it_chose(capsys, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_preset("auto") == "smoke"
+    assert "preset auto → smoke" in capsys.readouterr().err
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_preset("auto") == "standard"
+    assert resolve_preset("paper") == "paper"

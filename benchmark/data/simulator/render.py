@@ -103,9 +103,11 @@ def _render(keys: np.ndarray, plan: FramePlan, heart: tuple[np.ndarray, np.ndarr
     gain_depth = torch.exp(-(look.attenuation - look.tgc) * depth)[None, :, None]
     gain = torch.from_numpy((10 ** (plan.gain / 20)).astype(np.float32))[:, None, None]
     amplitude = (echo + look.haze) * shadow * gain_depth * gain
-    amplitude = amplitude * _speckle(t, res, look.persistence, px, rng)
-    floor = torch.from_numpy(rng.rayleigh(look.noise_floor, (t, res, res)).astype(np.float32))
-    amplitude = amplitude + floor * torch.exp(look.tgc * depth)[None, :, None] * 0.3
+    speckle = _speckle(t, res, look.persistence, px, rng)
+    # Electronic noise, amplified with depth by the TGC: the speckle field turned upside down is
+    # independent of it where it lands, and costs no new random numbers.
+    floor = look.noise_floor * 0.3 * torch.exp(look.tgc * depth)[None, :, None]
+    amplitude = amplitude * speckle + floor * speckle.flip(1, 2)
 
     db = 20 * torch.log10(amplitude + 1e-6)
     polar = ((db + look.dynamic_range) / look.dynamic_range).clamp(0, 1)
@@ -133,9 +135,11 @@ def _heartbeat_warp(ax, ay, heart, contraction):
 def _speckle(t: int, res: int, persistence: float, px: float, rng: np.random.Generator) -> torch.Tensor:
     """Multiplicative speckle with mean power 1: complex Gaussian scatterers filtered by the PSF
     (short axially, wider laterally), a part of them persisting from frame to frame."""
-    fresh = rng.standard_normal((2, t, res, res), dtype=np.float32)
-    still = rng.standard_normal((2, 1, res, res), dtype=np.float32)
-    z = torch.from_numpy((persistence * still + np.sqrt(1 - persistence ** 2) * fresh).astype(np.float32))
+    # torch's normal sampler is ~2.5× faster than numpy's here; seeded from the clip's RNG.
+    gen = torch.Generator().manual_seed(int(rng.integers(2**63)))
+    fresh = torch.randn((2, t, res, res), generator=gen)
+    still = torch.randn((2, 1, res, res), generator=gen)
+    z = persistence * still + float(np.sqrt(1 - persistence ** 2)) * fresh
     z = _gaussian_blur(z.reshape(2 * t, 1, res, res), (0.55 * px, 0.9 * px)).reshape(2, t, res, res)
     power = z[0] ** 2 + z[1] ** 2
     return torch.sqrt(power / power.mean())

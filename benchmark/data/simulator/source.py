@@ -11,8 +11,10 @@ from benchmark.data.simulator import timeline
 from benchmark.data.simulator.anatomy import SubjectAnatomy, draw_level, sample_subject
 from benchmark.data.simulator.config import SIMULATOR_VERSION, SimulatorKnobs
 from benchmark.data.simulator.render import Fan, FramePlan, Look, render_frames
-from benchmark.data.source import Clip, Source
+from benchmark.data.source import Clip, Skipped, Source
+from benchmark.data.sources.parallel import decode_all
 from benchmark.data.spec import register_source
+from benchmark.errors import UserError
 
 # Separate RNG streams (and id spaces) for the two roles, so no downstream subject is a pretraining one.
 _ROLE_STREAM = {"pretrain": 0, "downstream": 1}
@@ -25,9 +27,12 @@ class SyntheticSource(Source, SimulatorKnobs):
     """Built-in fetal heart ultrasound simulator (the default dataset)."""
 
     roles: tuple[str, ...] = ("pretrain", "downstream")
+    workers: int = 0  # generator processes (0 = every core); not part of the content, so not fingerprinted
 
     def __post_init__(self) -> None:
         self.validate_knobs(self.resolution)
+        if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 0:
+            raise UserError(f"-o workers must be 0 (every core) or a positive integer, got {self.workers!r}")
 
     def knobs(self) -> dict:
         names = [f.name for f in fields(SimulatorKnobs)] + ["resolution"]
@@ -50,14 +55,17 @@ class SyntheticSource(Source, SimulatorKnobs):
     def _rng(self, role: str, k: int, *stream: int) -> np.random.Generator:
         return np.random.default_rng([self.seed, _ROLE_STREAM[role], k, *stream])
 
-    def items(self, role: str) -> Iterator[Clip]:
+    def items(self, role: str) -> Iterator[Clip | Skipped]:
+        """Clips are generated in worker processes (one task per video, or per downstream subject)."""
         if role == "pretrain":
-            for k in range(self.subjects):
-                for v in range(self.videos_per_subject):
-                    yield self.video(k, v)
+            tasks = [(self, k, v) for k in range(self.subjects) for v in range(self.videos_per_subject)]
+            paths = [f"synthetic video {self.subject_id(role, k)}-v{v:02d}" for _, k, v in tasks]
+            yield from decode_all(_video_task, tasks, paths, desc="simulating videos", workers=self.workers)
         elif role == "downstream":
-            for k in range(self.downstream_subjects):
-                yield from self.labelled_images(k)
+            tasks = [(self, k) for k in range(self.downstream_subjects)]
+            paths = [f"synthetic images of {self.subject_id(role, k)}" for _, k in tasks]
+            for item in decode_all(_images_task, tasks, paths, desc="simulating images", workers=self.workers):
+                yield from (item if isinstance(item, list) else [item])
         else:
             raise ValueError(f"unknown role {role!r}")
 
@@ -137,3 +145,13 @@ class SyntheticSource(Source, SimulatorKnobs):
         heart = (centre + 0.12 * anat.heart_scale * apex, centre - 0.3 * anat.heart_scale * apex,
                  0.3 * anat.heart_scale)
         return render_frames(keys, plan, heart, fan, look, self.resolution, rng)
+
+
+def _video_task(task: tuple[SyntheticSource, int, int]) -> Clip:
+    source, k, v = task
+    return source.video(k, v)
+
+
+def _images_task(task: tuple[SyntheticSource, int]) -> list[Clip]:
+    source, k = task
+    return source.labelled_images(k)

@@ -8,7 +8,6 @@ process leaves either the old file, the new one, or a `.*.tmp-<pid>` file that n
 from __future__ import annotations
 
 import datetime as _dt
-import errno
 import functools
 import json
 import os
@@ -84,13 +83,9 @@ def atomic_write_text(path: Path, text: str) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except PermissionError as exc:
-        raise UserError(f"cannot write {path}: folder {exc.filename or path.parent} is not writable; "
-                        "pass --results-dir (or set SSLBENCH_RESULTS_DIR) to a writable folder") from exc
-    except OSError as exc:
-        if exc.errno in (errno.EROFS, errno.ENOSPC):
-            raise UserError(f"cannot write {path}: {exc.strerror}") from exc
-        raise
+    except OSError as exc:  # permissions, read-only or full disk, a file where a folder should be
+        raise UserError(f"cannot write {path}: {exc.strerror or exc} ({exc.filename or path.parent}); pass "
+                        "--results-dir (or set SSLBENCH_RESULTS_DIR) to a writable folder") from exc
 
 
 def read_result(path: Path) -> dict | None:

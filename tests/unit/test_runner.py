@@ -1,0 +1,154 @@
+import json
+import os
+
+import pytest
+
+from benchmark.errors import UserError
+from benchmark.results import (
+    ensure_writable,
+    remove_stale_temp_files,
+    result_path,
+    validate_result,
+    write_result,
+)
+from benchmark.runner import Job, parse_shard, run_jobs, select_shard
+
+CLASSES = ["4CH", "LVOT", "RVOT"]
+
+
+def _split(n_right: int = 2) -> dict:
+    cm = [[n_right, 0, 0], [0, 1, 0], [0, 0, 1]]
+    return {"macro_f1": 1.0, "balanced_accuracy": 1.0, "accuracy": 1.0,
+            "per_class_f1": {c: 1.0 for c in CLASSES}, "confusion_matrix": cm, "n": n_right + 2}
+
+
+def record(key: str, seed: int = 0) -> dict:
+    return {
+        "schema_version": 1,
+        "job": {"key": key, "init": "random", "protocol": "linear_probe", "fraction": 0.1, "seed": seed},
+        "track": {"id": "synthetic-resnet18-32px-smoke", "pretrain_dataset": "synthetic",
+                  "downstream_dataset": "synthetic", "backbone": "resnet18", "resolution": 32, "preset": "smoke"},
+        "protocol": {"name": "linear_probe", "version": 1, "hash": "a" * 64},
+        "init": {"name": "random", "kind": "baseline"},
+        "class_names": CLASSES,
+        "metrics": {"val": _split(), "test": _split()},
+        "train": {"n_train": 3},
+        "provenance": {"git_sha": "x", "git_dirty": False, "dataset_fingerprints": {"downstream": "d"},
+                       "packages": {"torch": "2"}, "device": "cpu", "wall_time_s": 0.1,
+                       "date": "2026-01-01T00:00:00+00:00", "command": "test"},
+    }
+
+
+def make_jobs(root, n=6, calls=None, tag="k"):
+    calls = calls if calls is not None else []
+    jobs = []
+    for i in range(n):
+        key = f"{tag}{i}".ljust(64, "0").encode().hex()[:64]
+
+        def produce(key=key, i=i):
+            calls.append(i)
+            return record(key, seed=i)
+
+        jobs.append(Job(key=key, output=result_path(root, "t", "random", "linear_probe", 0.1, i),
+                        produce=produce, label=f"job{i}"))
+    return jobs, calls
+
+
+def test_result_paths_follow_the_layout(tmp_path):
+    assert result_path(tmp_path, "trk", "vicreg", "finetune", 0.01, 3) == \
+        tmp_path / "trk" / "vicreg" / "finetune" / "1pct" / "seed3.json"
+    assert result_path(tmp_path, "trk", "vicreg", "finetune", 1.0, 0).parent.name == "100pct"
+    assert result_path(tmp_path, "trk", "vicreg", "finetune", 0.1, 0).parent.name == "10pct"
+
+
+def test_finished_jobs_are_skipped_and_force_reruns_them(tmp_path):
+    jobs, calls = make_jobs(tmp_path)
+    first = run_jobs(jobs, progress=False)
+    assert calls == list(range(6)) and len(first.done) == 6 and first.skipped == 0
+    for job in jobs:
+        assert json.loads(job.output.read_text())["job"]["key"] == job.key
+    again = run_jobs(jobs, progress=False)
+    assert calls == list(range(6)) and again.skipped == 6 and not again.done
+    run_jobs(jobs, force=True, progress=False)
+    assert calls == list(range(6)) * 2
+
+
+def test_a_result_with_another_key_is_rerun(tmp_path):
+    jobs, calls = make_jobs(tmp_path, n=2)
+    run_jobs(jobs, progress=False)
+    changed, calls2 = make_jobs(tmp_path, n=2, tag="other")  # same paths, new keys (e.g. a new protocol)
+    summary = run_jobs(changed, progress=False)
+    assert calls2 == [0, 1] and summary.skipped == 0
+
+
+def test_shards_partition_the_grid(tmp_path):
+    jobs, calls = make_jobs(tmp_path, n=7)
+    seen = []
+    for i in range(3):
+        summary = run_jobs(jobs, shard=(i, 3), progress=False)
+        seen += summary.done
+    assert sorted(seen) == sorted(j.output for j in jobs) and len(set(seen)) == 7
+    assert [j.label for j in select_shard(jobs, (1, 3))] == ["job1", "job4"]
+    assert sorted(calls) == list(range(7))
+
+
+@pytest.mark.parametrize("text", ["3/3", "1", "a/b", "0/0", "-1/2"])
+def test_bad_shards_are_rejected(text):
+    with pytest.raises(UserError, match="--shard expects i/N"):
+        parse_shard(text)
+
+
+def test_parse_shard():
+    assert parse_shard("0/4") == (0, 4) and parse_shard(None) is None
+
+
+def test_a_failing_job_leaves_no_file_and_earlier_results_stay(tmp_path):
+    jobs, calls = make_jobs(tmp_path, n=3)
+
+    def boom():
+        raise RuntimeError("killed")
+
+    jobs[1].produce = boom
+    with pytest.raises(RuntimeError):
+        run_jobs(jobs, progress=False)
+    assert jobs[0].output.exists() and not jobs[1].output.exists() and not jobs[2].output.exists()
+    assert not [p for p in tmp_path.rglob("*") if p.is_file() and p not in (jobs[0].output,)]
+
+
+def test_an_invalid_record_is_never_written(tmp_path):
+    jobs, _ = make_jobs(tmp_path, n=1)
+    bad = record(jobs[0].key)
+    bad["metrics"]["test"]["macro_f1"] = 1.5
+    jobs[0].produce = lambda: bad
+    with pytest.raises(ValueError, match="metrics/test/macro_f1"):
+        run_jobs(jobs, progress=False)
+    assert not jobs[0].output.exists()
+    with pytest.raises(ValueError, match="schema_version"):
+        validate_result({k: v for k, v in record("0" * 64).items() if k != "schema_version"})
+
+
+def test_stale_temporary_files_of_dead_writers_are_removed(tmp_path):
+    jobs, _ = make_jobs(tmp_path, n=1)
+    folder = jobs[0].output.parent
+    folder.mkdir(parents=True)
+    stale = folder / ".seed0.json.tmp-999999999"  # no such process
+    stale.write_text('{"partial')
+    mine = folder / f".seed1.json.tmp-{os.getppid()}"  # a live process: left alone
+    mine.write_text("{")
+    assert remove_stale_temp_files(tmp_path) == 1
+    assert not stale.exists() and mine.exists()
+
+
+def test_a_results_folder_that_is_not_writable_is_a_clear_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(UserError, match=r"results folder .* is not writable.*--results-dir"):
+        ensure_writable(blocker / "results")
+    with pytest.raises(UserError, match="cannot write .*--results-dir"):
+        write_result(blocker / "results" / "x.json", record("0" * 64))
+    if os.geteuid() != 0:  # root writes anywhere; the permission case needs a normal user
+        ro = tmp_path / "ro"
+        ro.mkdir()
+        ro.chmod(0o500)
+        with pytest.raises(UserError, match="not writable"):
+            ensure_writable(ro / "sub")

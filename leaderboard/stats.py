@@ -2,6 +2,9 @@
 
 Seeds are the runs of one cell (init × protocol × label fraction); tasks (protocol × fraction)
 are the blocks of the across-task comparison. Everything here is numpy/scipy only.
+IQM, the stratified bootstrap and the probability of improvement follow rliable (Agarwal et al.,
+"Deep Reinforcement Learning at the Edge of the Statistical Precipice", NeurIPS 2021); the Friedman
+test and Nemenyi critical difference follow Demšar (JMLR 2006).
 """
 from __future__ import annotations
 
@@ -125,6 +128,9 @@ def friedman(scores: pd.DataFrame) -> Friedman:
     n, k = scores.shape
     if k < 3 or n < 2:
         raise ValueError(f"the Friedman test needs >= 3 inits and >= 2 tasks, got {k} and {n}")
+    if (scores.nunique(axis=1) == 1).all():
+        # Every task ties all inits: scipy's tie correction divides by zero; there is no evidence at all.
+        return Friedman(0.0, 1.0, k, n)
     res = stats.friedmanchisquare(*[scores[c].to_numpy() for c in scores.columns])
     return Friedman(float(res.statistic), float(res.pvalue), k, n)
 

@@ -90,6 +90,8 @@ def test_friedman_matches_scipy_and_needs_three_inits():
     ref = sps.friedmanchisquare(*[scores[c] for c in scores.columns])
     assert (res.statistic, res.p) == pytest.approx((ref.statistic, ref.pvalue))
     assert (res.k, res.n_blocks) == (4, 6)
+    tied = stats.friedman(pd.DataFrame([[0.5, 0.5, 0.5]] * 3, columns=list("abc")))
+    assert (tied.statistic, tied.p) == (0.0, 1.0)
     with pytest.raises(ValueError, match=">= 3 inits"):
         stats.friedman(scores[["a", "b"]])
 

@@ -9,6 +9,7 @@ test and Nemenyi critical difference follow Demšar (JMLR 2006).
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -83,10 +84,13 @@ def paired_comparison(a, b, confidence: float = CONFIDENCE) -> PairedComparison:
         return PairedComparison(diff, math.nan, test)
     if np.all(d == 0):
         return PairedComparison(diff, 1.0, test)
-    if test == "wilcoxon":
-        p = float(stats.wilcoxon(d).pvalue)
-    else:
-        p = float(stats.ttest_1samp(d, 0.0).pvalue)
+    with warnings.catch_warnings():
+        # Near-identical differences make scipy warn about precision; the p-value is still right.
+        warnings.simplefilter("ignore", RuntimeWarning)
+        if test == "wilcoxon":
+            p = float(stats.wilcoxon(d).pvalue)
+        else:
+            p = float(stats.ttest_1samp(d, 0.0).pvalue)
     return PairedComparison(diff, p, test)
 
 

@@ -77,16 +77,15 @@ class ResidentLoader(_BaseLoader):
         super().__init__(sampler, step_source, total_steps)
         self.device = device
         self.frames = torch.from_numpy(np.ascontiguousarray(frames)).to(device)
-        self._idx = torch.empty(2 * sampler.batch_size, dtype=torch.int64).pin_memory()
 
     def __iter__(self) -> Iterator[FrameBatch]:
         bsz = self.sampler.batch_size
         for step in self._steps():
             a, b = self.sampler.batch(step)
-            # Wait for the previous step's index copy before overwriting the pinned buffer.
-            torch.cuda.current_stream(self.device).synchronize() if False else None
-            idx = torch.from_numpy(np.concatenate([a, b]) if b is not None else a)
-            dev_idx = idx.to(self.device, non_blocking=False)
+            idx = torch.from_numpy(a if b is None else np.concatenate([a, b]))
+            # Pinned + non-blocking: no wait for the device; the caching host allocator keeps the
+            # pinned block until its copy has run.
+            dev_idx = idx.pin_memory().to(self.device, non_blocking=True)
             rows = self.frames.index_select(0, dev_idx)
             yield FrameBatch(step, rows[:bsz], None if b is None else rows[bsz:])
 

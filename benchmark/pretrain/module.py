@@ -110,7 +110,9 @@ class FiniteLossGuard(pl.Callback):
         self._pending: tuple[int, int, torch.Tensor, torch.cuda.Event | None] | None = None
         self._t: float | None = None
         self._rate: float | None = None
-        self._first: tuple[float, int] | None = None  # (time, step) of the first step end, for the mean rate
+        # For the mean rate over this process's second half of steps: (time, step) at its midpoint and now.
+        self._midpoint: int | None = None
+        self._mark: tuple[float, int] | None = None
         self._latest: tuple[float, int] | None = None
 
     def on_train_batch_end(self, trainer, pl_module: PretrainModule, outputs, batch, batch_idx) -> None:
@@ -136,9 +138,11 @@ class FiniteLossGuard(pl.Callback):
         if hasattr(self, "last_value"):
             pl_module.log("loss", self.last_value, prog_bar=True, on_step=True, on_epoch=False)
         now = time.perf_counter()
+        if self._midpoint is None:
+            self._midpoint = max(step + 1, (step + pl_module.total_steps) // 2)
+        if self._mark is None and step >= self._midpoint:
+            self._mark = (now, step)
         self._latest = (now, step)
-        if self._first is None:
-            self._first = (now, step)
         if self._t is not None:
             rate = self.views_per_sample * pl_module.batch_size * trainer.world_size / max(now - self._t, 1e-9)
             self._rate = rate if self._rate is None else 0.9 * self._rate + 0.1 * rate
@@ -146,11 +150,12 @@ class FiniteLossGuard(pl.Callback):
         self._t = now
 
     def views_per_second(self, pl_module: PretrainModule, world: int) -> float | None:
-        """Mean end-to-end rate after the first step of this process (which carries start-up costs)."""
-        if self._first is None or self._latest is None or self._latest[1] <= self._first[1]:
+        """Mean end-to-end rate over the second half of this process's steps (the first ones carry
+        start-up costs: allocator, cudnn autotuning, compilation)."""
+        if self._mark is None or self._latest is None or self._latest[1] <= self._mark[1]:
             return None
-        steps = self._latest[1] - self._first[1]
-        return self.views_per_sample * pl_module.batch_size * world * steps / (self._latest[0] - self._first[0])
+        (t0, s0), (t1, s1) = self._mark, self._latest
+        return self.views_per_sample * pl_module.batch_size * world * (s1 - s0) / (t1 - t0)
 
     def on_train_end(self, trainer, pl_module) -> None:
         if self._pending is not None:

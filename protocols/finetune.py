@@ -27,8 +27,7 @@ import torch
 from torch import nn
 
 from benchmark.data.cache import FrameCache
-from benchmark.data.splits import label_fraction
-from protocols.linear_probe import _labelled, class_weights, default_device
+from protocols.linear_probe import _labelled, class_weights, default_device, training_subset
 from protocols.metrics import select_score, split_metrics
 from protocols.spec import ProtocolSpec
 
@@ -119,7 +118,7 @@ def run_finetune(make_encoder: Callable[[], nn.Module], cache: FrameCache, spec:
     t, a = spec.settings["train"], spec.settings["augment"]
     labels = cache.index["label"].to_numpy()
     k = cache.num_classes
-    tr = label_fraction(cache.index, fraction, seed)
+    tr = training_subset(cache, fraction, seed)
     val, te = _labelled(cache, "val"), _labelled(cache, "test")
     frames = cache.frames
 

@@ -22,6 +22,7 @@ from torch import nn
 
 from benchmark.data.cache import FrameCache
 from benchmark.data.splits import label_fraction
+from benchmark.errors import UserError
 from protocols.metrics import select_score, split_metrics
 from protocols.spec import ProtocolSpec
 
@@ -140,7 +141,7 @@ def _run_probe(features: np.ndarray, cache: FrameCache, spec: ProtocolSpec, frac
     probe, feat_cfg = spec.settings["probe"], spec.settings["features"]
     labels = cache.index["label"].to_numpy()
     k = cache.num_classes
-    tr = label_fraction(cache.index, fraction, seed)
+    tr = training_subset(cache, fraction, seed)
     val = _labelled(cache, "val")
     te = _labelled(cache, "test")
 
@@ -170,6 +171,20 @@ def _run_probe(features: np.ndarray, cache: FrameCache, spec: ProtocolSpec, frac
         "train": {"n_train": int(len(tr)), "l2": l2, "val_scores": val_scores,
                   "feature_dim": int(features.shape[1]), "device": str(device)},
     }
+
+
+def training_subset(cache: FrameCache, fraction: float, seed: int) -> np.ndarray:
+    """Row positions of the label subset. `label_fraction` takes at least one image of every class
+    present in the train split, so a small fraction never drops a class; a class with no training
+    image at all cannot be learnt and is an error naming it."""
+    positions = label_fraction(cache.index, fraction, seed)
+    train = cache.index["label"].to_numpy()[_labelled(cache, "train")]
+    missing = [cache.class_names[c] for c in range(cache.num_classes) if not (train == c).any()]
+    if missing:
+        raise UserError(f"downstream data {cache.meta.get('spec', cache.root)}: class(es) {', '.join(missing)} "
+                        "have no labelled image in the train split, so no label fraction can include them; "
+                        "add images of those classes (or more subjects)")
+    return positions
 
 
 def _labelled(cache: FrameCache, split: str) -> np.ndarray:

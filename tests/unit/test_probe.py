@@ -87,3 +87,13 @@ def test_probe_grid_of_one_checkpoint_is_fast(tmp_path):
     elapsed = time.perf_counter() - start
     print(f"linear-probe grid (15 probes): {elapsed:.2f} s")
     assert elapsed < 60  # generous: the machine is shared; the reported figure comes from tests/perf
+
+
+def test_a_class_without_any_training_image_is_a_clear_error(tmp_path):
+    from benchmark.errors import UserError
+
+    cache = fake_downstream(tmp_path)
+    train_b = (cache.index["split"] == "train") & (cache.index["label"] == 1)
+    cache.index.loc[train_b, "label"] = 0  # class "B" vanishes from the train split
+    with pytest.raises(UserError, match="class\\(es\\) B have no labelled image in the train split"):
+        run_probe(_separable_features(cache), cache, load_protocol("linear_probe"), 0.01, 0, CPU)

@@ -1,0 +1,111 @@
+"""`sslbench bench` end to end on a tiny track, and its answers to bad input."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from benchmark.cli import main
+from benchmark.results import validate_result
+
+TINY = Path(__file__).with_name("tiny_preset.toml")
+TRACK = "synthetic-efficientnet_lite0-32px-tiny"
+# vicreg + imagenet + random × (linear_probe: 2 fractions × 2 seeds + finetune: 2 fractions × 1 seed)
+EXPECTED_JOBS = 3 * (4 + 2)
+
+
+def bench_command(tmp: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "benchmark", "bench", "--method", "vicreg", "--preset", str(TINY),
+            "--results-dir", str(tmp / "results"), "--runs-dir", str(tmp / "runs"),
+            "--cache-dir", str(tmp / "cache"), *extra]
+
+
+def run_bench(tmp: Path, *extra: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run(bench_command(tmp, *extra), capture_output=True, text=True, env=env, timeout=600)
+
+
+def result_files(tmp: Path) -> list[Path]:
+    return sorted((tmp / "results").rglob("*.json"))
+
+
+@pytest.mark.slow
+def test_bench_writes_valid_results_for_the_method_and_its_baselines_and_a_rerun_does_nothing(tmp_path):
+    first = run_bench(tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    files = result_files(tmp_path)
+    assert len(files) == EXPECTED_JOBS
+    inits = {p.relative_to(tmp_path / "results").parts[1] for p in files}
+    assert inits == {"vicreg", "imagenet", "random"}
+    keys = set()
+    for path in files:
+        record = json.loads(path.read_text())
+        validate_result(record, str(path))
+        rel = path.relative_to(tmp_path / "results").parts
+        assert rel[0] == TRACK == record["track"]["id"]
+        assert (rel[1], rel[2], rel[4]) == (record["job"]["init"], record["job"]["protocol"],
+                                            f"seed{record['job']['seed']}.json")
+        assert record["provenance"]["dataset_fingerprints"]["downstream"]
+        keys.add(record["job"]["key"])
+    assert len(keys) == EXPECTED_JOBS
+    vicreg = json.loads(next(p for p in files if "vicreg" in p.parts).read_text())
+    assert vicreg["init"]["kind"] == "ssl" and len(vicreg["init"]["checkpoint_hash"]) == 64
+    assert "pretrain" in vicreg["provenance"]["dataset_fingerprints"]
+    assert (tmp_path / "LEADERBOARD.md").exists() or "leaderboard not refreshed" in first.stderr
+    assert not list((tmp_path / "results").rglob(".*tmp-*"))
+
+    mtimes = {p: p.stat().st_mtime_ns for p in files}
+    again = run_bench(tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert f"{EXPECTED_JOBS} already finished, 0 to run" in again.stderr
+    assert "pretraining" not in again.stderr and "extracting features" not in again.stderr
+    assert {p: p.stat().st_mtime_ns for p in result_files(tmp_path)} == mtimes
+
+
+def _cli(capsys, *argv: str) -> tuple[int, str]:
+    code = main(list(argv))
+    return code, capsys.readouterr().err
+
+
+def _dirs(tmp: Path) -> list[str]:
+    return ["--results-dir", str(tmp / "results"), "--runs-dir", str(tmp / "runs"), "--cache-dir", str(tmp / "c")]
+
+
+def test_unknown_method_lists_the_known_ones(tmp_path, capsys):
+    code, err = _cli(capsys, "bench", "--method", "simclrr", "--preset", str(TINY), *_dirs(tmp_path))
+    assert code == 2 and "simclrr" in err and "vicreg" in err
+
+
+def test_unknown_preset_and_protocol_are_named(tmp_path, capsys):
+    code, err = _cli(capsys, "bench", "--method", "random", "--preset", "fastest", *_dirs(tmp_path))
+    assert code == 2 and "unknown preset 'fastest'" in err and "smoke, standard, paper" in err
+    code, err = _cli(capsys, "bench", "--method", "random", "--preset", str(TINY), "--protocol", "knn",
+                     *_dirs(tmp_path))
+    assert code == 2 and "unknown protocol 'knn'" in err and "linear_probe, finetune" in err
+
+
+def test_bad_shard_is_named(tmp_path, capsys):
+    code, err = _cli(capsys, "run", "--method", "random", "--preset", str(TINY), "--shard", "4/4", *_dirs(tmp_path))
+    assert code == 2 and "--shard expects i/N" in err
+
+
+def test_a_corrupt_checkpoint_is_named(tmp_path, capsys):
+    bad = tmp_path / "encoder.safetensors"
+    bad.write_bytes(b"\x00not a checkpoint")
+    code, err = _cli(capsys, "evaluate", "--checkpoint", str(bad), "--protocol", "linear_probe",
+                     "--preset", str(TINY), *_dirs(tmp_path))
+    assert code == 2 and str(bad) in err
+
+
+def test_a_results_folder_that_is_not_writable_fails_before_any_work(tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    code, err = _cli(capsys, "bench", "--method", "random", "--preset", str(TINY),
+                     "--results-dir", str(blocker / "results"), "--runs-dir", str(tmp_path / "runs"),
+                     "--cache-dir", str(tmp_path / "c"))
+    assert code == 2 and "is not writable" in err and "--results-dir" in err
+    assert not (tmp_path / "c").exists()  # nothing was built

@@ -23,6 +23,7 @@ from torch import nn
 from benchmark.data.cache import FrameCache
 from benchmark.data.splits import label_fraction
 from benchmark.errors import UserError
+from benchmark.results import remove_stale_temp_files
 from protocols.metrics import select_score, split_metrics
 from protocols.spec import ProtocolSpec
 
@@ -67,6 +68,7 @@ def cached_features(make_encoder: Callable[[], nn.Module], init_id: str, cache: 
               f"({len(cache.index):,} frames, {cache.resolution} px)", file=sys.stderr, flush=True)
     feats = extract_features(make_encoder(), cache.frames, batch_size, device, progress)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temp_files(path.parent)  # left by a run killed while writing
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     with open(tmp, "wb") as f:  # an open file: np.save would append ".npy" to the temporary name
         np.save(f, feats)

@@ -7,6 +7,7 @@ import time
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.callbacks import TQDMProgressBar
 
 from benchmark.augment import ViewAugment, augment
 from benchmark.errors import UserError
@@ -46,11 +47,11 @@ class PretrainModule(pl.LightningModule):
         g = self._generator
         g.manual_seed(self.seed * _STEP_SEED_STRIDE + batch.step)  # views are a function of (seed, step)
         a = batch.anchors
-        if self.method.views == "augmented_and_clean":
-            views = [augment(a, self.views[0], self.resolution, g), augment(a, self._clean, self.resolution, g)]
-        else:
-            b = a if batch.positives is None else batch.positives
-            views = [augment(a, self.views[0], self.resolution, g), augment(b, self.views[1], self.resolution, g)]
+        b = a if batch.positives is None else batch.positives
+        second = (a, self._clean) if self.method.views == "augmented_and_clean" else (b, self.views[1])
+        # In fp32 even in a bf16-mixed step: the views are the data, not the model's arithmetic.
+        with torch.autocast(a.device.type, enabled=False):
+            views = [augment(a, self.views[0], self.resolution, g), augment(second[0], second[1], self.resolution, g)]
         if a.device.type == "cuda":
             views = [v.contiguous(memory_format=torch.channels_last) for v in views]
         return views
@@ -102,14 +103,19 @@ class FiniteLossGuard(pl.Callback):
     waits for the device, except on steps where a checkpoint is due: those are checked at once.
     """
 
-    def __init__(self, method_name: str, checkpoint_dir: str, every_n_steps: int, views_per_sample: int = 2):
+    def __init__(self, method_name: str, checkpoint_dir: str, every_n_steps: int, log_every_n_steps: int = 1,
+                 views_per_sample: int = 2):
         self.method_name = method_name
         self.checkpoint_dir = checkpoint_dir
         self.every_n_steps = every_n_steps
+        # `LightningModule.log` turns a float into a device tensor, a blocking copy on a GPU: the
+        # loggers get a value every N steps, the progress bar reads ours (ProgressBar below) each step.
+        self.log_every_n_steps = log_every_n_steps
+        self.last_value: float | None = None
+        self.rate: float | None = None
         self.views_per_sample = views_per_sample
         self._pending: tuple[int, int, torch.Tensor, torch.cuda.Event | None] | None = None
         self._t: float | None = None
-        self._rate: float | None = None
         # For the mean rate over this process's second half of steps: (time, step) at its midpoint and now.
         self._midpoint: int | None = None
         self._mark: tuple[float, int] | None = None
@@ -135,8 +141,6 @@ class FiniteLossGuard(pl.Callback):
         if event is None or checkpoint_due:
             self._check(*self._pending)
             self._pending = None
-        if hasattr(self, "last_value"):
-            pl_module.log("loss", self.last_value, prog_bar=True, on_step=True, on_epoch=False)
         now = time.perf_counter()
         if self._midpoint is None:
             self._midpoint = max(step + 1, (step + pl_module.total_steps) // 2)
@@ -145,9 +149,13 @@ class FiniteLossGuard(pl.Callback):
         self._latest = (now, step)
         if self._t is not None:
             rate = self.views_per_sample * pl_module.batch_size * trainer.world_size / max(now - self._t, 1e-9)
-            self._rate = rate if self._rate is None else 0.9 * self._rate + 0.1 * rate
-            pl_module.log("views_s", self._rate, prog_bar=True, on_step=True, on_epoch=False)
+            self.rate = rate if self.rate is None else 0.9 * self.rate + 0.1 * rate
         self._t = now
+        if step % self.log_every_n_steps == 0 and self.last_value is not None:
+            values = {"loss": self.last_value, "lr": trainer.optimizers[0].param_groups[0]["lr"]}
+            if self.rate is not None:
+                values["views_s"] = self.rate
+            pl_module.log_dict(values, on_step=True, on_epoch=False)
 
     def views_per_second(self, pl_module: PretrainModule, world: int) -> float | None:
         """Mean end-to-end rate over the second half of this process's steps (the first ones carry
@@ -175,3 +183,20 @@ class FiniteLossGuard(pl.Callback):
 
     def state_dict(self) -> dict:
         return {}
+
+
+class ProgressBar(TQDMProgressBar):
+    """Lightning's bar, showing the guard's host-side loss and views/s (no device reads)."""
+
+    def __init__(self, guard: FiniteLossGuard, refresh_rate: int = 1):
+        super().__init__(refresh_rate=refresh_rate)
+        self.guard = guard
+
+    def get_metrics(self, trainer, pl_module) -> dict:
+        metrics = super().get_metrics(trainer, pl_module)
+        metrics.pop("v_num", None)
+        if self.guard.last_value is not None:
+            metrics["loss"] = f"{self.guard.last_value:.4g}"
+        if self.guard.rate is not None:
+            metrics["views/s"] = f"{self.guard.rate:,.0f}"
+        return metrics

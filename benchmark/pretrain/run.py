@@ -69,14 +69,14 @@ def pretrain(cfg: PretrainConfig, pool: FrameCache, run_dir: Path, resume: bool 
 
     import pytorch_lightning as pl
     import torch
-    from pytorch_lightning.callbacks import ModelCheckpoint, TQDMProgressBar
+    from pytorch_lightning.callbacks import ModelCheckpoint
     from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 
     from benchmark.augment import views_as_dict, views_from_overrides
     from benchmark.backbones import build_backbone
     from benchmark.checkpoint import save_encoder
     from benchmark.pretrain.checkpoint_io import AtomicCheckpointIO
-    from benchmark.pretrain.module import FiniteLossGuard, PretrainModule
+    from benchmark.pretrain.module import FiniteLossGuard, PretrainModule, ProgressBar
     from methods.registry import get_method
 
     method_cls = get_method(cfg.method)
@@ -116,7 +116,7 @@ def pretrain(cfg: PretrainConfig, pool: FrameCache, run_dir: Path, resume: bool 
     total_steps = steps_per_epoch * cfg.epochs
     if cfg.max_steps is not None:
         total_steps = min(total_steps, cfg.max_steps)
-    guard = FiniteLossGuard(cfg.method, str(ckpt_dir), checkpoint_every)
+    guard = FiniteLossGuard(cfg.method, str(ckpt_dir), checkpoint_every, log_every_n_steps=50 if cuda else 1)
     callbacks = [
         guard,
         # Every N steps and at each epoch end (Lightning allows one trigger per ModelCheckpoint).
@@ -124,7 +124,7 @@ def pretrain(cfg: PretrainConfig, pool: FrameCache, run_dir: Path, resume: bool 
         ModelCheckpoint(dirpath=ckpt_dir, save_last=True, save_top_k=0, save_on_train_epoch_end=True),
     ]
     if progress:
-        callbacks.append(TQDMProgressBar(refresh_rate=1 if not cuda else 10))
+        callbacks.append(ProgressBar(guard, refresh_rate=1 if not cuda else 10))
     trainer = pl.Trainer(
         accelerator="gpu" if cuda else "cpu",
         devices=cfg.devices if cuda else 1,

@@ -142,10 +142,11 @@ def section(page) -> list[str]:
             hashes = sorted(g["protocol_hash"].unique())
             means = subset_means(g)
             fraction = g["fraction"].iloc[0]
-            lines += [f"**{init}, {ev}** at {100 * fraction:g} % labels "
+            lines += [f"#### {init}, {ev} at {100 * fraction:g} % labels "
                       f"(protocol `{hashes[0][:12]}`{' + older versions' if len(hashes) > 1 else ''})", ""]
             rows = [[m.axis, str(m.level), str(m.subjects), str(m.videos), str(m.frames),
-                     f"{interval_text(m.interval)} ({m.interval.n})"] for m in means.itertuples()]
+                     f"{interval_text(m.interval)} (n={m.interval.n})" if m.interval.n >= 2
+                     else f"{100 * m.interval.mean:.1f} (n=1, no CI)"] for m in means.itertuples()]
             lines += markdown_table(rows, ["axis", "level", "subjects", "videos", "frames", "macro-F1"],
                                     ["left", "right", "right", "right", "right", "left"]) + [""]
             lines += [verdict(fit_slopes(means)), ""]
@@ -178,7 +179,12 @@ def write_figures(results, figures_dir: Path) -> list[Path]:
             ax.set_title(title, fontsize=10)
             ax.grid(alpha=0.3)
         axes[0].set_ylabel("test macro-F1 (%)")
-        axes[1].legend(fontsize=8, loc="best")
+        handles = {}
+        for ax in axes:  # an axis may have no runs (e.g. only the diversity levels were run)
+            handles.update(zip(*reversed(ax.get_legend_handles_labels()), strict=True))
+        if handles:
+            fig.legend(list(handles.values()), list(handles), fontsize=8, loc="lower center",
+                       ncol=min(4, len(handles)), bbox_to_anchor=(0.5, -0.08))
         fig.suptitle(f"variance vs size — {track}", fontsize=10)
         figures_dir.mkdir(parents=True, exist_ok=True)
         path = figures_dir / figure_name(track)

@@ -136,6 +136,9 @@ def write_figures(results: Results, known_hashes: dict[str, str], figures_dir: P
                                                                             if t.current})]
             written.append(plot_per_class_f1(current_runs, ranking.best, track,
                                              figures_dir / per_class_f1_name(track)))
+    from leaderboard import ablation
+
+    written += ablation.write_figures(results, figures_dir)
     if figures_dir.is_dir():
         for stale in sorted(set(figures_dir.glob("*.png")) - set(written)):
             stale.unlink()

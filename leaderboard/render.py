@@ -252,7 +252,7 @@ def header_section(page: Page) -> list[str]:
                  "tracks (dataset × backbone × resolution × preset) and protocol versions never mix.")
     if len(ablation):
         lines.append(f"{len(ablation)} ablation runs ({', '.join(sorted(ablation['protocol'].unique()))}) are "
-                     "kept out of these tables.")
+                     "shown in their own section below.")
     lines.append("")
     if page.tracks:
         lines += ["Tracks: " + ", ".join(f"[`{t}`](#{anchor('Track ' + t)})" for t in page.tracks), ""]
@@ -305,8 +305,15 @@ def provenance_section(page: Page) -> list[str]:
     return lines
 
 
-# Order = order on the page; a later section (the ablation) appends itself here.
-SECTIONS: list[Callable[[Page], list[str]]] = [header_section, tracks_section, provenance_section]
+def ablation_section(page: Page) -> list[str]:
+    from leaderboard import ablation
+
+    return ablation.section(page)
+
+
+# Order = order on the page.
+SECTIONS: list[Callable[[Page], list[str]]] = [header_section, tracks_section, ablation_section,
+                                               provenance_section]
 
 
 def render(results: Results, known_hashes: dict[str, str]) -> str:

@@ -190,7 +190,7 @@ def test_markdown_shows_every_part(generated):
                  "paired t-test (n = 5 matched seeds)", "<details><summary>Balanced accuracy and accuracy",
                  "### Across tasks", "Friedman test: χ²(4)", "Nemenyi critical difference", "IQM macro-F1",
                  "P(> imagenet)", "## Provenance", "GPU-hours", "`make bench METHOD=barlowtwins PRESET=smoke`",
-                 "1 ablation runs (variance_vs_size) are kept out"]:
+                 "1 ablation runs (variance_vs_size) are shown in their own section"]:
         assert part in text, part
     # simclr's fine-tuning at 100 % has one seed: shown as a missing cell with its reason.
     assert text.count("— (fewer than 2 seeds)") == 3  # macro-F1, balanced accuracy, accuracy
@@ -203,7 +203,7 @@ def test_figures_are_written_linked_and_stale_ones_removed(generated):
     text, tmp_path = generated
     linked = sorted(line.split("](figures/")[1].rstrip(")") for line in text.splitlines() if "](figures/" in line)
     written = sorted(p.name for p in (tmp_path / "figures").iterdir())
-    assert linked == written and len(written) == 4
+    assert linked == written and len(written) == 5  # f1 × 2 protocols, CD, per-class, variance-vs-size
     for name in written:
         assert (tmp_path / "figures" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

@@ -10,8 +10,11 @@ Run folder `<run_dir>/<method>-<key12>/` (the key covers everything that determi
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
+import os
 import shutil
 import time
 from pathlib import Path
@@ -66,6 +69,31 @@ def pretrain(cfg: PretrainConfig, pool: FrameCache, run_dir: Path, resume: bool 
     final = folder / FINAL_NAME
     if final.exists():
         return final
+    with _exclusive(folder):
+        if final.exists():  # another process finished it while we waited
+            return final
+        return _train(cfg, pool, positions, data_fp, key, folder, final, resume, progress, checkpoint_every)
+
+
+@contextlib.contextmanager
+def _exclusive(folder: Path):
+    """One process trains a run folder at a time (e.g. two grid shards needing the same checkpoint:
+    the second waits, then finds it done). Ranks > 0 of a DDP launch skip the lock: rank 0 holds it
+    and waits for them."""
+    if int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0"))) != 0:
+        yield
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _train(cfg: PretrainConfig, pool: FrameCache, positions: np.ndarray, data_fp: str, key: str, folder: Path,
+           final: Path, resume: bool, progress: bool, checkpoint_every: int) -> Path:
 
     import pytorch_lightning as pl
     import torch

@@ -1,0 +1,56 @@
+"""`sslbench pretrain` settings: preset < flags, the config key, and clear errors."""
+from __future__ import annotations
+
+import pytest
+
+from benchmark.cli import build_parser, main
+from benchmark.cli.pretrain import build_config
+from benchmark.errors import UserError
+from benchmark.pretrain.config import PretrainConfig
+
+
+def _config(*flags: str):
+    return build_config(build_parser().parse_args(["pretrain", "--method", "vicreg", *flags]))
+
+
+def test_flags_override_the_preset_and_the_preset_overrides_the_defaults():
+    cfg, spec, options = _config("--preset", "smoke", "--epochs", "5", "--set", "lr=0.1",
+                                 "--augment", "view2.solarize_p=0", "--augment", "crop_scale=[0.5,1.0]",
+                                 "--positives", "temporal:4")
+    assert cfg.epochs == 5 and cfg.batch_size == 64  # flag, preset
+    assert cfg.backbone == "efficientnet_lite0" and cfg.resolution == 48  # from the preset
+    assert cfg.hparams == {"lr": 0.1}
+    assert cfg.augment == {"view2.solarize_p": 0, "crop_scale": [0.5, 1.0]}
+    assert cfg.positives == "temporal:4"
+    assert spec == "synthetic" and options["subjects"] == 12 and options["resolution"] == 48
+    cfg, spec, options = _config("--dataset", "videos:/data/clips", "--resolution", "96", "--stride", "5")
+    assert spec == "videos:/data/clips" and options == {"resolution": 96, "stride": 5}
+    assert cfg.resolution == 96 and cfg.backbone == "resnet18" and cfg.batch_size is None
+
+
+def test_key_covers_what_changes_the_checkpoint_and_nothing_else():
+    base = PretrainConfig(method="vicreg")
+    assert base.key("d") == PretrainConfig(method="vicreg").key("d")
+    assert base.key("d") == PretrainConfig(method="vicreg", compile=True).key("d")
+    for changed in (PretrainConfig(method="vicreg", seed=1), PretrainConfig(method="vicreg", hparams={"lr": 0.1}),
+                    PretrainConfig(method="vicreg", positives="temporal:2"), PretrainConfig(method="simclr")):
+        assert changed.key("d") != base.key("d")
+    assert base.key("d") != base.key("e")
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--set", "lr"], "--set expects KEY=VALUE"),
+    (["--positives", "neighbours"], "--positives must be"),
+    (["--epochs", "0"], "epochs must be >= 1"),
+    (["--batch-size", "1"], "batch size must be >= 2"),
+    (["--augment", "crop_scale=[0.5"], "is not a list"),
+])
+def test_bad_settings_are_user_errors(flags, message):
+    with pytest.raises(UserError, match=message):
+        _config(*flags)
+
+
+def test_unknown_method_fails_with_the_known_names(capsys):
+    assert main(["pretrain", "--method", "nope", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown SSL method 'nope'" in err and "vicreg" in err

@@ -173,3 +173,14 @@ def test_same_seed_same_loss(name):
     with torch.no_grad():
         other = _build(name, seed=1).loss(run.views).item()
     assert other != run.initial_loss  # the seed reaches the initialisation
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_loss_is_fp32_under_bf16_autocast(name):
+    # The engine trains in bf16-mixed on GPUs; CPU autocast exercises the same casting rules.
+    run = _run(name)
+    method = _build(name)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = method.loss(run.views)
+    assert loss.dtype == torch.float32 and math.isfinite(loss.item())
+    assert abs(loss.item() - run.initial_loss) <= 0.05 * abs(run.initial_loss) + 0.01

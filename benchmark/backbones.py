@@ -7,6 +7,7 @@ input normalisation the weights were trained with is applied inside `forward` to
 from __future__ import annotations
 
 import os
+import socket
 from collections import OrderedDict
 from pathlib import Path
 
@@ -96,9 +97,14 @@ def resnet_weights_path(name: str) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
 
 
-def _download(url: str, dst: Path) -> None:
+def _download(url: str, dst: Path, timeout_s: float = 30.0) -> None:
     dst.parent.mkdir(parents=True, exist_ok=True)
-    torch.hub.download_url_to_file(url, str(dst), progress=False)
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(timeout_s)  # a firewalled network drops packets: fail in seconds, not minutes
+    try:
+        torch.hub.download_url_to_file(url, str(dst), progress=False)  # writes a temp file, then renames
+    finally:
+        socket.setdefaulttimeout(previous)
 
 
 def _resnet_weights_file(name: str, url: str, weights_path: str | None) -> Path:

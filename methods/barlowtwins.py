@@ -18,13 +18,13 @@ class BarlowTwins(SSLMethod):
         "bias_lr_scale": 0.024, "proj_hidden_dim": 2048, "proj_output_dim": 2048, "lambda_offdiag": 5e-3,
     }
     notes = {
-        "optimizer": "LARS as in the paper (§A)",
+        "optimizer": "LARS as in the paper",
         "lr": "paper: 0.2 × batch/256 for the weights",
         "weight_decay": "paper: 1.5e-6",
         "warmup_epochs": "paper: 10 warm-up epochs then cosine decay",
         "batch_size": "paper 2048; Fig. 2: Barlow Twins holds up at 256, which fits one GPU",
         "bias_lr_scale": "paper: biases and BN at lr 0.0048 = 0.024 × the weights' 0.2",
-        "proj_hidden_dim": "paper 8192; 2048 as lightly's ResNet-18 small-data benchmarks use",
+        "proj_hidden_dim": "paper 8192; 2048 as in lightly's single-GPU ResNet-18 examples, in proportion to US-scale data",
         "proj_output_dim": "paper 8192 (Fig. 4: accuracy grows slowly past 2048); 2048 for US-scale data",
         "lambda_offdiag": "paper: λ=5e-3 off-diagonal weight",
     }

@@ -22,7 +22,7 @@ class BYOL(SSLMethod):
         "momentum_base": 0.996,
     }
     notes = {
-        "optimizer": "LARS as in the paper (§3.3)",
+        "optimizer": "LARS as in the paper",
         "lr": "paper: 0.2 × batch/256",
         "weight_decay": "paper: 1.5e-6",
         "warmup_epochs": "paper: 10 warm-up epochs then cosine decay",

@@ -35,9 +35,10 @@ class MoCo(SSLMethod):
         "proj_hidden_dim": "v2: 2-layer MLP head, hidden 2048",
         "proj_output_dim": "v2: 128-d keys",
         "temperature": "v2: τ=0.2",
-        "queue_size": "paper 65536 for 1.28M images; 4096 keeps keys from the last few hundred steps fresh on "
-                      "data sets of 10^4-10^5 frames (MoCo v1 Fig. 3: 4096 within ~1 point)",
-        "momentum_base": "v1 Table 4: m=0.99 ≈ 0.999; rises to 1 on a cosine (BYOL) so short runs settle",
+        "queue_size": "paper 65536 for 1.28M images; 4096 keeps queued keys from recent steps on data sets of "
+                      "10^4-10^5 frames, as lightly's small-data MoCo examples use",
+        "momentum_base": "v2 uses 0.999; v1's ablation puts 0.99 about a point lower, and the faster key encoder suits short "
+                         "runs; rises to 1 on a cosine (BYOL)",
     }
 
     def __init__(self, encoder, **hparams):

@@ -19,10 +19,10 @@ class SimSiam(SSLMethod):
     }
     notes = {
         "optimizer": "paper: SGD, momentum 0.9",
-        "lr": "paper: 0.05 × batch/256, cosine decay; the predictor keeps a fixed lr (§4.1)",
+        "lr": "paper: 0.05 × batch/256, cosine decay; the predictor keeps a fixed lr",
         "weight_decay": "paper: 1e-4",
         "warmup_epochs": "paper: no warm-up",
-        "batch_size": "paper 512; Table 2: 256 is as good (68.1 vs 68.3), fits one GPU",
+        "batch_size": "paper 512; its batch-size table gives 256 the same accuracy (68.1), and 256 fits one GPU",
         "proj_hidden_dim": "paper: 3-layer projector, hidden 2048",
         "proj_output_dim": "paper: 2048-d output",
         "pred_hidden_dim": "paper: bottleneck predictor, hidden 512",

@@ -19,13 +19,13 @@ class VICReg(SSLMethod):
         "sim_coeff": 25.0, "std_coeff": 25.0, "cov_coeff": 1.0,
     }
     notes = {
-        "optimizer": "LARS as in the paper (§4.1)",
+        "optimizer": "LARS as in the paper",
         "lr": "paper: base lr 0.2 per 256 samples, scaled linearly with the batch",
         "weight_decay": "paper: 1e-6",
         "warmup_epochs": "paper: 10 warm-up epochs then cosine decay",
         "batch_size": "paper 2048; VICReg needs no large batch (no negatives), 256 fits one GPU on small US sets",
         "proj_hidden_dim": "paper 8192; 2048 keeps the projector in proportion to ResNet-18/US-scale data",
-        "proj_output_dim": "paper 8192 (gains flatten with size, Table 5); 2048 as for the hidden layers",
+        "proj_output_dim": "paper 8192 (accuracy grows slowly with size); 2048 as for the hidden layers",
         "sim_coeff": "paper λ=25 (invariance weight)",
         "std_coeff": "paper μ=25 (variance weight)",
         "cov_coeff": "paper ν=1 (covariance weight)",

@@ -124,6 +124,15 @@ def test_plugin_registered_through_entry_point():
     assert {"ae", "simclr", "moco", "byol", "simsiam", "barlowtwins", "vicreg"} <= set(METHODS)
 
 
+def test_cli_lists_every_method_with_family_and_views(capsys):
+    from benchmark.cli import main
+
+    assert main(["methods"]) == 0
+    rows = {line.split()[0]: line.split()[1:3] for line in capsys.readouterr().out.splitlines() if line.strip()}
+    for name, cls in METHODS.items():
+        assert rows[name] == [cls.family, cls.views]
+
+
 @pytest.mark.parametrize("name", sorted(METHODS))
 def test_declaration(name):
     cls = METHODS[name]

@@ -35,7 +35,7 @@ STEPS, LR = 2, 1e-3  # Adam on one fixed batch: every built-in loss falls by >= 
 MIN_DROP = 0.05  # required fall, relative to the initial loss (or to 0.1 for losses near 0)
 
 
-def _install_example_plugin() -> None:
+def _install_example_plugin() -> str:
     """CONTRIBUTING.md's example, without its decorator, installed as a package with an entry point."""
     text = (REPO / "CONTRIBUTING.md").read_text()
     blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
@@ -51,10 +51,21 @@ def _install_example_plugin() -> None:
     (info / "entry_points.txt").write_text(f"[sslbench.methods]\n{PLUGIN_METHOD} = {PLUGIN_MODULE}:{cls_name}\n")
     sys.path.insert(0, str(root))
     importlib.invalidate_caches()
+    return str(root)
 
 
-_install_example_plugin()
+PLUGIN_PATH = _install_example_plugin()
 METHODS = available_methods()
+sys.path.remove(PLUGIN_PATH)  # installed only while this module runs, so other modules see the built-ins
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _plugin_installed():
+    sys.path.insert(0, PLUGIN_PATH)
+    importlib.invalidate_caches()
+    yield
+    sys.path.remove(PLUGIN_PATH)
+    importlib.invalidate_caches()
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -67,12 +67,13 @@ class PretrainModule(pl.LightningModule):
     def optimizer_step(self, *args, **kwargs) -> None:
         super().optimizer_step(*args, **kwargs)
         # Here, not in on_train_batch_end: the EMA update must be in the checkpoint of this step.
-        self.method.update_momentum(min(1.0, (self.global_step + 1) / self.total_steps))
+        # Lightning has counted this step already: global_step = steps done.
+        self.method.update_momentum(min(1.0, self.global_step / self.total_steps))
 
     # -- optimisation ---------------------------------------------------------------------------
     def configure_optimizers(self):
         from lightly.utils.lars import LARS
-        from lightly.utils.scheduler import CosineWarmupScheduler
+        from lightly.utils.scheduler import cosine_warmup_schedule
 
         name = str(self.hp.get("optimizer", "sgd")).lower()
         if name not in OPTIMIZERS:
@@ -81,6 +82,8 @@ class PretrainModule(pl.LightningModule):
         lr = float(self.hp["lr"]) * global_batch / 256  # linear scaling rule (Goyal et al. 2017)
         wd = float(self.hp.get("weight_decay", 0.0))
         groups = self.method.parameter_groups()
+        for group in groups:  # the SSLMethod contract: "lr_scale" multiplies, "fixed_lr" skips the schedule
+            group["lr"] = lr * float(group.get("lr_scale", 1.0))
         momentum = float(self.hp.get("optimizer_momentum", 0.9))
         if name == "lars":
             opt = LARS(groups, lr=lr, momentum=momentum, weight_decay=wd)
@@ -91,7 +94,13 @@ class PretrainModule(pl.LightningModule):
         # Short runs still reach the peak lr: warm-up takes at most half the run.
         warmup = min(int(round(float(self.hp.get("warmup_epochs", 0)) * self.steps_per_epoch)),
                      self.total_steps // 2)
-        sched = CosineWarmupScheduler(opt, warmup_epochs=warmup, max_epochs=self.total_steps)
+        total = self.total_steps
+
+        def cosine(step: int) -> float:
+            return cosine_warmup_schedule(step, total, 1.0, 0.001, warmup, 0.0)
+
+        lambdas = [(lambda step: 1.0) if g.get("fixed_lr") else cosine for g in opt.param_groups]
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda=lambdas)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
 

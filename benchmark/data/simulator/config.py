@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from benchmark.errors import UserError
 
 # Bump whenever the drawing or the rendering changes, so that caches built by an older version rebuild.
-SIMULATOR_VERSION = 1
+SIMULATOR_VERSION = 2
 
 PLANES = ("4CH", "LVOT", "RVOT", "3VV", "3VT")
 OTHER = "other"

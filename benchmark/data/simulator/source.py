@@ -103,7 +103,7 @@ class SyntheticSource(Source, SimulatorKnobs):
         planes = np.arange(lowest, timeline.TOP_LEVEL + 1)
         order = np.concatenate([rng.permutation(planes) for _ in range(-(-n // len(planes)))])[:n]
         # Not every image is taken exactly at the standard level: some lie towards a neighbour.
-        jitter = 0.25 + 0.15 * min(self.noise, 1.5)
+        jitter = 0.15 + 0.15 * min(self.noise, 2.0)
         levels = order + rng.uniform(-jitter, jitter, n)
         contraction, systolic = timeline.cardiac_state(rng.uniform(0, 1, n))
         fan = timeline.sample_fan(rng)

@@ -83,10 +83,10 @@ def sample_look(rng: np.random.Generator, noise: float) -> Look:
 def base_pose(rng: np.random.Generator, fan: Fan) -> dict:
     """Where the thorax lies in the sector, its size and its orientation (any: the apex may point
     anywhere, and the fetal left may be on either side of the screen)."""
-    depth = rng.uniform(0.5, 0.6)
+    depth = rng.uniform(0.5, 0.58)
     psi = rng.uniform(-0.12, 0.12)
     return {"center": np.array([0.5 + depth * np.sin(psi), fan.apex_y + depth * np.cos(psi)]),
-            "scale": rng.uniform(0.2, 0.27), "rotation": rng.uniform(0, 2 * np.pi),
+            "scale": rng.uniform(0.23, 0.3), "rotation": rng.uniform(0, 2 * np.pi),
             "mirror": 1.0 if rng.random() < 0.5 else -1.0}
 
 

@@ -54,3 +54,37 @@ def test_unknown_method_fails_with_the_known_names(capsys):
     assert main(["pretrain", "--method", "nope", "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "unknown SSL method 'nope'" in err and "vicreg" in err
+
+
+def _pool(splits: list[str]):
+    from pathlib import Path
+
+    import numpy as np
+    import pandas as pd
+
+    from benchmark.data.cache import FrameCache
+
+    n = len(splits)
+    index = pd.DataFrame({"video_id": "v", "subject_id": "s", "frame_idx": range(n), "label": -1, "split": splits})
+    return FrameCache(root=Path("pool"), frames=np.zeros((n, 8, 8), np.uint8), index=index, class_names=[],
+                      meta={"fingerprint": "a" * 64})
+
+
+def test_pretraining_frames_default_to_the_pretrain_split_and_subsets_change_the_data_key():
+    import numpy as np
+
+    from benchmark.pretrain.run import data_fingerprint, pretraining_positions
+
+    pool = _pool(["pretrain"] * 10 + ["test"] * 5)
+    cfg = PretrainConfig(method="vicreg")
+    assert list(pretraining_positions(cfg, pool)) == list(range(10))  # never a test frame
+    thinned = pretraining_positions(PretrainConfig(method="vicreg", limit_frames=4), pool)
+    assert list(thinned) == [0, 3, 6, 9]
+    subset = pretraining_positions(cfg, pool, np.array([4, 2, 2]))
+    assert list(subset) == [2, 4]
+    assert data_fingerprint(pool, subset, subset) != data_fingerprint(pool, pretraining_positions(cfg, pool), None)
+    assert data_fingerprint(pool, subset, subset) == data_fingerprint(pool, np.array([2, 4]), np.array([2, 4]))
+    with pytest.raises(UserError, match="row numbers of the pool"):
+        pretraining_positions(cfg, pool, np.array([99]))
+    with pytest.raises(UserError, match="no frames in the 'pretrain' split"):
+        pretraining_positions(cfg, _pool(["train", "test"]))

@@ -7,13 +7,17 @@ run draw the same views as an uninterrupted one.
 Ultrasound-appropriate operations only: random resized crop, flips, brightness/contrast/gamma,
 Gaussian blur, speckle-like multiplicative noise, solarize; no hue or saturation jitter (grayscale).
 
-Kernels, chosen by measurement (CPU, 2 cores, 128 frames of 128² → 64², see tests/perf):
-- crop: `F.grid_sample` with a per-sample affine (flips folded into its sign) took 3.9 ms against
-  18.9 ms for `torchvision.ops.roi_align` with adaptive (anti-aliasing) sampling and 6.0 ms with one
-  sample per bin; grid_sample it is, after an integer area-downscale that limits aliasing.
+Kernels, chosen by measurement on the 2-core CPU machine (128 frames of 128² → 64² views; GPU
+figures come from `make perf`, tests/perf/test_pretrain_throughput.py, which times the same choices):
+- crop: `F.grid_sample` with a per-sample affine, the flips folded into its sign, took 3.9 ms on two
+  threads against 18.9 ms for `torchvision.ops.roi_align` with adaptive (anti-aliasing) sampling and
+  6.0 ms with one sample per bin (on one busy thread: 11.4 / 30.2 / 6.3 ms). grid_sample it is: it
+  scales with threads and does crop and flip in one pass; an integer area-downscale first limits its
+  aliasing when the cached frames are much larger than the views.
 - blur: our separable per-sample kernel as one grouped conv took 0.74 ms against 1.05 ms for
-  `kornia.filters.gaussian_blur2d` with per-sample sigma (same maths); kornia's
-  `augmentation` module is not used because it draws from the global RNG, not a generator.
+  `kornia.filters.gaussian_blur2d` with per-sample sigma (same maths; 1.6 vs 2.9 ms on one busy
+  thread). kornia's `augmentation` module is not used because it draws from the global RNG, not
+  a generator, which would break the (seed, step) determinism.
 """
 from __future__ import annotations
 

@@ -76,7 +76,11 @@ class ResidentLoader(_BaseLoader):
                  total_steps: int, device: torch.device):
         super().__init__(sampler, step_source, total_steps)
         self.device = device
-        self.frames = torch.from_numpy(np.ascontiguousarray(frames)).to(device)
+        self.frames = torch.empty(frames.shape, dtype=torch.uint8, device=device)
+        chunk = max(1, (256 << 20) // max(1, frames[0].nbytes))  # 256 MiB at a time: bounded host memory
+        for start in range(0, len(frames), chunk):
+            part = torch.from_numpy(np.array(frames[start:start + chunk]))  # a copy: the memmap is read-only
+            self.frames[start:start + chunk].copy_(part)
 
     def __iter__(self) -> Iterator[FrameBatch]:
         bsz = self.sampler.batch_size

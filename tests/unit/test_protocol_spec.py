@@ -117,7 +117,7 @@ def test_bad_presets_are_clear(tmp_path):
     for edit, message in [
         (text.replace("[pretrain]\nepochs", "[pretrain]\nepoch"), r"unknown key 'epoch'.*did you mean 'epochs'"),
         (text.replace('backbone = "efficientnet_lite0"', 'backbone = "vit"'), "key 'backbone' must be one of"),
-        (text.replace("epochs = 4", "epochs = 0"), r"\[protocols.finetune\].*'train.epochs' must be >= 1"),
+        (text.replace("epochs = 3", "epochs = 0"), r"\[protocols.finetune\].*'train.epochs' must be >= 1"),
         (text.replace("resolution = 48\n", ""), "missing key 'resolution'"),
     ]:
         path = tmp_path / "bad.toml"

@@ -144,7 +144,7 @@ def _train(cfg: PretrainConfig, pool: FrameCache, positions: np.ndarray, data_fp
     total_steps = steps_per_epoch * cfg.epochs
     if cfg.max_steps is not None:
         total_steps = min(total_steps, cfg.max_steps)
-    guard = FiniteLossGuard(cfg.method, str(ckpt_dir), checkpoint_every, log_every_n_steps=50 if cuda else 1)
+    guard = FiniteLossGuard(cfg.method, str(ckpt_dir), checkpoint_every, log_every_n_steps=50 if cuda else 10)
     callbacks = [
         guard,
         # Every N steps and at each epoch end (Lightning allows one trigger per ModelCheckpoint).

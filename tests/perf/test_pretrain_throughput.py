@@ -37,6 +37,19 @@ else:
     AUG_BATCH, AUG_FRAME, AUG_VIEW = 128, 128, 64
 
 
+@pytest.fixture(autouse=True)
+def _one_cpu_thread():
+    """On CPU, one intra-op thread: on a small shared machine two spinning OpenMP threads per process
+    made every kernel here 10-50× slower and the figures meaningless."""
+    if CUDA:
+        yield
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _pool(root: Path, n: int, size: int) -> FrameCache:
     rng = np.random.default_rng(0)
     frames = rng.integers(0, 256, (n, size, size), dtype=np.uint8)

@@ -31,6 +31,16 @@ ARGS = ["pretrain", "--method", "vicreg", "--dataset", "synthetic", "-o", "subje
         "--positives", "temporal:2", "--checkpoint-every", "2", "--seed", "3", "--quiet"]
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One intra-op thread: no oversubscription on a small shared CI machine, and the in-process
+    reference run computes exactly as the one-thread subprocesses do."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _state(path: Path) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 
@@ -45,18 +55,8 @@ def test_killed_run_resumes_to_the_same_encoder_and_a_finished_run_is_not_redone
     cfg, spec, options = build_config(args)
     pool = prepare(parse_dataset_spec(spec, **options), "pretrain", cache_dir=cache_dir, progress=False)
     cli = [sys.executable, "-m", "benchmark", *ARGS, "--cache-dir", str(cache_dir), "--run-dir", str(killed_dir)]
-    # One thread everywhere: the same arithmetic in the subprocesses and here, and no thread
-    # oversubscription on a small shared CI machine.
+    # One thread in the subprocesses too (see _one_thread): the same arithmetic as here.
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        _kill_resume_and_compare(cfg, pool, cli, env, killed_dir, clean_dir)
-    finally:
-        torch.set_num_threads(threads)
-
-
-def _kill_resume_and_compare(cfg, pool, cli, env, killed_dir: Path, clean_dir: Path) -> None:
     log = killed_dir.parent / "killed.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(cli, env=env, stdout=out, stderr=subprocess.STDOUT)

@@ -181,7 +181,12 @@ def _train(cfg: PretrainConfig, pool: FrameCache, positions: np.ndarray, data_fp
     module.train_dataloader = _loader_factory(module, trainer, pool, positions, cfg, batch_size, total_steps)
 
     started = time.time()
-    trainer.fit(module, ckpt_path=str(last) if resume and last.exists() else None, weights_only=True)
+    try:
+        trainer.fit(module, ckpt_path=str(last) if resume and last.exists() else None, weights_only=True)
+    except SystemExit:
+        if trainer.interrupted:  # Lightning turns Ctrl-C into sys.exit(1); callers expect KeyboardInterrupt
+            raise KeyboardInterrupt from None
+        raise
     if trainer.interrupted or trainer.global_step < total_steps:
         raise KeyboardInterrupt
     if trainer.is_global_zero:

@@ -59,6 +59,12 @@ class ViewAugment:
         return cls(crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), hflip_p=0.0, vflip_p=0.0, intensity_p=0.0,
                    blur_p=0.0, noise_p=0.0, solarize_p=0.0)
 
+    def geometry_only(self) -> ViewAugment:
+        """The same crop and flips, no intensity, blur, noise or solarize: with the generator in the same
+        state, `augment` then draws the same boxes (the geometry uses the first uniforms), which is the
+        clean reconstruction target that matches an augmented view."""
+        return replace(self, intensity_p=0.0, blur_p=0.0, noise_p=0.0, solarize_p=0.0)
+
     def validate(self, name: str = "augment") -> ViewAugment:
         for f in fields(self):
             v = getattr(self, f.name)

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field, fields
 from benchmark.errors import UserError
 
 # Bump when the engine changes what a given config produces (augmentation, sampling, schedule).
-ENGINE_VERSION = 1
+ENGINE_VERSION = 2  # 2: the ae target shares the augmented view's crop and flip
 # Settings that change how fast a run goes, never what it produces: left out of the key.
 _NOT_IN_KEY = ("compile",)
 

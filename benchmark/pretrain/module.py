@@ -35,7 +35,6 @@ class PretrainModule(pl.LightningModule):
         self.steps_per_epoch = steps_per_epoch
         self.total_steps = total_steps
         self.seed = seed
-        self._clean = ViewAugment.identity()
         self._loss_fn = torch.compile(method.loss) if compile else method.loss
         self._generator: torch.Generator | None = None
         self.last_loss: torch.Tensor | None = None  # detached, for the guard
@@ -48,10 +47,17 @@ class PretrainModule(pl.LightningModule):
         g.manual_seed(self.seed * _STEP_SEED_STRIDE + batch.step)  # views are a function of (seed, step)
         a = batch.anchors
         b = a if batch.positives is None else batch.positives
-        second = (a, self._clean) if self.method.views == "augmented_and_clean" else (b, self.views[1])
         # In fp32 even in a bf16-mixed step: the views are the data, not the model's arithmetic.
         with torch.autocast(a.device.type, enabled=False):
-            views = [augment(a, self.views[0], self.resolution, g), augment(second[0], second[1], self.resolution, g)]
+            if self.method.views == "augmented_and_clean":
+                # The target shares the augmented view's crop and flip (same generator state), so the
+                # decoder undoes the intensity/blur/noise corruption, not an unknowable crop.
+                state = g.get_state()
+                first = augment(a, self.views[0], self.resolution, g)
+                g.set_state(state)
+                views = [first, augment(a, self.views[0].geometry_only(), self.resolution, g)]
+            else:
+                views = [augment(a, self.views[0], self.resolution, g), augment(b, self.views[1], self.resolution, g)]
         if a.device.type == "cuda":
             views = [v.contiguous(memory_format=torch.channels_last) for v in views]
         return views

@@ -102,3 +102,17 @@ def test_overrides_apply_per_view_and_reject_unknown_keys():
         views_from_overrides({"view1.blur_p": 1.5})
     with pytest.raises(UserError, match="view1. or view2."):
         views_from_overrides({"view3.blur_p": 0.5})
+
+
+def test_geometry_only_view_shares_the_crop_and_flip_of_the_augmented_view():
+    # The AE's clean target: same generator state + geometry_only() → the same boxes and flips,
+    # so with intensity/blur/noise switched off in the augmented view the two are identical.
+    frames = _frames(h=40)
+    crop_only = replace(default_views()[0], intensity_p=0.0, blur_p=0.0, noise_p=0.0, solarize_p=0.0)
+    g = _gen(7)
+    state = g.get_state()
+    a = augment(frames, crop_only, 24, g)
+    g.set_state(state)
+    b = augment(frames, default_views()[0].geometry_only(), 24, g)
+    assert torch.equal(a, b)
+    assert not torch.equal(a, augment(frames, ViewAugment.identity(), 24, _gen(7)))  # it is cropped

@@ -101,6 +101,14 @@ def predict(model: nn.Module, frames: np.ndarray, positions: np.ndarray, batch_s
     return np.concatenate(out)
 
 
+def recalibrate_batchnorm(model: nn.Module, frames: np.ndarray, positions: np.ndarray, batch_size: int,
+                          device: torch.device) -> None:
+    """Recompute BatchNorm running statistics as exact averages over the clean training images
+    (torch's `swa_utils.update_bn`, which resets them and averages with momentum None)."""
+    batches = (_batch(frames, positions[i:i + batch_size], device) for i in range(0, len(positions), batch_size))
+    torch.optim.swa_utils.update_bn(batches, model)
+
+
 def _batch(frames: np.ndarray, positions: np.ndarray, device: torch.device) -> torch.Tensor:
     x = torch.from_numpy(np.ascontiguousarray(frames[positions]))
     return x.to(device).unsqueeze(1).float().div_(255)
@@ -159,6 +167,8 @@ def run_finetune(make_encoder: Callable[[], nn.Module], cache: FrameCache, spec:
             loss.backward()
             opt.step()
             sched.step()
+        if t["bn_recalibrate"]:
+            recalibrate_batchnorm(model, frames, tr, t["batch_size"] * 2, device)
         val_metrics = split_metrics(labels[val], predict(model, frames, val, t["batch_size"] * 2, device),
                                     cache.class_names)
         score = select_score(val_metrics, t["select_metric"])

@@ -21,9 +21,12 @@ from benchmark.errors import UserError
 
 PROTOCOL_DIR = Path(__file__).resolve().parent
 PROTOCOLS = ("linear_probe", "finetune")
+# Ablations are protocols too (a file, a version, a hash) but not part of the main grid.
+ABLATIONS = ("variance_vs_size",)
 
 FLOAT_LIST = "list[float]"
 INT_LIST = "list[int]"
+STR_LIST = "list[str]"
 
 _COMMON: dict[str, Any] = {"name": str, "version": int, "fractions": FLOAT_LIST, "seeds": INT_LIST}
 
@@ -39,10 +42,16 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         **_COMMON,
         "train": {"epochs": int, "batch_size": int, "lr": float, "weight_decay": float,
                   "warmup_epochs": int, "min_steps_per_epoch": int, "class_weighted": bool,
-                  "select_metric": str},
+                  "bn_recalibrate": bool, "select_metric": str},
         "augment": {"hflip": float, "vflip": float, "rotate_deg": float, "translate": float,
                     "scale_min": float, "scale_max": float, "brightness": float, "contrast": float,
                     "gamma": float, "noise_std": float},
+    },
+    "variance_vs_size": {
+        "name": str, "version": int, "methods": STR_LIST, "eval_protocols": STR_LIST, "fraction": float,
+        "seeds": INT_LIST, "pretrain_steps": int, "batch_size": int, "selection_seed": int,
+        "diversity": {"subjects": INT_LIST, "frames": int},
+        "size": {"subjects": int, "frames": INT_LIST},
     },
 }
 
@@ -83,8 +92,8 @@ class ProtocolSpec:
 
 
 def protocol_path(name: str) -> Path:
-    if name not in PROTOCOLS:
-        raise UserError(f"unknown protocol {name!r}: choose one of {', '.join(PROTOCOLS)}")
+    if name not in PROTOCOLS + ABLATIONS:
+        raise UserError(f"unknown protocol {name!r}: choose one of {', '.join(PROTOCOLS + ABLATIONS)}")
     return PROTOCOL_DIR / f"{name}.toml"
 
 
@@ -117,7 +126,7 @@ def read_protocol_file(path: Path) -> dict:
         raise UserError(f"{path}: not valid TOML ({exc})") from exc
     name = content.get("name")
     if name not in SCHEMAS:
-        raise UserError(f"{path}: key 'name' must be one of {', '.join(PROTOCOLS)}, got {name!r}")
+        raise UserError(f"{path}: key 'name' must be one of {', '.join(PROTOCOLS + ABLATIONS)}, got {name!r}")
     _check_table(content, SCHEMAS[name], str(path), "", partial=False)
     _check_values(content, str(path))
     return content
@@ -164,6 +173,8 @@ def _has_type(value: Any, expected: Any) -> bool:
         return isinstance(value, list) and len(value) > 0 and all(is_float(v) for v in value)
     if expected == INT_LIST:
         return isinstance(value, list) and len(value) > 0 and all(is_int(v) for v in value)
+    if expected == STR_LIST:
+        return isinstance(value, list) and len(value) > 0 and all(isinstance(v, str) for v in value)
     raise AssertionError(f"unknown schema type {expected!r}")
 
 
@@ -171,6 +182,8 @@ def _check_values(c: dict, where: str) -> None:
     """Ranges and choices that the types alone do not capture."""
     if c["version"] < 1:
         raise UserError(f"{where}: key 'version' must be >= 1")
+    if c["name"] in ABLATIONS:
+        return _check_ablation(c, where)
     bad = [f for f in c["fractions"] if not 0 < f <= 1]
     if bad:
         raise UserError(f"{where}: key 'fractions' must lie in (0, 1], got {bad}")
@@ -201,6 +214,30 @@ def _check_values(c: dict, where: str) -> None:
         for key in ("hflip", "vflip"):
             if not 0 <= a[key] <= 1:
                 raise UserError(f"{where}: key 'augment.{key}' is a probability in [0, 1]")
+
+
+def _check_ablation(c: dict, where: str) -> None:
+    if not 0 < c["fraction"] <= 1:
+        raise UserError(f"{where}: key 'fraction' must lie in (0, 1], got {c['fraction']}")
+    if len(set(c["seeds"])) != len(c["seeds"]) or any(s < 0 for s in c["seeds"]):
+        raise UserError(f"{where}: key 'seeds' must be distinct integers >= 0")
+    bad = [p for p in c["eval_protocols"] if p not in PROTOCOLS]
+    if bad:
+        raise UserError(f"{where}: key 'eval_protocols' must name protocols among {', '.join(PROTOCOLS)}, got {bad}")
+    if c["pretrain_steps"] < 1 or c["batch_size"] < 2:
+        raise UserError(f"{where}: 'pretrain_steps' must be >= 1 and 'batch_size' >= 2")
+    div, size = c["diversity"], c["size"]
+    levels = [(n, div["frames"]) for n in div["subjects"]] + [(size["subjects"], f) for f in size["frames"]]
+    for axis, values in (("diversity.subjects", div["subjects"]), ("size.frames", size["frames"])):
+        if len(set(values)) < 3 or values != sorted(values):
+            raise UserError(f"{where}: key {axis!r} needs at least 3 distinct levels in increasing order, got {values}")
+    for n_subj, n_frames in levels:
+        if not 1 <= n_subj <= n_frames:
+            raise UserError(f"{where}: every level needs 1 <= subjects <= frames, got {n_subj} subjects for "
+                            f"{n_frames} frames")
+        if n_frames < c["batch_size"]:
+            raise UserError(f"{where}: a subset of {n_frames} frames is smaller than 'batch_size' "
+                            f"{c['batch_size']}; lower the batch size or raise the frame budget")
 
 
 def _merge(base: dict, over: dict) -> dict:

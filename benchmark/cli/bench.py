@@ -24,7 +24,11 @@ def register(sub) -> None:
         description="Pretrain METHOD on the preset's pretraining data (skipped when its checkpoint "
                     "exists), evaluate it with every protocol × label fraction × seed, run the imagenet "
                     "and random baselines of the same track where their results are missing, and "
-                    "refresh the leaderboard. Finished jobs are never rerun; a killed run resumes.")
+                    "refresh the leaderboard. Finished jobs are never rerun; a killed run resumes. "
+                    "With --shard, each shard first pretrains the methods it evaluates (a finished "
+                    "checkpoint is reused): when shards run at the same time, pretrain once first "
+                    "(`sslbench bench` without --shard, or `sslbench pretrain`), then spread the "
+                    "downstream grid with `sslbench run --shard i/N`.")
     p.add_argument("--method", required=True,
                    help="an SSL method (see `sslbench methods`), `all` (every method + the baselines), "
                         "`imagenet` or `random` (one baseline); several: comma-separated")

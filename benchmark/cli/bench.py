@@ -25,7 +25,7 @@ def register(sub) -> None:
                     "exists), evaluate it with every protocol × label fraction × seed, run the imagenet "
                     "and random baselines of the same track where their results are missing, and "
                     "refresh the leaderboard. Finished jobs are never rerun; a killed run resumes. "
-                    "With --shard, each shard first pretrains the methods it evaluates (a finished "
+                    "With --shard, every shard first pretrains the --method methods (a finished "
                     "checkpoint is reused): when shards run at the same time, pretrain once first "
                     "(`sslbench bench` without --shard, or `sslbench pretrain`), then spread the "
                     "downstream grid with `sslbench run --shard i/N`.")

@@ -153,7 +153,8 @@ def pretrain_subset(preset_pretrain: dict, method: str, spec: ProtocolSpec, subs
     from benchmark.pretrain.run import pretrain
 
     cfg = PretrainConfig.from_dict({**preset_pretrain, "method": method, "epochs": _UNBOUNDED_EPOCHS,
-                                    "max_steps": spec.settings["pretrain_steps"]}).validate()
+                                    "max_steps": spec.settings["pretrain_steps"],
+                                    "batch_size": spec.settings["batch_size"]}).validate()
     if progress:
         print(f"pretraining {method} on {subset.tag}: {subset.subjects} subjects, {subset.videos} videos, "
               f"{subset.frames} frames, {spec.settings['pretrain_steps']} steps", file=sys.stderr, flush=True)

@@ -15,12 +15,13 @@ from benchmark.errors import UserError
 
 # Order = order shown in `sslbench --help`.
 COMMANDS = [
-    "data",
-    "pretrain",
     "bench",
-    "run",
-    "evaluate",
+    "data",
     "methods",
+    "pretrain",
+    "evaluate",
+    "run",
+    "ablation",
     "leaderboard",
     "validate",
 ]

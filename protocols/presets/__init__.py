@@ -14,7 +14,7 @@ import tomllib
 from pathlib import Path
 
 from benchmark.errors import UserError
-from protocols.spec import PROTOCOLS, load_protocol
+from protocols.spec import ABLATIONS, PROTOCOLS, load_protocol
 
 PRESET_DIR = Path(__file__).resolve().parent
 PRESETS = ("smoke", "standard", "paper")
@@ -109,8 +109,8 @@ def _validate(p: dict, path: Path) -> None:
             raise _unknown(key, PRETRAIN_FIELDS, f"{where} [pretrain]")
     protocols = p.get("protocols", {})
     for name, overrides in protocols.items():
-        if name not in PROTOCOLS:
-            raise _unknown(name, PROTOCOLS, f"{where} [protocols]")
+        if name not in PROTOCOLS + ABLATIONS:
+            raise _unknown(name, PROTOCOLS + ABLATIONS, f"{where} [protocols]")
         try:
             load_protocol(name, overrides)
         except UserError as exc:

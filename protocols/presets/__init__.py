@@ -17,7 +17,7 @@ from benchmark.errors import UserError
 from protocols.spec import ABLATIONS, PROTOCOLS, load_protocol
 
 PRESET_DIR = Path(__file__).resolve().parent
-PRESETS = ("smoke", "standard", "paper")
+PRESETS = ("smoke", "standard", "paper", "calibrate")
 BACKBONES = ("resnet18", "resnet50", "efficientnet_lite0")  # as benchmark.backbones.BACKBONES
 # PretrainConfig fields a preset may set (benchmark/pretrain/config.py); `method` comes from the command.
 PRETRAIN_FIELDS = ("backbone", "init", "resolution", "epochs", "batch_size", "positives", "hparams",

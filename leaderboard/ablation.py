@@ -85,13 +85,15 @@ def fit_slopes(points: pd.DataFrame, confidence: float = stats.CONFIDENCE) -> Sl
     return Slopes(div, size, diff, p_div, p_size, p_diff, n)
 
 
-def verdict(s: Slopes | None) -> str:
-    """One sentence that the fit supports, and no more."""
+def verdict(s: Slopes | None, n_fits: int = 1) -> str:
+    """One sentence that the fit supports, and no more. With `n_fits` fits on one page the intervals
+    passed in should be Bonferroni-widened (`fit_slopes(confidence=...)`), and the p-value shown is
+    Bonferroni-adjusted here."""
     if s is None:
         return "Too few distinct subsets to separate diversity from size (the fit needs at least 4)."
 
     def effect(iv: stats.Interval, what: str) -> str:
-        span = f"{100 * iv.mean:+.1f} F1 points per doubling of {what}, 95 % CI [{100 * iv.low:+.1f}, {100 * iv.high:+.1f}]"
+        span = f"{100 * iv.mean:+.1f} F1 points per doubling of {what}, CI [{100 * iv.low:+.1f}, {100 * iv.high:+.1f}]"
         if iv.low > 0:
             return f"helps ({span})"
         if iv.high < 0:
@@ -107,7 +109,8 @@ def verdict(s: Slopes | None) -> str:
         compare = "the data do not separate diversity from size"
     return (f"Diversity {effect(s.diversity, 'subjects at a fixed frame budget')}; size "
             f"{effect(s.size, 'frames at fixed subjects')}; {compare} (difference of slopes "
-            f"{100 * d.mean:+.1f} [{100 * d.low:+.1f}, {100 * d.high:+.1f}], p={s.p_difference:.3f}, "
+            f"{100 * d.mean:+.1f} [{100 * d.low:+.1f}, {100 * d.high:+.1f}], "
+            f"p={min(1.0, s.p_difference * n_fits):.3f}{' Bonferroni-adjusted' if n_fits > 1 else ''}, "
             f"{s.n_points} subsets).")
 
 
@@ -134,11 +137,15 @@ def section(page) -> list[str]:
              "pretrained for the same number of steps, evaluated at the protocol's label fraction; test "
              "macro-F1, mean [95 % CI] over seeds (n). The slopes come from a least-squares fit of macro-F1 "
              "on log2(subjects) and log2(frames) over the subset means (one point per pretraining run: "
-             "seeds vary the labels and the head, not the pretraining).", ""]
+             "seeds vary the labels and the head, not the pretraining); with several fits in a track "
+             "(methods × protocols) their intervals and p-values are Bonferroni-adjusted for that number.", ""]
     for track in sorted(runs["track"].unique()):
         tr = runs[runs["track"] == track]
         lines += [f"### `{track}`", "", f"![variance vs size]({FIGURES_DIR}/{figure_name(track)})", ""]
-        for (init, ev), g in tr.groupby(["init", "eval_protocol"], sort=True):
+        groups = list(tr.groupby(["init", "eval_protocol"], sort=True))
+        n_fits = len(groups)
+        level = 1 - (1 - stats.CONFIDENCE) / n_fits  # Bonferroni across the fits of this track
+        for (init, ev), g in groups:
             hashes = sorted(g["protocol_hash"].unique())
             means = subset_means(g)
             fraction = g["fraction"].iloc[0]
@@ -149,7 +156,7 @@ def section(page) -> list[str]:
                      else f"{100 * m.interval.mean:.1f} (n=1, no CI)"] for m in means.itertuples()]
             lines += markdown_table(rows, ["axis", "level", "subjects", "videos", "frames", "macro-F1"],
                                     ["left", "right", "right", "right", "right", "left"]) + [""]
-            lines += [verdict(fit_slopes(means)), ""]
+            lines += [verdict(fit_slopes(means, confidence=level), n_fits), ""]
     return lines
 
 
@@ -167,14 +174,19 @@ def write_figures(results, figures_dir: Path) -> list[Path]:
         axes = fig.subplots(1, 2, sharey=True)
         for ax, axis, xcol, title in ((axes[0], "diversity", "subjects", "diversity: subjects at a fixed frame budget"),
                                       (axes[1], "size", "frames", "size: frames at fixed subjects")):
-            for (init, ev), g in tr[tr["axis"] == axis].groupby(["init", "eval_protocol"], sort=True):
+            series = list(tr[tr["axis"] == axis].groupby(["init", "eval_protocol"], sort=True))
+            for i, ((init, ev), g) in enumerate(series):
                 m = subset_means(g)
+                dodge = 2 ** (0.06 * (i - (len(series) - 1) / 2))  # side by side, so the error bars do not hide each other
                 ivs = list(m["interval"])
                 yerr = np.array([[100 * (iv.mean - iv.low) if iv.n > 1 else 0 for iv in ivs],
                                  [100 * (iv.high - iv.mean) if iv.n > 1 else 0 for iv in ivs]])
-                ax.errorbar(m[xcol], 100 * m["macro_f1"], yerr=yerr, marker="o", capsize=3,
+                ax.errorbar(m[xcol] * dodge, 100 * m["macro_f1"], yerr=yerr, marker="o", capsize=3,
                             linestyle="-" if ev == "finetune" else "--", label=f"{init}, {ev}")
             ax.set_xscale("log", base=2)
+            ticks = sorted(tr.loc[tr["axis"] == axis, xcol].unique())
+            ax.set_xticks(ticks, [str(t) for t in ticks])
+            ax.minorticks_off()
             ax.set_xlabel(xcol)
             ax.set_title(title, fontsize=10)
             ax.grid(alpha=0.3)

@@ -101,3 +101,12 @@ def test_verdict_says_only_what_the_fit_supports():
     assert "no detectable effect" in flat and "do not separate" in flat
     assert "size helps more than diversity" in verdict(fit_slopes(_points(0.0, 0.05, noise=0.002)))
     assert "Too few" in verdict(fit_slopes(_points(0.05, 0.0).iloc[:3]))
+
+
+def test_bonferroni_widens_the_intervals_and_adjusts_p():
+    pts = _points(0.03, 0.0, noise=0.01, seed=2)
+    one, four = fit_slopes(pts), fit_slopes(pts, confidence=1 - 0.05 / 4)
+    assert four.diversity.low < one.diversity.low and four.diversity.high > one.diversity.high
+    assert four.diversity.mean == one.diversity.mean
+    p = one.p_difference
+    assert f"p={min(1.0, 4 * p):.3f} Bonferroni-adjusted" in verdict(four, n_fits=4)

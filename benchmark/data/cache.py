@@ -31,6 +31,7 @@ import pandas as pd
 from benchmark.data.source import ROLES, UNLABELLED, Clip, Skipped, Source
 from benchmark.data.splits import assign_subject_splits
 from benchmark.errors import DataError, UserError
+from benchmark.results import ensure_writable
 
 CACHE_FORMAT = 1
 INDEX_COLUMNS = ["video_id", "subject_id", "frame_idx", "label", "split"]
@@ -124,7 +125,7 @@ def prepare(source: Source, role: str, cache_dir: str | Path | None = None, on_e
     final = cache_dir / f"{source.kind}-{role}-{fp[:16]}"
     if (final / "meta.json").exists() and not rebuild:
         return FrameCache.load(final)
-    _ensure_writable(cache_dir)
+    ensure_writable(cache_dir, what="cache directory", flag="--cache-dir or set SSLBENCH_CACHE_DIR")
     _remove_stale_tmp(cache_dir, final.name)
     tmp = cache_dir / f".tmp-{final.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
@@ -145,17 +146,6 @@ def prepare(source: Source, role: str, cache_dir: str | Path | None = None, on_e
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return FrameCache.load(final)
-
-
-def _ensure_writable(cache_dir: Path) -> None:
-    try:
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        probe = cache_dir / f".write-test-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise UserError(f"cache directory {cache_dir} is not writable ({exc.strerror}); "
-                        "pass --cache-dir or set SSLBENCH_CACHE_DIR to a writable folder") from exc
 
 
 def _remove_stale_tmp(cache_dir: Path, name: str) -> None:

@@ -22,10 +22,8 @@ from benchmark.data.sources.frames import (
     files_identity,
     require_dir,
     require_file,
-    subject_of,
 )
-from benchmark.data.sources.parallel import decode_all
-from benchmark.data.sources.readers import FileTask, decode_file
+from benchmark.data.sources.readers import decode_clip_files
 from benchmark.data.spec import register_source
 from benchmark.errors import UserError
 
@@ -111,16 +109,5 @@ class DicomSource(Source):
             yield from manifest_items(self._manifest_path, self._manifest(), self.class_names(role), self,
                                       self._pattern, desc=f"decoding {self._manifest_path.name}")
             return
-        tasks, paths = [], []
-        for rel in self._files():
-            path = str(self._root / rel)
-            try:
-                subject = subject_of(rel, self._pattern)
-            except ValueError as exc:
-                yield Skipped(path, str(exc))
-                continue
-            tasks.append(FileTask(path=path, video_id=rel, subject_id=subject, resolution=self.resolution,
-                                  crop=self.crop, reader="dicom", stride=self.stride, max_frames=self.max_frames,
-                                  subject_from_patient_id=self._pattern is None))
-            paths.append(path)
-        yield from decode_all(decode_file, tasks, paths, desc=f"decoding {self.path}", workers=self.workers)
+        yield from decode_clip_files(self, self._root, self._files(), "dicom",
+                                     subject_from_patient_id=self._pattern is None)

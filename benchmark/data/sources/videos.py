@@ -12,10 +12,8 @@ from benchmark.data.sources.frames import (
     files_identity,
     list_files,
     require_dir,
-    subject_of,
 )
-from benchmark.data.sources.parallel import decode_all
-from benchmark.data.sources.readers import FileTask, decode_file
+from benchmark.data.sources.readers import decode_clip_files
 from benchmark.data.spec import register_source
 from benchmark.errors import UserError
 
@@ -54,16 +52,4 @@ class VideoFolderSource(Source):
         return []
 
     def items(self, role: str) -> Iterator[Clip | Skipped]:
-        tasks, paths = [], []
-        for rel in self._files():
-            path = str(self._root / rel)
-            try:
-                subject = subject_of(rel, self._pattern)
-            except ValueError as exc:
-                yield Skipped(path, str(exc))
-                continue
-            tasks.append(FileTask(path=path, video_id=rel, subject_id=subject, resolution=self.resolution,
-                                  crop=self.crop, reader="video", stride=self.stride,
-                                  max_frames=self.max_frames))
-            paths.append(path)
-        yield from decode_all(decode_file, tasks, paths, desc=f"decoding {self.path}", workers=self.workers)
+        yield from decode_clip_files(self, self._root, self._files(), "video")

@@ -68,13 +68,7 @@ def _plugin_installed():
     importlib.invalidate_caches()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny tensors: one intra-op thread avoids OpenMP spin-waits on a busy 2-core machine (10× faster there).
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _build(name: str, seed: int = 0):

@@ -31,14 +31,7 @@ ARGS = ["pretrain", "--method", "vicreg", "--dataset", "synthetic", "-o", "subje
         "--positives", "temporal:2", "--checkpoint-every", "2", "--seed", "3", "--quiet"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: no oversubscription on a small shared CI machine, and the in-process
-    reference run computes exactly as the one-thread subprocesses do."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _state(path: Path) -> dict[str, torch.Tensor]:

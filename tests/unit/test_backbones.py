@@ -13,14 +13,7 @@ from benchmark.backbones import BACKBONES, LITE_BN_EPS, build_backbone, lite0_im
 from benchmark.checkpoint import load_encoder, save_encoder
 from benchmark.errors import UserError
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny tensors: one intra-op thread avoids OpenMP spin-waits on a busy 2-core machine.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize("name", BACKBONES)

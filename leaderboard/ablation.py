@@ -7,9 +7,12 @@ protocol, an ordinary least-squares fit over the pretraining subsets,
     macro-F1 = b0 + b_div · log2(subjects) + b_size · log2(frames),
 
 estimates the gain per doubling of subjects at a fixed frame budget (b_div) and per doubling of
-frames at fixed subjects (b_size), with t-intervals, and the difference b_div − b_size. The fit is
-on the subset means (one point per pretraining run): the seeds vary the label subset and the head,
-not the pretraining, so treating every seed as an independent point would overstate precision.
+frames at fixed subjects (b_size), with t-intervals, and the difference b_div − b_size. The fit's
+points are the pretraining runs (each subset is pretrained once per pretraining seed; a point is the
+mean over that run's downstream seeds): downstream seeds vary the label subset and the head, not the
+pretraining, so counting them as points would overstate precision. The residual variance is floored
+at the variance a point's mean has from its downstream seeds alone, so a fit through few points that
+happen to line up cannot claim more precision than its points carry.
 """
 from __future__ import annotations
 
@@ -41,7 +44,7 @@ def expand(runs: pd.DataFrame) -> pd.DataFrame:
     out = runs.assign(axis=fields["axis"], level=fields["level"].astype(int), subjects=fields["subjects"].astype(int),
                       frames=fields["frames"].astype(int), videos=fields.get("videos", 0),
                       eval_protocol=fields["eval_protocol"])
-    return out.sort_values(["track", "init", "eval_protocol", "axis", "level", "seed"], kind="stable")
+    return out.sort_values(["track", "init", "eval_protocol", "axis", "level", "pretrain_seed", "seed"], kind="stable")
 
 
 @dataclass(frozen=True)
@@ -58,19 +61,22 @@ class Slopes:
 
 
 def fit_slopes(points: pd.DataFrame, confidence: float = stats.CONFIDENCE) -> Slopes | None:
-    """`points`: one row per subset with columns subjects, frames, macro_f1 (the mean over seeds).
-    None when the design cannot separate the two slopes (fewer than 4 points or collinear)."""
-    pts = points.drop_duplicates(["subjects", "frames"])
+    """`points`: one row per pretraining run with columns subjects, frames, macro_f1 (the mean over
+    its downstream seeds) and optionally noise_var (the variance of that mean from the seeds alone,
+    the floor of the residual variance). None when the design cannot separate the two slopes (fewer
+    than 4 distinct subsets, or collinear)."""
+    pts = points
     n = len(pts)
     x = np.column_stack([np.ones(n), np.log2(pts["subjects"].to_numpy(float)), np.log2(pts["frames"].to_numpy(float))])
     y = pts["macro_f1"].to_numpy(float)
     dof = n - 3
-    if dof < 1 or np.linalg.matrix_rank(x) < 3:
+    if len(pts.drop_duplicates(["subjects", "frames"])) < 4 or dof < 1 or np.linalg.matrix_rank(x) < 3:
         return None
     xtx_inv = np.linalg.inv(x.T @ x)
     beta = xtx_inv @ x.T @ y
     resid = y - x @ beta
-    sigma2 = float(resid @ resid) / dof
+    floor = float(np.nanmean(pts["noise_var"])) if "noise_var" in pts and pts["noise_var"].notna().any() else 0.0
+    sigma2 = max(float(resid @ resid) / dof, floor)
     cov = sigma2 * xtx_inv
     tcrit = float(sps.t.ppf(0.5 + confidence / 2, dof))
 
@@ -111,22 +117,40 @@ def verdict(s: Slopes | None, n_fits: int = 1) -> str:
             f"{effect(s.size, 'frames at fixed subjects')}; {compare} (difference of slopes "
             f"{100 * d.mean:+.1f} [{100 * d.low:+.1f}, {100 * d.high:+.1f}], "
             f"p={min(1.0, s.p_difference * n_fits):.3f}{' Bonferroni-adjusted' if n_fits > 1 else ''}, "
-            f"{s.n_points} subsets).")
+            f"{s.n_points} pretraining runs).")
 
 
 def subset_means(group: pd.DataFrame) -> pd.DataFrame:
+    """One row per subset: mean and interval over its pretraining runs (over its downstream seeds when
+    it was pretrained once: `conditional`)."""
+    from leaderboard.analysis import nested_interval
+
     rows = []
     for (axis, level), g in group.groupby(["axis", "level"], sort=True):
-        iv = stats.mean_ci(g["macro_f1"])
+        cell = nested_interval(g, "macro_f1")
         rows.append({"axis": axis, "level": level, "subjects": int(g["subjects"].iloc[0]),
                      "videos": int(g["videos"].iloc[0]), "frames": int(g["frames"].iloc[0]),
-                     "macro_f1": iv.mean, "interval": iv})
+                     "macro_f1": cell.interval.mean, "interval": cell.interval, "cell": cell})
+    return pd.DataFrame(rows)
+
+
+def run_points(group: pd.DataFrame) -> pd.DataFrame:
+    """The fit's points: one per pretraining run of a subset, its mean over the downstream seeds and
+    the variance of that mean from the seeds (s² / n)."""
+    rows = []
+    # By subset content, not axis level: a subset on both axes (e.g. the fewest subjects at the largest
+    # frame budget) is one pretraining run, one point.
+    for (subjects, frames, _seed), g in group.groupby(["subjects", "frames", "pretrain_seed"], sort=True):
+        g = g.drop_duplicates("seed")
+        v = g["macro_f1"].to_numpy(float)
+        rows.append({"subjects": int(subjects), "frames": int(frames), "macro_f1": float(v.mean()),
+                     "noise_var": float(v.var(ddof=1) / len(v)) if len(v) > 1 else np.nan})
     return pd.DataFrame(rows)
 
 
 def section(page) -> list[str]:
     """Markdown lines of the ablation section (empty when there are no ablation runs)."""
-    from leaderboard.render import FIGURES_DIR, interval_text, markdown_table
+    from leaderboard.render import FIGURES_DIR, interval_text, markdown_table, runs_text
 
     runs = expand(page.results.ablation)
     if runs.empty:
@@ -134,11 +158,14 @@ def section(page) -> list[str]:
     lines = ["## Ablation: variance vs size of the pretraining videos", "",
              "Does a diverse pretraining set (more distinct subjects) beat a merely larger one (more frames)? "
              "Subsets of the pretraining pool along two axes (`protocols/variance_vs_size.toml`), each "
-             "pretrained for the same number of steps, evaluated at the protocol's label fraction; test "
-             "macro-F1, mean [95 % CI] over seeds (n). The slopes come from a least-squares fit of macro-F1 "
-             "on log2(subjects) and log2(frames) over the subset means (one point per pretraining run: "
-             "seeds vary the labels and the head, not the pretraining); with several fits in a track "
-             "(methods × protocols) their intervals and p-values are Bonferroni-adjusted for that number.", ""]
+             "pretrained for the same number of steps once per pretraining seed, evaluated at the protocol's "
+             "label fraction; test macro-F1, mean [95 % interval over the pretraining runs] (runs × seeds; † = "
+             "one pretraining run, the interval then covers its downstream seeds only). The slopes come from a "
+             "least-squares fit of macro-F1 on log2(subjects) and log2(frames) with one point per pretraining "
+             "run (its mean over the downstream seeds, which vary the labels and the head, not the "
+             "pretraining); the residual variance is floored at the variance the points have from their "
+             "downstream seeds alone; with several fits in a track (methods × protocols) their intervals and "
+             "p-values are Bonferroni-adjusted for that number.", ""]
     for track in sorted(runs["track"].unique()):
         tr = runs[runs["track"] == track]
         lines += [f"### `{track}`", "", f"![variance vs size]({FIGURES_DIR}/{figure_name(track)})", ""]
@@ -152,11 +179,12 @@ def section(page) -> list[str]:
             lines += [f"#### {init}, {ev} at {100 * fraction:g} % labels "
                       f"(protocol `{hashes[0][:12]}`{' + older versions' if len(hashes) > 1 else ''})", ""]
             rows = [[m.axis, str(m.level), str(m.subjects), str(m.videos), str(m.frames),
-                     f"{interval_text(m.interval)} (n={m.interval.n})" if m.interval.n >= 2
-                     else f"{100 * m.interval.mean:.1f} (n=1, no CI)"] for m in means.itertuples()]
+                     f"{interval_text(m.interval)}{'†' if m.cell.conditional else ''} ({runs_text(m.cell)})"
+                     if m.interval.n >= 2 else f"{100 * m.interval.mean:.1f} ({runs_text(m.cell)}, no interval)"]
+                    for m in means.itertuples()]
             lines += markdown_table(rows, ["axis", "level", "subjects", "videos", "frames", "macro-F1"],
                                     ["left", "right", "right", "right", "right", "left"]) + [""]
-            lines += [verdict(fit_slopes(means, confidence=level), n_fits), ""]
+            lines += [verdict(fit_slopes(run_points(g), confidence=level), n_fits), ""]
     return lines
 
 

@@ -1,5 +1,7 @@
 """From runs to what the leaderboard shows: tables per (track, protocol, protocol hash), cell
-summaries over seeds, Δ vs the reference init, and the across-task ranking of a track.
+summaries over the nested runs, Δ vs the reference init, and the across-task summary of a track.
+
+Runs are nested (leaderboard.stats): the pretraining runs of a cell are its independent replicates.
 
 Shared by the markdown renderer and the figures so both always show the same numbers.
 """
@@ -80,24 +82,54 @@ def tables(runs: pd.DataFrame, known: dict[str, str]) -> list[Table]:
     return out
 
 
-def cell_values(runs: pd.DataFrame, init: str, fraction: float, metric: str) -> pd.Series:
-    """The metric of every seed of one cell, indexed by seed."""
-    df = runs[(runs["init"] == init) & (runs["fraction"] == fraction)]
-    return df.set_index("seed")[metric].sort_index()
+@dataclass(frozen=True)
+class Cell:
+    """One init × label fraction of a table: its mean and interval over the pretraining runs.
+
+    `interval` is the t-interval over the means of the pretraining runs (each the mean over its
+    downstream seeds), clipped to [0, 1]. With a single pretraining run it is over the downstream
+    seeds of that run instead, and `conditional` says so: it then covers label subsets and training
+    noise, not the variation between pretraining runs.
+    """
+
+    interval: stats.Interval
+    pretrain_runs: int
+    runs: int
+
+    @property
+    def conditional(self) -> bool:
+        return self.pretrain_runs < 2
 
 
-def summary(table: Table, metric: str) -> dict[tuple[str, float], stats.Interval]:
-    """Mean and t-CI over seeds of every (init, fraction) cell that has at least one run."""
-    out = {}
-    for (init, fraction), df in table.runs.groupby(["init", "fraction"], sort=True):
-        out[(init, fraction)] = stats.mean_ci(df[metric].to_numpy())
-    return out
+def cell_runs(runs: pd.DataFrame, init: str, fraction: float) -> pd.DataFrame:
+    return runs[(runs["init"] == init) & (runs["fraction"] == fraction)]
+
+
+def nested_interval(df: pd.DataFrame, metric: str) -> Cell:
+    """Mean and interval of one cell's runs (columns pretrain_seed, `metric`), nested as `Cell` says."""
+    clusters = df["pretrain_seed"].to_numpy()
+    values = df[metric].to_numpy(dtype=float)
+    n_pre = len(np.unique(clusters))
+    iv = stats.mean_ci(stats.cluster_means(values, clusters) if n_pre >= 2 else values)
+    return Cell(iv.clipped(0.0, 1.0), n_pre, len(values))
+
+
+def summary(table: Table, metric: str) -> dict[tuple[str, float], Cell]:
+    """Every (init, fraction) cell that has at least one run."""
+    return {(init, fraction): nested_interval(df, metric)
+            for (init, fraction), df in table.runs.groupby(["init", "fraction"], sort=True)}
 
 
 @dataclass(frozen=True)
 class Delta:
     comparison: stats.PairedComparison
     p_holm: float
+    pretrain_runs: int  # the replicates the test is over (pretraining runs; 1 = no test)
+    pairs: int  # matched (pretraining seed, seed) jobs
+
+    @property
+    def tested(self) -> bool:
+        return not math.isnan(self.comparison.p)
 
     @property
     def marker(self) -> str:
@@ -107,46 +139,67 @@ class Delta:
         return "▲" if self.comparison.diff.mean > 0 else "▼"
 
 
-def deltas(table: Table, metric: str, reference: str = REFERENCE_INIT) -> dict[tuple[str, float], Delta]:
-    """Paired Δ vs the reference init over matched seeds; Holm across the inits of each column."""
-    out: dict[tuple[str, float], Delta] = {}
-    if reference not in set(table.runs["init"]):
-        return out
-    others = [i for i in table.inits if i != reference]
-    for fraction in table.fractions:
-        ref = cell_values(table.runs, reference, fraction, metric)
-        comps = {}
-        for init in others:
-            own = cell_values(table.runs, init, fraction, metric)
-            seeds = own.index.intersection(ref.index)
-            if len(own) == 0:
-                continue
-            comps[init] = stats.paired_comparison(own[seeds].to_numpy(), ref[seeds].to_numpy())
-        adjusted = stats.holm([c.p for c in comps.values()])
-        for (init, comp), p in zip(comps.items(), adjusted, strict=True):
-            out[(init, fraction)] = Delta(comp, float(p))
-    return out
+def paired_delta(own: pd.DataFrame, ref: pd.DataFrame, metric: str) -> tuple[stats.PairedComparison, int, int] | None:
+    """Δ of one cell against the reference over jobs matched on (pretraining seed, seed): the paired
+    t-test over the pretraining runs' mean differences (≥ 2 runs), none with a single run (its
+    interval, over that run's downstream seeds, is then conditional)."""
+    keys = ["pretrain_seed", "seed"]
+    joined = own[keys + [metric]].merge(ref[keys + [metric]], on=keys, suffixes=("", "_ref"))
+    if joined.empty:
+        return None
+    d = joined[metric].to_numpy(float) - joined[f"{metric}_ref"].to_numpy(float)
+    clusters = joined["pretrain_seed"].to_numpy()
+    n_pre = len(np.unique(clusters))
+    if n_pre >= 2:
+        means = stats.cluster_means(d, clusters)
+        comp = stats.paired_comparison(means, np.zeros_like(means))
+    else:
+        comp = stats.paired_comparison(d, np.zeros_like(d))
+        comp = stats.PairedComparison(comp.diff, math.nan, comp.constant)  # conditional: no test
+    return comp, n_pre, len(d)
+
+
+def deltas(track_tables: list[Table], metric: str, reference: str = REFERENCE_INIT
+           ) -> dict[tuple[str, str, float], Delta]:
+    """Paired Δ vs the reference init for every (protocol, init, fraction) of a track's current tables.
+
+    The Holm family is every test against the reference within the track (all protocols, fractions
+    and inits), so a track's marks control the family-wise error of the whole track."""
+    raw: dict[tuple[str, str, float], tuple[stats.PairedComparison, int, int]] = {}
+    for table in track_tables:
+        if not table.current or reference not in set(table.runs["init"]):
+            continue
+        for fraction in table.fractions:
+            ref = cell_runs(table.runs, reference, fraction)
+            for init in table.inits:
+                if init == reference:
+                    continue
+                out = paired_delta(cell_runs(table.runs, init, fraction), ref, metric)
+                if out is not None:
+                    raw[(table.key.protocol, init, fraction)] = out
+    keys = list(raw)
+    adjusted = stats.holm([raw[k][0].p for k in keys])
+    return {k: Delta(raw[k][0], float(p), raw[k][1], raw[k][2]) for k, p in zip(keys, adjusted, strict=True)}
+
+
+def family_size(track_deltas: dict[tuple[str, str, float], Delta]) -> int:
+    return sum(d.tested for d in track_deltas.values())
 
 
 @dataclass(frozen=True)
 class Ranking:
-    """The across-task comparison of one track: tasks are (protocol, fraction) of the current hashes."""
+    """The descriptive across-task summary of one track: tasks are (protocol, fraction) of the current
+    hashes. No rank test: the tasks of one track share one dataset and the same checkpoints, so they
+    are not the independent blocks a Friedman/Nemenyi test needs."""
 
     track: str
     tasks: list[tuple[str, float]]
     inits: list[str]                       # ranked inits (results on every task)
     left_out: dict[str, list[tuple[str, float]]]  # init → the tasks it has no result for
-    task_means: pd.DataFrame               # tasks × inits, mean macro-F1 over seeds
+    task_means: pd.DataFrame               # tasks × inits, mean macro-F1 over runs
     average_ranks: pd.Series
-    friedman: stats.Friedman | None
-    min_blocks: int | None                 # blocks the Nemenyi test needs for k inits
-    cd: float | None
     iqm: dict[str, stats.Interval] = field(default_factory=dict)
     improvement: dict[str, stats.Interval] = field(default_factory=dict)  # P(init > reference)
-
-    @property
-    def enough_blocks(self) -> bool:
-        return self.cd is not None
 
     @property
     def best(self) -> str | None:
@@ -156,41 +209,53 @@ class Ranking:
         return ordered[0][0]
 
 
+def nested_by_task(runs: pd.DataFrame, init: str, tasks: list[tuple[str, float]], metric: str) -> stats.Nested:
+    """An init's runs per task, grouped by pretraining run (the same runs, in one order, in every task)."""
+    mine = runs[runs["init"] == init]
+    seeds = sorted(set(mine["pretrain_seed"]))
+    out = []
+    for p, f in tasks:
+        task = mine[(mine["protocol"] == p) & (mine["fraction"] == f)]
+        out.append([task.loc[task["pretrain_seed"] == s, metric].to_numpy(float) for s in seeds])
+    return out
+
+
 def ranking(track_tables: list[Table], metric: str = "macro_f1", reference: str = REFERENCE_INIT) -> Ranking:
-    """Average ranks, Friedman test, Nemenyi CD, IQM and P(improvement) over a track's current tables."""
+    """Average ranks, IQM and P(improvement) over a track's current tables."""
     current = [t for t in track_tables if t.current]
     track = current[0].key.track if current else (track_tables[0].key.track if track_tables else "")
     runs = pd.concat([t.runs for t in current], ignore_index=True) if current else pd.DataFrame(
-        columns=["init", "protocol", "fraction", "seed", metric, "init_kind"])
+        columns=["init", "protocol", "fraction", "pretrain_seed", "seed", metric, "init_kind"])
     tasks = sorted({(p, f) for p, f in zip(runs["protocol"], runs["fraction"], strict=True)})
     all_inits = init_order(runs) if len(runs) else []
     have = {(i, p, f) for i, p, f in zip(runs["init"], runs["protocol"], runs["fraction"], strict=True)}
     left_out = {i: [t for t in tasks if (i, *t) not in have] for i in all_inits}
     left_out = {i: missing for i, missing in left_out.items() if missing}
-    inits = [i for i in all_inits if i not in left_out]
+    # An aggregate over tasks resamples pretraining runs across all tasks: they must be the same runs.
+    inits = [i for i in all_inits if i not in left_out and _same_runs_in_every_task(runs, i, tasks)]
+    for i in all_inits:
+        if i not in left_out and i not in inits:
+            left_out[i] = []
 
     means = runs.groupby(["protocol", "fraction", "init"])[metric].mean()
     task_means = pd.DataFrame(
         [[means.get((p, f, i), np.nan) for i in inits] for p, f in tasks],
         index=pd.MultiIndex.from_tuples(tasks, names=["protocol", "fraction"]) if tasks else None,
         columns=inits, dtype=float)
-
     avg = stats.average_ranks(task_means) if len(inits) and len(tasks) else pd.Series(dtype=float)
-    fried = stats.friedman(task_means) if len(inits) >= 3 and len(tasks) >= 2 else None
-    min_blocks = stats.min_blocks_for_nemenyi(len(inits)) if len(inits) >= 3 else None
-    cd = (stats.nemenyi_cd(len(inits), len(tasks))
-          if fried is not None and min_blocks is not None and len(tasks) >= min_blocks else None)
-
-    def by_task(init: str) -> list[np.ndarray]:
-        return [runs[(runs["init"] == init) & (runs["protocol"] == p) & (runs["fraction"] == f)][metric].to_numpy()
-                for p, f in tasks]
-
-    iqm = {i: stats.iqm_interval(by_task(i)) for i in inits}
+    iqm = {i: stats.iqm_interval(nested_by_task(runs, i, tasks, metric)) for i in inits}
     improvement = {}
     if reference in inits:
-        ref = by_task(reference)
-        improvement = {i: stats.probability_of_improvement_interval(by_task(i), ref) for i in inits if i != reference}
-    return Ranking(track, tasks, inits, left_out, task_means, avg, fried, min_blocks, cd, iqm, improvement)
+        ref = nested_by_task(runs, reference, tasks, metric)
+        improvement = {i: stats.probability_of_improvement_interval(nested_by_task(runs, i, tasks, metric), ref)
+                       for i in inits if i != reference}
+    return Ranking(track, tasks, inits, left_out, task_means, avg, iqm, improvement)
+
+
+def _same_runs_in_every_task(runs: pd.DataFrame, init: str, tasks: list[tuple[str, float]]) -> bool:
+    mine = runs[runs["init"] == init]
+    sets = {frozenset(mine.loc[(mine["protocol"] == p) & (mine["fraction"] == f), "pretrain_seed"]) for p, f in tasks}
+    return len(sets) == 1
 
 
 def per_class_f1(runs: pd.DataFrame, init: str) -> pd.DataFrame:

@@ -1,14 +1,13 @@
 """The leaderboard's figures (PNG, Agg backend, no timestamp metadata: same results → same bytes).
 
-- macro-F1 vs label fraction with 95 % CI bands, one per track × protocol (current version);
-- the Nemenyi critical-difference diagram of a track (only when it has enough tasks);
+- macro-F1 vs label fraction with 95 % interval bands, one per track × protocol (current version);
 - the per-class F1 heatmap of a track's best-ranked init.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-from leaderboard import analysis, stats
+from leaderboard import analysis
 from leaderboard.load import Results, fraction_title
 
 DPI = 120
@@ -18,10 +17,6 @@ PNG_METADATA = {"Software": None}
 
 def f1_vs_fraction_name(track: str, protocol: str) -> str:
     return f"f1_vs_fraction_{track}_{protocol}.png"
-
-
-def cd_diagram_name(track: str) -> str:
-    return f"cd_diagram_{track}.png"
 
 
 def per_class_f1_name(track: str) -> str:
@@ -50,11 +45,11 @@ def plot_f1_vs_fraction(table: analysis.Table, colors: dict[str, tuple], path: P
     ax = fig.add_subplot()
     baselines = set(table.runs.loc[table.runs["init_kind"] == "baseline", "init"])
     for init in inits:
-        points = [(f, cells[(init, f)]) for f in table.fractions if (init, f) in cells]
+        points = [(f, cells[(init, f)].interval) for f in table.fractions if (init, f) in cells]
         xs = [100 * f for f, _ in points]
         ax.plot(xs, [100 * iv.mean for _, iv in points], marker="o", color=colors[init], label=init,
                 linestyle="--" if init in baselines else "-")
-        band = [(100 * f, 100 * iv.low, 100 * iv.high) for f, iv in points if iv.n >= 2]
+        band = [(100 * f, 100 * iv.low, 100 * iv.high) for f, iv in points if iv.n >= 2 and iv.low == iv.low]
         if band:
             bx, lo, hi = zip(*band, strict=True)
             ax.fill_between(bx, lo, hi, color=colors[init], alpha=0.18, linewidth=0)
@@ -65,31 +60,9 @@ def plot_f1_vs_fraction(table: analysis.Table, colors: dict[str, tuple], path: P
     ax.set_ylabel("test macro-F1 (%)")
     ax.grid(True, alpha=0.3)
     k = table.key
-    ax.set_title(f"{k.track}: {k.protocol} (v{k.protocol_version}); bands = 95 % CI over seeds", fontsize=10)
+    ax.set_title(f"{k.track}: {k.protocol} (v{k.protocol_version}); bands = 95 % interval over pretraining runs",
+                 fontsize=10)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, title="init (-- baseline)")
-    return _save(fig, path)
-
-
-def plot_cd_diagram(ranking: analysis.Ranking, colors: dict[str, tuple], path: Path) -> Path:
-    import scikit_posthocs as sp
-    from matplotlib.figure import Figure
-
-    # Pairwise Nemenyi p-values decide which inits the crossbars join (same q distribution as the CD).
-    sig = sp.posthoc_nemenyi_friedman(ranking.task_means.reset_index(drop=True))
-    fig = Figure(figsize=(7.0, 0.45 * len(ranking.inits) + 2.0))
-    ax_cd, ax = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [1, 6], "hspace": 0.0})
-    ranks = ranking.average_ranks.sort_index()
-    sp.critical_difference_diagram(ranks, sig, ax=ax, color_palette={i: colors[i] for i in ranks.index},
-                                   label_fmt_left="{label} ({rank:.2f})", label_fmt_right="({rank:.2f}) {label}")
-    # The CD bar in its own strip above the rank axis: scikit-posthocs draws it over the tick labels.
-    start = float(ranks.min())
-    ax_cd.plot([start, start + ranking.cd], [0.4, 0.4], color="black", linewidth=2)
-    ax_cd.plot([start, start], [0.2, 0.6], [start + ranking.cd] * 2, [0.2, 0.6], color="black", linewidth=1)
-    ax_cd.text(start + ranking.cd / 2, 0.75, f"critical difference = {ranking.cd:.2f}", ha="center", va="bottom")
-    ax_cd.set_ylim(-1.0, 1.6)
-    ax_cd.axis("off")
-    ax_cd.set_title(f"{ranking.track}: average rank over {len(ranking.tasks)} tasks "
-                    f"(Nemenyi, α = {stats.ALPHA})\nbars join inits that are not significantly different", fontsize=10)
     return _save(fig, path)
 
 
@@ -105,7 +78,7 @@ def plot_per_class_f1(runs, init: str, track: str, path: Path) -> Path:
                 cbar_kws={"label": "test F1 (%)"})
     ax.set_xlabel("class")
     ax.set_ylabel("")
-    ax.set_title(f"{track}: per-class F1 of {init} (mean over seeds)", fontsize=10)
+    ax.set_title(f"{track}: per-class F1 of {init} (mean over runs)", fontsize=10)
     ax.tick_params(axis="y", rotation=0)
     return _save(fig, path)
 
@@ -128,8 +101,6 @@ def write_figures(results: Results, known_hashes: dict[str, str], figures_dir: P
             if table.current:
                 written.append(plot_f1_vs_fraction(table, colors, figures_dir / f1_vs_fraction_name(track, table.key.protocol)))
         ranking = analysis.ranking(track_tables)
-        if ranking.enough_blocks:
-            written.append(plot_cd_diagram(ranking, colors, figures_dir / cd_diagram_name(track)))
         if ranking.best is not None:
             current_runs = main[(main["track"] == track)]
             current_runs = current_runs[current_runs["protocol_hash"].isin({t.key.protocol_hash for t in track_tables

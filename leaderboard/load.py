@@ -21,13 +21,13 @@ DEFAULT_RESULTS_DIR = PACKAGE_DIR / "results"
 DEFAULT_LEADERBOARD = PACKAGE_DIR / "LEADERBOARD.md"
 
 # What identifies one job; `variant` tells apart the runs of an ablation (subset × evaluation protocol).
-JOB_COLUMNS = ["track", "init", "protocol", "variant", "fraction", "seed"]
+JOB_COLUMNS = ["track", "init", "protocol", "variant", "fraction", "pretrain_seed", "seed"]
 COLUMNS = [
     "path", "track", "pretrain_dataset", "downstream_dataset", "backbone", "resolution", "preset",
     "init", "init_kind", "family", "checkpoint_hash", "protocol", "protocol_version", "protocol_hash",
-    "variant", "fraction", "seed", "macro_f1", "balanced_accuracy", "accuracy", "n_test", "per_class_f1",
+    "variant", "fraction", "pretrain_seed", "seed", "macro_f1", "balanced_accuracy", "accuracy", "n_test", "per_class_f1",
     "class_names", "confusion_matrix", "val_macro_f1", "git_sha", "git_dirty", "device", "gpu",
-    "wall_time_s", "fp_pretrain", "fp_downstream", "command", "ablation",
+    "wall_time_s", "fp_pretrain", "fp_downstream", "command", "ablation", "diagnostics", "train",
 ]
 
 
@@ -101,7 +101,8 @@ def flatten(result: dict, path: Path | str) -> dict:
         "init": job["init"], "init_kind": init["kind"], "family": init.get("family"),
         "checkpoint_hash": init.get("checkpoint_hash"),
         "protocol": job["protocol"], "protocol_version": proto["version"], "protocol_hash": proto["hash"],
-        "variant": job_variant(result), "fraction": float(job["fraction"]), "seed": int(job["seed"]),
+        "variant": job_variant(result), "fraction": float(job["fraction"]),
+        "pretrain_seed": int(job["pretrain_seed"]), "seed": int(job["seed"]),
         "macro_f1": float(test["macro_f1"]), "balanced_accuracy": float(test["balanced_accuracy"]),
         "accuracy": float(test["accuracy"]), "n_test": int(test["n"]),
         "per_class_f1": dict(test["per_class_f1"]), "class_names": tuple(result["class_names"]),
@@ -110,6 +111,7 @@ def flatten(result: dict, path: Path | str) -> dict:
         "gpu": bool(prov.get("gpu", False)), "wall_time_s": float(prov["wall_time_s"]),
         "fp_pretrain": fps.get("pretrain"), "fp_downstream": fps["downstream"],
         "command": prov["command"], "ablation": result.get("ablation"),
+        "diagnostics": (init.get("pretrain") or {}).get("diagnostics"), "train": result.get("train") or {},
     }
 
 

@@ -74,77 +74,81 @@ def anchor(text: str) -> str:
 
 # ---------------------------------------------------------------- per-table parts
 
+CONDITIONAL = "†"
+
+
+def runs_text(cell: analysis.Cell) -> str:
+    per = cell.runs // cell.pretrain_runs if cell.runs % cell.pretrain_runs == 0 else None
+    return f"{cell.pretrain_runs}×{per}" if per is not None else f"{cell.pretrain_runs} runs, {cell.runs} jobs"
+
+
 def metric_table(table: analysis.Table, metric: str) -> list[str]:
-    """Mean [95 % t-CI] (n) per init × label fraction; the best mean of each column in bold."""
+    """Mean [95 % interval] (pretraining runs × seeds) per init × label fraction; the best mean of
+    each column in bold; † marks an interval over the seeds of a single pretraining run."""
     cells = analysis.summary(table, metric)
     best = {}
     for f in table.fractions:
-        shown = [iv.mean for (i, ff), iv in cells.items() if ff == f and iv.n >= 2]
+        shown = [c.interval.mean for (i, ff), c in cells.items() if ff == f]
         best[f] = max(shown) if shown else None
     rows = []
     for init in table.inits:
         row = [init_label(table.runs, init)]
         for f in table.fractions:
-            iv = cells.get((init, f))
-            if iv is None:
+            cell = cells.get((init, f))
+            if cell is None:
                 row.append(NOT_RUN)
-            elif iv.n < 2:
-                row.append(TOO_FEW)
+            elif math.isnan(cell.interval.low):
+                row.append(f"{pct(cell.interval.mean)} ({runs_text(cell)}, no interval)")
             else:
-                row.append(f"{interval_text(iv, bold=iv.mean == best[f])} (n={iv.n})")
+                mark = CONDITIONAL if cell.conditional else ""
+                row.append(f"{interval_text(cell.interval, bold=cell.interval.mean == best[f])}{mark} "
+                           f"({runs_text(cell)})")
         rows.append(row)
     return markdown_table(rows, ["init"] + [fraction_title(f) for f in table.fractions],
                           ["left"] + ["right"] * len(table.fractions))
 
 
-def delta_table(table: analysis.Table, metric: str) -> list[str]:
-    """Δ vs the reference init per cell, its CI, Holm-adjusted p and a win/loss marker."""
+def delta_cell(d: analysis.Delta | None) -> str:
+    if d is None:
+        return NOT_RUN
+    diff = d.comparison.diff
+    if d.comparison.constant:
+        return f"{signed_pct(diff.mean)} (no variation: every replicate differs by the same amount)"
+    if diff.n < 2:
+        return f"{signed_pct(diff.mean)} (one matched run)"
+    if not d.tested:
+        return f"{interval_text(diff, signed_pct)}{CONDITIONAL}"
+    return f"{interval_text(diff, signed_pct)} {p_value(d.p_holm)} {d.marker}".rstrip()
+
+
+def delta_table(table: analysis.Table, track_deltas: dict) -> list[str]:
+    """Δ vs the reference init per cell, its interval, Holm-adjusted p and a win/loss marker."""
     ref = analysis.REFERENCE_INIT
     if ref not in set(table.runs["init"]):
         return [f"No `{ref}` results in this table, so no Δ vs {ref} init."]
-    deltas = analysis.deltas(table, metric)
     rows = []
-    tests: dict[str, set[int]] = {}
     for init in table.inits:
         if init == ref:
             continue
-        row = [init_label(table.runs, init)]
-        for f in table.fractions:
-            d = deltas.get((init, f))
-            if d is None:
-                row.append(NOT_RUN)
-            elif d.comparison.diff.n < 2:
-                row.append("— (fewer than 2 matched seeds)")
-            else:
-                tests.setdefault(d.comparison.test, set()).add(d.comparison.diff.n)
-                text = f"{interval_text(d.comparison.diff, signed_pct)} {p_value(d.p_holm)}"
-                row.append(f"{text} {d.marker}".rstrip())
-            # A cell that is missing for the reference shows up as no matched seeds above.
-        rows.append(row)
-    lines = markdown_table(rows, ["Δ vs " + ref] + [fraction_title(f) for f in table.fractions],
-                           ["left"] + ["right"] * len(table.fractions))
-    used = "; ".join(f"{_TEST_NAMES[t]} (n = {', '.join(map(str, sorted(ns)))} matched seeds)"
-                     for t, ns in sorted(tests.items()))
-    lines += ["", f"Δ = mean paired difference over matched seeds in points, with its 95 % t-interval; p is "
-              f"two-sided, Holm-adjusted across the inits of each column; ▲/▼ = significantly better/worse "
-              f"than {ref} (adjusted p < {stats.ALPHA}). Test used here: {used or 'none'} — the paired t-test "
-              f"below {stats.WILCOXON_MIN_N} pairs, the Wilcoxon signed-rank test from "
-              f"{stats.WILCOXON_MIN_N} pairs on (the fewest with which it can reach p < 0.05)."]
-    return lines
+        rows.append([init_label(table.runs, init)]
+                    + [delta_cell(track_deltas.get((table.key.protocol, init, f))) for f in table.fractions])
+    return markdown_table(rows, ["Δ vs " + ref] + [fraction_title(f) for f in table.fractions],
+                          ["left"] + ["right"] * len(table.fractions))
 
 
-_TEST_NAMES = {"t-test": "paired t-test", "wilcoxon": "Wilcoxon signed-rank test"}
-
-
-def table_section(page: Page, table: analysis.Table) -> list[str]:
+def table_section(page: Page, table: analysis.Table, track_deltas: dict) -> list[str]:
     k = table.key
     title = f"### {k.protocol} (v{k.protocol_version}, hash `{k.protocol_hash[:12]}`)"
     lines = [title, ""]
     if not table.current:
-        lines += [f"Results of an earlier version of `{k.protocol}`: shown apart, left out of the ranking.", ""]
-    lines += ["Test macro-F1 (%), mean over seeds [95 % t-interval] (n = seeds); best mean per column in bold.", ""]
+        lines += [f"Results of an earlier version of `{k.protocol}`: shown apart, left out of the tests and the "
+                  "summary.", ""]
+    lines += ["Test macro-F1 (%): mean [95 % interval] (pretraining runs × downstream seeds); best mean per "
+              "column in bold. Statistics: see [how to read this track](#" + anchor(f"How to read track {k.track}")
+              + ").", ""]
     lines += metric_table(table, "macro_f1") + [""]
-    lines += delta_table(table, "macro_f1") + [""]
+    if table.current:
+        lines += delta_table(table, track_deltas) + [""]
     lines += ["<details><summary>Balanced accuracy and accuracy</summary>", ""]
     for metric in ("balanced_accuracy", "accuracy"):
         lines += [f"Test {analysis.METRICS[metric]} (%):", ""] + metric_table(table, metric) + [""]
@@ -157,17 +161,55 @@ def table_section(page: Page, table: analysis.Table) -> list[str]:
 
 # ---------------------------------------------------------------- per-track parts
 
+def statistics_note(track: str, runs: pd.DataFrame, track_deltas: dict) -> list[str]:
+    """What varies across seeds, the test, its family and how pretraining variance enters."""
+    ref = analysis.REFERENCE_INIT
+    n_pre = runs.groupby("init")["pretrain_seed"].nunique()
+    ssl = runs.loc[runs["init_kind"] == "ssl", "init"].unique()
+    single = sorted(i for i in n_pre.index if n_pre[i] < 2)
+    family = analysis.family_size(track_deltas)
+    lines = [f"### How to read track {track}", "",
+             "- **What varies.** A pretraining seed sets an SSL run's initial weights, its batches and its "
+             "augmentations; the `random` baseline of that seed is a network drawn from its own stream of the "
+             "seed, with BatchNorm statistics estimated on the same pretraining pool (no gradient step); "
+             f"`{ref}` has the same weights for every seed. A downstream seed, within a pretraining seed, sets "
+             "the label subset (drawn from both seeds, the same for every init), and for fine-tuning the data "
+             "order and augmentation. The linear probe is deterministic given its subset, so at 100 % labels, "
+             "where every seed has the same subset, it runs once per pretraining seed.",
+             "- **Intervals.** The pretraining runs are the independent replicates: a cell's 95 % interval is the "
+             "Student-t interval over the means of its pretraining runs (each averaged over its downstream "
+             "seeds), intersected with [0, 100]. Downstream seeds of one checkpoint are not independent draws "
+             "of a method, so they are never counted as replicates.",
+             f"- **Tests.** Δ vs {ref} is paired job by job (same pretraining seed, same label subset); the test "
+             "is the paired t-test over the pretraining runs' mean differences (one test at every n). A Δ that "
+             "is the same in every run says \"no variation\" instead of a p-value. p is Holm-adjusted over "
+             f"the family of every test against {ref} in this track ({family} tests: all protocols, fractions "
+             "and inits), and ▲/▼ mark adjusted p < 0.05.",
+             "- **No rank test.** The tasks of a track (protocol × label fraction) share one dataset and the same "
+             "checkpoints, so they are not the independent blocks a Friedman/Nemenyi test assumes; average ranks "
+             "below are descriptive."]
+    if single:
+        which = ", ".join(f"`{i}`" for i in single)
+        lines.append(f"- **{CONDITIONAL} one pretraining run** ({which}): the interval is over the downstream seeds "
+                     "of that single run, so it leaves out the variation between pretraining runs, and no test is "
+                     "made.")
+    if len(ssl) and not single:
+        lines.append("- Every SSL method here has at least 2 pretraining runs.")
+    return lines + [""]
+
+
 def ranking_section(track: str, ranking: analysis.Ranking) -> list[str]:
     ref = analysis.REFERENCE_INIT
     lines = ["### Across tasks", ""]
     if not ranking.tasks:
         return lines + ["No tasks to compare.", ""]
     task_names = ", ".join(f"{p} {fraction_title(f)}" for p, f in ranking.tasks)
-    lines += [f"Tasks (blocks): {len(ranking.tasks)} — {task_names}. Each init is ranked on every task by its "
-              f"mean test macro-F1 over seeds (rank 1 = best). IQM = interquartile mean of macro-F1 over all "
-              f"seeds of all tasks, with a stratified-bootstrap 95 % interval ({stats.BOOTSTRAP_REPS} "
-              f"resamples, seed {stats.BOOTSTRAP_SEED}); P(> {ref}) = probability that a run of the init beats "
-              f"a run of {ref} on a random task (rliable's definitions).", ""]
+    lines += [f"Tasks: {len(ranking.tasks)} — {task_names}. Average rank of each init's mean test macro-F1 over the "
+              f"tasks (rank 1 = best; descriptive, no test). IQM = interquartile mean of macro-F1 over all runs of "
+              f"all tasks; P(> {ref}) = probability that a run of the init beats a run of {ref} on a random task "
+              f"(rliable's definitions). Their 95 % intervals come from a hierarchical bootstrap "
+              f"({stats.BOOTSTRAP_REPS} resamples, seed {stats.BOOTSTRAP_SEED}): pretraining runs are resampled, "
+              "then the downstream runs within each.", ""]
     order = sorted(ranking.inits, key=lambda i: (ranking.average_ranks[i], i))
     rows = []
     for init in order:
@@ -177,26 +219,40 @@ def ranking_section(track: str, ranking: analysis.Ranking) -> list[str]:
     lines += markdown_table(rows, ["init", "average rank", "IQM macro-F1 (%)", f"P(> {ref})"],
                             ["left", "right", "right", "right"]) + [""]
     for init, missing in sorted(ranking.left_out.items()):
-        lines.append(f"- not ranked: `{init}` has no results for "
-                     + ", ".join(f"{p} {fraction_title(f)}" for p, f in missing))
+        if missing:
+            lines.append(f"- not summarised: `{init}` has no results for "
+                         + ", ".join(f"{p} {fraction_title(f)}" for p, f in missing))
+        else:
+            lines.append(f"- not summarised: `{init}` has different pretraining runs in different tasks")
     if ranking.left_out:
         lines.append("")
-    k, n = len(ranking.inits), len(ranking.tasks)
-    if ranking.friedman is None:
-        lines += [f"Friedman test not run: it needs at least 3 ranked inits and 2 tasks (here {k} and {n}).", ""]
-        return lines
-    fr = ranking.friedman
-    lines.append(f"Friedman test: χ²({fr.k - 1}) = {fr.statistic:.2f}, {p_value(fr.p)} (k = {fr.k} inits, "
-                 f"N = {fr.n_blocks} tasks).")
-    if ranking.enough_blocks:
-        lines += [f"Nemenyi critical difference at α = {stats.ALPHA}: {ranking.cd:.2f} ranks — inits whose "
-                  f"average ranks differ by less are not significantly different (joined by a bar).", "",
-                  f"![critical-difference diagram]({FIGURES_DIR}/{figures.cd_diagram_name(track)})", ""]
-    else:
-        lines += [f"No critical-difference diagram: {n} tasks are fewer than the {ranking.min_blocks} the Nemenyi "
-                  f"test needs for {k} inits (with fewer, its critical difference exceeds {k - 1}, the largest "
-                  f"possible gap in average rank, so no two inits could be told apart).", ""]
     return lines
+
+
+def diagnostics_section(runs: pd.DataFrame) -> list[str]:
+    """Did every pretraining run learn? The numbers each checkpoint recorded (benchmark.pretrain.diagnostics)."""
+    made = runs[runs["diagnostics"].notna()].drop_duplicates(["init", "pretrain_seed"])
+    if made.empty:
+        return []
+    lines = ["### Did pretraining learn?", "",
+             "Recorded with each checkpoint, on up to 1,024 frames of the pretraining pool: the relative change of "
+             "the encoder's weights, the effective rank of its features and the std of its L2-normalised "
+             "features × √D (about 1 = spread out, 0 = collapsed), and a k-NN macro-F1 of the pool's own labels "
+             "across subject-disjoint halves (labels never used in pretraining), before → after. `random` is the "
+             "\"before\" of its seed.", ""]
+    rows = []
+    for r in made.sort_values(["init_kind", "init", "pretrain_seed"], ascending=[False, True, True]).itertuples():
+        d = r.diagnostics
+        b, a = d["before"], d["after"]
+        knn = "—" if a.get("knn_macro_f1") is None else f"{pct(b['knn_macro_f1'])} → {pct(a['knn_macro_f1'])}"
+        notes = "; ".join(d.get("problems") or []) or "—"
+        rows.append([r.init, str(r.pretrain_seed), f"{d['encoder_change']:.3g}",
+                     f"{b['effective_rank']:.1f} → {a['effective_rank']:.1f}",
+                     f"{b['embedding_std']:.2f} → {a['embedding_std']:.2f}", knn, notes])
+    lines += markdown_table(rows, ["init", "pretraining seed", "encoder change", "effective rank", "embedding std",
+                                   "k-NN macro-F1 (%)", "problems"],
+                            ["left", "right", "right", "right", "right", "right", "left"])
+    return lines + [""]
 
 
 def per_class_section(track: str, ranking: analysis.Ranking) -> list[str]:
@@ -204,7 +260,7 @@ def per_class_section(track: str, ranking: analysis.Ranking) -> list[str]:
     if best is None:
         return []
     return ["### Per-class F1 of the best-ranked init", "",
-            f"`{best}` (lowest average rank): mean test F1 per class over seeds, per task.", "",
+            f"`{best}` (lowest average rank): mean test F1 per class over runs, per task.", "",
             f"![per-class F1 of {best}]({FIGURES_DIR}/{figures.per_class_f1_name(track)})", ""]
 
 
@@ -224,11 +280,14 @@ def track_section(page: Page, track: str) -> list[str]:
              f"backbone `{first['backbone']}`, {first['resolution']} px, preset `{first['preset']}`; "
              f"{len(runs)} runs.", ""]
     track_tables = [t for t in page.tables if t.key.track == track]
+    track_deltas = analysis.deltas(track_tables, "macro_f1")
     for table in track_tables:
-        lines += table_section(page, table)
+        lines += table_section(page, table, track_deltas)
     ranking = analysis.ranking(track_tables)
     lines += ranking_section(track, ranking)
+    lines += diagnostics_section(runs)
     lines += per_class_section(track, ranking)
+    lines += statistics_note(track, runs, track_deltas)
     lines += ["### How to reproduce a row", ""]
     lines += markdown_table([[init, reproduce_command(runs, init)] for init in analysis.init_order(runs)],
                             ["init", "command"]) + [""]
@@ -276,6 +335,20 @@ def _distinct(values, fmt: Callable[[object], str] = str) -> str:
     return "<br>".join(f"{fmt(v)} ({_runs(c)})" for v, c in ordered)
 
 
+def solver_text(df: pd.DataFrame) -> str:
+    """How many L-BFGS fits (probes, and the probe heads of fine-tuning) stopped at max_iter."""
+    fits = []
+    for train in df["train"]:
+        for report in (train.get("solver"), (train.get("head_init") or {}).get("solver")):
+            if isinstance(report, dict) and "converged" in report:
+                fits.append(bool(report["converged"]))
+    if not fits:
+        return "—"
+    stopped = fits.count(False)
+    return (f"{len(fits)} L-BFGS fits, all converged" if stopped == 0 else
+            f"{len(fits)} L-BFGS fits, {stopped} stopped at max_iter before converging")
+
+
 def provenance_section(page: Page) -> list[str]:
     runs = page.results.runs
     if runs.empty:
@@ -300,7 +373,8 @@ def provenance_section(page: Page) -> list[str]:
                  _distinct(df["fp_pretrain"].dropna(), lambda v: f"`{str(v)[:12]}`") or "—"],
                 ["code (git SHA)", _distinct(code, lambda v: f"`{v}`")],
                 ["devices", _distinct(df["device"])],
-                ["compute", f"{gpu_hours:.2f} GPU-hours, {cpu_hours:.2f} CPU-hours, {len(df)} runs"]]
+                ["compute", f"{gpu_hours:.2f} GPU-hours, {cpu_hours:.2f} CPU-hours, {len(df)} runs"],
+                ["solver", solver_text(df)]]
         lines += [f"### `{track}`", ""] + markdown_table(rows, ["", "values (runs)"]) + [""]
     return lines
 

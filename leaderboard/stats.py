@@ -1,10 +1,13 @@
 """The leaderboard's statistics: small pure functions over arrays of scores.
 
-Seeds are the runs of one cell (init × protocol × label fraction); tasks (protocol × fraction)
-are the blocks of the across-task comparison. Everything here is numpy/scipy only.
-IQM, the stratified bootstrap and the probability of improvement follow rliable (Agarwal et al.,
-"Deep Reinforcement Learning at the Edge of the Statistical Precipice", NeurIPS 2021); the Friedman
-test and Nemenyi critical difference follow Demšar (JMLR 2006).
+Runs are nested: every pretraining run (a pretraining seed; for a baseline without pretraining, a
+block of label subsets paired with the SSL runs of that seed) is evaluated on several downstream
+seeds. The pretraining runs are the independent replicates, so intervals and tests are computed
+over their means (`cluster_means`), not over all runs, which would pretend the downstream seeds of
+one checkpoint were independent draws of the method. Everything here is numpy/scipy only.
+IQM, the bootstrap and the probability of improvement follow rliable (Agarwal et al., "Deep
+Reinforcement Learning at the Edge of the Statistical Precipice", NeurIPS 2021), with the bootstrap
+made hierarchical: pretraining runs are resampled first, then the downstream runs within each.
 """
 from __future__ import annotations
 
@@ -18,9 +21,6 @@ from scipy import stats
 
 ALPHA = 0.05
 CONFIDENCE = 0.95
-# Smallest n at which an exact two-sided Wilcoxon signed-rank p can fall below 0.05 (2/2^n < 0.05):
-# below it the test can never reject, so the paired t-test is used instead.
-WILCOXON_MIN_N = 6
 BOOTSTRAP_REPS = 2000
 BOOTSTRAP_SEED = 0
 
@@ -34,14 +34,25 @@ class Interval:
     high: float
     n: int
 
+    def clipped(self, low: float = 0.0, high: float = 1.0) -> Interval:
+        """The interval intersected with a bounded metric's range (a t-interval can leave it; the true
+        value cannot, so the intersection covers it whenever the interval does)."""
+        if math.isnan(self.low):
+            return self
+        return Interval(self.mean, max(self.low, low), min(self.high, high), self.n)
+
 
 @dataclass(frozen=True)
 class PairedComparison:
-    """Paired difference a − b over matched seeds, with the test that gave `p`."""
+    """Paired difference a − b over matched replicates, with the paired t-test's two-sided p.
+
+    `p` is nan when there is no test: fewer than 2 pairs, or differences that do not vary
+    (`constant`), where a t statistic is undefined and a p-value would only reflect rounding.
+    """
 
     diff: Interval
     p: float
-    test: str  # "t-test" | "wilcoxon" | "none"
+    constant: bool = False
 
 
 def mean_ci(values, confidence: float = CONFIDENCE) -> Interval:
@@ -58,40 +69,38 @@ def mean_ci(values, confidence: float = CONFIDENCE) -> Interval:
     return Interval(mean, mean - half, mean + half, n)
 
 
-def paired_test_name(n: int) -> str:
-    """The paired test used for n matched pairs."""
-    if n < 2:
-        return "none"
-    return "wilcoxon" if n >= WILCOXON_MIN_N else "t-test"
+def cluster_means(values, clusters) -> np.ndarray:
+    """The mean of `values` within each cluster (e.g. the downstream runs of one pretraining run),
+    in the order of the sorted cluster labels."""
+    values = np.asarray(values, dtype=float)
+    clusters = np.asarray(clusters)
+    if values.shape != clusters.shape:
+        raise ValueError(f"one cluster label per value needed, got {values.shape} and {clusters.shape}")
+    return np.array([values[clusters == c].mean() for c in np.unique(clusters)])
 
 
 def paired_comparison(a, b, confidence: float = CONFIDENCE) -> PairedComparison:
-    """Mean paired difference a − b with its t-CI and a two-sided paired test.
+    """Mean paired difference a − b with its t-interval and the two-sided paired t-test.
 
-    Paired t-test for 2 <= n < WILCOXON_MIN_N, Wilcoxon signed-rank for n >= WILCOXON_MIN_N
-    (scipy's exact null distribution where there are no ties or zeros, its normal approximation
-    otherwise). All-zero differences give p = 1 (no evidence of a difference).
+    One test at every n (scipy's `ttest_1samp` on the differences): it can reach p < 0.05 from
+    n = 2 on, where a rank test cannot below n = 6 (and Holm would then erase every mark).
     """
     a = np.asarray(a, dtype=float)
     b = np.asarray(b, dtype=float)
     if a.shape != b.shape:
-        raise ValueError(f"paired samples must have one value per seed each, got {a.shape} and {b.shape}")
+        raise ValueError(f"paired samples must have one value per replicate each, got {a.shape} and {b.shape}")
     d = a - b
     d = d[~np.isnan(d)]
     diff = mean_ci(d, confidence)
-    test = paired_test_name(diff.n)
-    if test == "none":
-        return PairedComparison(diff, math.nan, test)
-    if np.all(d == 0):
-        return PairedComparison(diff, 1.0, test)
+    if diff.n < 2:
+        return PairedComparison(diff, math.nan)
+    if np.ptp(d) <= 1e-12 * max(1.0, float(np.abs(d).max())):
+        return PairedComparison(Interval(diff.mean, diff.mean, diff.mean, diff.n), math.nan, constant=True)
     with warnings.catch_warnings():
         # Near-identical differences make scipy warn about precision; the p-value is still right.
         warnings.simplefilter("ignore", RuntimeWarning)
-        if test == "wilcoxon":
-            p = float(stats.wilcoxon(d).pvalue)
-        else:
-            p = float(stats.ttest_1samp(d, 0.0).pvalue)
-    return PairedComparison(diff, p, test)
+        p = float(stats.ttest_1samp(d, 0.0).pvalue)
+    return PairedComparison(diff, p)
 
 
 def holm(pvalues) -> np.ndarray:
@@ -119,67 +128,39 @@ def average_ranks(scores: pd.DataFrame) -> pd.Series:
     return ranks.mean(axis=0)
 
 
-@dataclass(frozen=True)
-class Friedman:
-    statistic: float
-    p: float
-    k: int
-    n_blocks: int
-
-
-def friedman(scores: pd.DataFrame) -> Friedman:
-    """Friedman test over blocks (rows) × treatments (columns); needs >= 3 treatments and >= 2 blocks."""
-    n, k = scores.shape
-    if k < 3 or n < 2:
-        raise ValueError(f"the Friedman test needs >= 3 inits and >= 2 tasks, got {k} and {n}")
-    if (scores.nunique(axis=1) == 1).all():
-        # Every task ties all inits: scipy's tie correction divides by zero; there is no evidence at all.
-        return Friedman(0.0, 1.0, k, n)
-    res = stats.friedmanchisquare(*[scores[c].to_numpy() for c in scores.columns])
-    return Friedman(float(res.statistic), float(res.pvalue), k, n)
-
-
-def nemenyi_cd(k: int, n_blocks: int, alpha: float = ALPHA) -> float:
-    """Nemenyi critical difference of average ranks (Demšar 2006): q_α/√2 · √(k(k+1)/(6N))."""
-    q = float(stats.studentized_range.ppf(1 - alpha, k, np.inf)) / math.sqrt(2)
-    return q * math.sqrt(k * (k + 1) / (6.0 * n_blocks))
-
-
-def min_blocks_for_nemenyi(k: int, alpha: float = ALPHA) -> int:
-    """Fewest blocks for which the CD is below k − 1, the largest possible gap in average rank.
-
-    With fewer, no two inits can ever be told apart, so the diagram would carry no information.
-    """
-    n = 2
-    while nemenyi_cd(k, n, alpha) >= k - 1:
-        n += 1
-    return n
-
-
 def iqm(scores) -> float:
     """Interquartile mean over all runs and tasks (rliable's `aggregate_iqm`: 25 % trimmed mean)."""
     x = np.asarray(scores, dtype=float).ravel()
     return float(stats.trim_mean(x, proportiontocut=0.25))
 
 
-def probability_of_improvement(x_by_task: list, y_by_task: list) -> float:
-    """P(X > Y) as rliable defines it: the mean over tasks of the Mann–Whitney probability
-    P(x > y) + ½ P(x = y) between the runs of X and the runs of Y on that task.
-
-    rliable (Agarwal et al. 2021, `metrics.probability_of_improvement`) takes a runs × tasks array
-    per algorithm; here each task may have its own number of runs.
-    """
-    if len(x_by_task) != len(y_by_task) or not x_by_task:
-        raise ValueError("probability of improvement needs the same, non-empty list of tasks for both")
-    per_task = [float(_pairwise_improvement(np.asarray(x, dtype=float), np.asarray(y, dtype=float)))
-                for x, y in zip(x_by_task, y_by_task, strict=True)]
-    return float(np.mean(per_task))
+# An init's runs for the aggregate statistics: per task, one array of downstream runs per pretraining
+# run, the pretraining runs in the same order in every task.
+Nested = list[list[np.ndarray]]
 
 
-def _stratified_resample(tasks: list[np.ndarray], rng: np.random.Generator, reps: int) -> list[np.ndarray]:
-    # rliable's StratifiedBootstrap: runs are resampled with replacement within each task (stratum);
-    # one (reps × runs) array per task.
-    return [t[rng.integers(0, t.size, (reps, t.size))] for t in tasks]
+def hierarchical_resample(tasks: Nested, rng: np.random.Generator, reps: int) -> list[list[np.ndarray]]:
+    """Bootstrap samples of nested runs: per replicate, the pretraining runs are drawn with replacement
+    (one draw for all tasks: a pretraining run is one checkpoint in every task), then the downstream
+    runs within each drawn pretraining run (rliable's stratified bootstrap made two-level, as a
+    pretraining run's downstream seeds are not independent draws of the method).
+
+    Returns, per task, the resampled runs of each replicate: a reps × runs array when every pretraining
+    run of the task has as many downstream runs, else a list of `reps` arrays."""
+    n_clusters = {len(t) for t in tasks}
+    if len(n_clusters) != 1 or 0 in n_clusters:
+        raise ValueError("every task needs the same, non-zero number of pretraining runs")
+    c = n_clusters.pop()
+    pick = rng.integers(0, c, (reps, c))
+    out = []
+    for clusters in tasks:
+        inner = [np.asarray(x, dtype=float)[rng.integers(0, len(x), (reps, len(x)))] for x in clusters]
+        if len({len(x) for x in clusters}) == 1:  # balanced: one gather for all replicates
+            chosen = np.stack(inner)[pick, np.arange(reps)[:, None]]  # reps × c × runs
+            out.append(chosen.reshape(reps, -1))
+        else:
+            out.append([np.concatenate([inner[j][r] for j in pick[r]]) for r in range(reps)])
+    return out
 
 
 def _percentile_interval(samples: np.ndarray, confidence: float) -> tuple[float, float]:
@@ -188,36 +169,54 @@ def _percentile_interval(samples: np.ndarray, confidence: float) -> tuple[float,
     return float(low), float(high)
 
 
-def _pairwise_improvement(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """P(x > y) + ½ P(x = y) over the last axis of x against the last axis of y."""
-    x = x[..., :, None]
-    y = y[..., None, :]
-    return ((x > y) + 0.5 * (x == y)).mean(axis=(-2, -1))
+def _improvement(x: np.ndarray, y: np.ndarray) -> float:
+    """P(x > y) + ½ P(x = y) between every run of x and every run of y (Mann–Whitney's U / (n·m))."""
+    x = np.asarray(x, dtype=float)[:, None]
+    y = np.asarray(y, dtype=float)[None, :]
+    return float(((x > y) + 0.5 * (x == y)).mean())
 
 
-def iqm_interval(scores_by_task: list, reps: int = BOOTSTRAP_REPS, seed: int = BOOTSTRAP_SEED,
+def probability_of_improvement(x_by_task: list, y_by_task: list) -> float:
+    """P(X > Y) as rliable defines it: the mean over tasks of the Mann–Whitney probability
+    P(x > y) + ½ P(x = y) between the runs of X and the runs of Y on that task."""
+    if len(x_by_task) != len(y_by_task) or not x_by_task:
+        raise ValueError("probability of improvement needs the same, non-empty list of tasks for both")
+    return float(np.mean([_improvement(x, y) for x, y in zip(x_by_task, y_by_task, strict=True)]))
+
+
+def _flat(tasks: Nested) -> list[np.ndarray]:
+    return [np.concatenate([np.asarray(c, dtype=float) for c in t]) for t in tasks]
+
+
+def iqm_interval(tasks: Nested, reps: int = BOOTSTRAP_REPS, seed: int = BOOTSTRAP_SEED,
                  confidence: float = CONFIDENCE) -> Interval:
-    """IQM over all runs of all tasks with a stratified-bootstrap percentile CI
-    (rliable's `get_interval_estimates` with `StratifiedBootstrap`, method "percentile")."""
-    tasks = [np.asarray(t, dtype=float) for t in scores_by_task]
-    point = iqm(np.concatenate(tasks))
-    rng = np.random.default_rng(seed)
-    boot = stats.trim_mean(np.concatenate(_stratified_resample(tasks, rng, reps), axis=1), 0.25, axis=1)
+    """IQM over all runs of all tasks with a percentile interval from the hierarchical bootstrap
+    (rliable's `get_interval_estimates`, method "percentile"). `n` counts the runs."""
+    flat = _flat(tasks)
+    point = iqm(np.concatenate(flat))
+    boot_tasks = hierarchical_resample(tasks, np.random.default_rng(seed), reps)
+    if all(isinstance(t, np.ndarray) for t in boot_tasks):
+        boot = stats.trim_mean(np.concatenate(boot_tasks, axis=1), 0.25, axis=1)
+    else:
+        boot = np.array([iqm(np.concatenate([t[r] for t in boot_tasks])) for r in range(reps)])
     low, high = _percentile_interval(boot, confidence)
-    return Interval(point, low, high, sum(t.size for t in tasks))
+    return Interval(point, low, high, sum(x.size for x in flat))
 
 
-def probability_of_improvement_interval(x_by_task: list, y_by_task: list, reps: int = BOOTSTRAP_REPS,
-                                        seed: int = BOOTSTRAP_SEED,
-                                        confidence: float = CONFIDENCE) -> Interval:
-    """P(X > Y) with a percentile CI from resampling X's and Y's runs independently within each task
-    (rliable's `StratifiedIndependentBootstrap`)."""
-    xs = [np.asarray(t, dtype=float) for t in x_by_task]
-    ys = [np.asarray(t, dtype=float) for t in y_by_task]
-    point = probability_of_improvement(xs, ys)
+def probability_of_improvement_interval(x_tasks: Nested, y_tasks: Nested, reps: int = BOOTSTRAP_REPS,
+                                        seed: int = BOOTSTRAP_SEED, confidence: float = CONFIDENCE) -> Interval:
+    """P(X > Y) with a percentile interval from resampling X's and Y's nested runs independently
+    (rliable's `StratifiedIndependentBootstrap`, made hierarchical)."""
+    point = probability_of_improvement(_flat(x_tasks), _flat(y_tasks))
     rng = np.random.default_rng(seed)
-    bx = _stratified_resample(xs, rng, reps)
-    by = _stratified_resample(ys, rng, reps)
-    boot = np.mean([_pairwise_improvement(x, y) for x, y in zip(bx, by, strict=True)], axis=0)
+    bx = hierarchical_resample(x_tasks, rng, reps)
+    by = hierarchical_resample(y_tasks, rng, reps)
+    per_task = []
+    for x, y in zip(bx, by, strict=True):
+        if isinstance(x, np.ndarray) and isinstance(y, np.ndarray):  # balanced: all replicates at once
+            per_task.append(((x[:, :, None] > y[:, None, :]) + 0.5 * (x[:, :, None] == y[:, None, :])).mean((1, 2)))
+        else:
+            per_task.append(np.array([_improvement(x[r], y[r]) for r in range(reps)]))
+    boot = np.mean(per_task, axis=0)
     low, high = _percentile_interval(boot, confidence)
-    return Interval(point, low, high, sum(t.size for t in xs))
+    return Interval(point, low, high, sum(x.size for x in _flat(x_tasks)))

@@ -32,6 +32,7 @@ PROTOCOLS_DIR = PACKAGE_DIR.parent / "protocols"
 # Reported metrics are rounded floats; recomputing them from the confusion matrix must agree this closely.
 TOLERANCE = 1e-4
 SEED_FILE = re.compile(r"^seed(\d+)\.json$")
+RUN_FOLDER = "pretrain-seed{}"  # benchmark.results.run_folder_name, without importing the engine
 
 
 @dataclass(frozen=True, order=True)
@@ -126,15 +127,16 @@ def check_split(result: dict, split: str) -> list[tuple[str, str]]:
 
 
 def check_layout(result: dict, path: Path) -> list[tuple[str, str]]:
-    """Where the file lies must match its job: <track>/<init>/<protocol>/<fraction>/seed<k>.json."""
+    """Where the file lies must match its job:
+    <track>/<init>/<protocol>/<fraction>/pretrain-seed<p>/seed<k>.json."""
     job = result["job"]
     variant = job_variant(result)
     expected = [result["track"]["id"], job["init"], job["protocol"], *(variant.split("/") if variant else []),
-                fraction_label(job["fraction"]), f"seed{job['seed']}.json"]
+                fraction_label(job["fraction"]), RUN_FOLDER.format(job["pretrain_seed"]), f"seed{job['seed']}.json"]
     parts = path.parts
     if SEED_FILE.match(path.name) is None or len(parts) < len(expected):
         return [("(path)", f"result files are named <track>/<init>/<protocol>/{'<subset>/<eval protocol>/' if variant else ''}"
-                           f"<fraction>/seed<k>.json; this one should be {'/'.join(expected)}")]
+                           f"<fraction>/pretrain-seed<p>/seed<k>.json; this one should be {'/'.join(expected)}")]
     if list(parts[-len(expected):]) != expected:
         return [("(path)", f"lies at {'/'.join(parts[-len(expected):])} but its job says {'/'.join(expected)}")]
     return []

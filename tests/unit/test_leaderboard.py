@@ -1,5 +1,6 @@
 """The leaderboard on fixture results: golden markdown, determinism, figures, validation errors,
-duplicates, protocol-hash separation, the few-blocks path, `--check`, and no torch import."""
+duplicates, protocol-hash separation, nested statistics (pairing, the Holm family, conditional cells),
+`--check`, and no torch import."""
 from __future__ import annotations
 
 import copy
@@ -34,6 +35,8 @@ PROTOCOL_TOML = {"linear_probe": 'version = 1\nfractions = [0.01, 0.1, 1.0]\nsee
                  "finetune": 'version = 1\nfractions = [0.01, 0.1, 1.0]\nseeds = 5\n[train]\nepochs = 3\nlr = 0.001\n'}
 FRACTIONS = {0.01: -0.22, 0.1: -0.08, 1.0: 0.0}
 SEEDS = range(5)
+PRETRAIN_SEEDS = range(3)
+SINGLE_RUN = "simclr"  # pretrained once: its cells are conditional (†) and untested
 
 
 def canonical_sha256(obj) -> str:
@@ -74,21 +77,36 @@ def split_metrics(cm: np.ndarray) -> dict:
             "confusion_matrix": cm.tolist(), "n": int(cm.sum())}
 
 
+def run_offset(init: str, pretrain_seed: int) -> float:
+    """What one pretraining run adds to its init's skill: runs differ; imagenet has one set of weights."""
+    if INITS[init][0] == "baseline" and init == "imagenet":
+        return 0.0
+    return float(np.random.default_rng([sum(map(ord, init)), pretrain_seed]).normal(0, 0.03))
+
+
+DIAGNOSTICS = {"encoder_change": 0.42, "before": {"embedding_std": 0.61, "effective_rank": 670.0, "knn_macro_f1": 0.13},
+               "after": {"embedding_std": 0.7, "effective_rank": 21.0, "knn_macro_f1": 0.24}, "problems": []}
+
+
 def make_result(init: str, protocol: str, fraction: float, seed: int, hashes: dict[str, str],
-                rng: np.random.Generator, track: dict = TRACK) -> dict:
+                rng: np.random.Generator, track: dict = TRACK, pretrain_seed: int = 0) -> dict:
     kind, family, quality = INITS[init]
     # Fine-tuning helps most where the init is poor; every init loses at few labels.
     skill = quality + FRACTIONS[fraction] + (0.06 if protocol == "finetune" else 0.0) \
-        + (0.12 if protocol == "finetune" and init == "random" else 0.0)
-    job = {"init": init, "protocol": protocol, "fraction": fraction, "seed": seed}
+        + (0.12 if protocol == "finetune" and init == "random" else 0.0) + run_offset(init, pretrain_seed)
+    job = {"init": init, "protocol": protocol, "fraction": fraction, "pretrain_seed": pretrain_seed, "seed": seed}
+    made = kind == "ssl" or init == "random"
     return {
-        "schema_version": 1,
+        "schema_version": 2,
         "job": {"key": canonical_sha256([track["id"], job]), **job},
         "track": dict(track),
         "protocol": {"name": protocol, "version": 1, "hash": hashes[protocol]},
         "init": {"name": init, "kind": kind, "family": family,
-                 "checkpoint_hash": canonical_sha256(["ckpt", init]) if kind == "ssl" else None,
-                 "pretrain": {"epochs": 2} if kind == "ssl" else None},
+                 "checkpoint_hash": canonical_sha256(["ckpt", init, pretrain_seed]) if made else None,
+                 "pretrain": {"steps": 150 if kind == "ssl" else 0, "seed": pretrain_seed,
+                              "diagnostics": DIAGNOSTICS if kind == "ssl" else
+                              {**DIAGNOSTICS, "encoder_change": 0.0, "after": DIAGNOSTICS["before"]}}
+                 if made else None},
         "class_names": list(CLASSES),
         "metrics": {"val": split_metrics(confusion(rng, VAL_SUPPORT, skill)),
                     "test": split_metrics(confusion(rng, TEST_SUPPORT, skill))},
@@ -110,7 +128,7 @@ def make_result(init: str, protocol: str, fraction: float, seed: int, hashes: di
 def result_path(root: Path, result: dict) -> Path:
     job = result["job"]
     return (root / result["track"]["id"] / job["init"] / job["protocol"] / f"{job['fraction'] * 100:g}pct"
-            / f"seed{job['seed']}.json")
+            / f"pretrain-seed{job['pretrain_seed']}" / f"seed{job['seed']}.json")
 
 
 def write_result(root: Path, result: dict, path: Path | None = None) -> Path:
@@ -120,21 +138,30 @@ def write_result(root: Path, result: dict, path: Path | None = None) -> Path:
     return path
 
 
-def make_fixture(root: Path, seed: int = 0, protocols=("linear_probe", "finetune"), fractions=tuple(FRACTIONS),
-                 inits=tuple(INITS)) -> tuple[Path, Path]:
-    """Results folder and protocols folder: every init × protocol × fraction × seed, except simclr's
-    fine-tuning at 100 % (one seed only: the "fewer than 2 seeds" cell), plus one ablation run."""
-    rng = np.random.default_rng(seed)
-    hashes = write_protocols(root / "protocols")
-    results = root / "results"
+def fixture_jobs(inits=tuple(INITS), protocols=("linear_probe", "finetune"), fractions=tuple(FRACTIONS)):
+    """(init, protocol, fraction, pretraining seed, seed) as the grid makes them: 3 pretraining seeds
+    (simclr: 1) × 5 seeds, the probe once per pretraining seed at 100 % (every seed has that subset),
+    and simclr's fine-tuning at 100 % with one seed only (the "no interval" cell)."""
     for init in inits:
         for protocol in protocols:
             for fraction in fractions:
-                for s in SEEDS:
-                    result = make_result(init, protocol, fraction, s, hashes, rng)
-                    if (init, protocol, fraction) == ("simclr", "finetune", 1.0) and s > 0:
-                        continue
-                    write_result(results, result)
+                for ps in (PRETRAIN_SEEDS if init != SINGLE_RUN else [0]):
+                    for s in SEEDS:
+                        if protocol == "linear_probe" and fraction == 1.0 and s > 0:
+                            continue
+                        if (init, protocol, fraction) == (SINGLE_RUN, "finetune", 1.0) and s > 0:
+                            continue
+                        yield init, protocol, fraction, ps, s
+
+
+def make_fixture(root: Path, seed: int = 0, protocols=("linear_probe", "finetune"), fractions=tuple(FRACTIONS),
+                 inits=tuple(INITS)) -> tuple[Path, Path]:
+    """Results folder and protocols folder: every job of `fixture_jobs`, plus one ablation run."""
+    rng = np.random.default_rng(seed)
+    hashes = write_protocols(root / "protocols")
+    results = root / "results"
+    for init, protocol, fraction, ps, s in fixture_jobs(inits, protocols, fractions):
+        write_result(results, make_result(init, protocol, fraction, s, hashes, rng, pretrain_seed=ps))
     if "linear_probe" in protocols:
         ablation = make_result("barlowtwins", "linear_probe", 0.01, 0, hashes, rng)
         ablation["ablation"] = {"axis": "diversity", "level": 0, "subjects": 4, "videos": 8, "frames": 256,
@@ -143,9 +170,10 @@ def make_fixture(root: Path, seed: int = 0, protocols=("linear_probe", "finetune
         (root / "protocols" / "variance_vs_size.toml").write_text("version = 1\n")
         hashes["variance_vs_size"] = canonical_sha256({"version": 1})
         ablation["protocol"]["hash"] = hashes["variance_vs_size"]
-        # The ablation's own layout: <track>/<init>/variance_vs_size/<subset>/<eval protocol>/<fraction>/seed<k>.json
+        # The ablation's own layout:
+        # <track>/<init>/variance_vs_size/<subset>/<eval protocol>/<fraction>/pretrain-seed<p>/seed<k>.json
         write_result(results, ablation, results / TRACK["id"] / "barlowtwins" / "variance_vs_size" / "diversity-L0"
-                     / "linear_probe" / "1pct" / "seed0.json")
+                     / "linear_probe" / "1pct" / "pretrain-seed0" / "seed0.json")
     return results, root / "protocols"
 
 
@@ -184,26 +212,39 @@ def test_golden_markdown(generated):
     assert text == GOLDEN.read_text(), "rerun with SSLBENCH_UPDATE_GOLDEN=1 after an intended change, and review"
 
 
+FIXTURE_FILES = len(list(fixture_jobs())) + 1  # + the ablation run
+
+
 def test_markdown_shows_every_part(generated):
     text, _ = generated
     for part in ["### linear_probe (v1", "### finetune (v1", "| init ", "Δ vs imagenet", "Holm-adjusted",
-                 "paired t-test (n = 5 matched seeds)", "<details><summary>Balanced accuracy and accuracy",
-                 "### Across tasks", "Friedman test: χ²(4)", "Nemenyi critical difference", "IQM macro-F1",
-                 "P(> imagenet)", "## Provenance", "GPU-hours", "`make bench METHOD=barlowtwins PRESET=smoke`",
+                 "paired t-test over the pretraining runs' mean differences", "(3×5)", "(3×1)", "(1×5)",
+                 "<details><summary>Balanced accuracy and accuracy", "### Across tasks", "No rank test",
+                 "hierarchical bootstrap", "IQM macro-F1", "P(> imagenet)", "### Did pretraining learn?",
+                 "### How to read track", "## Provenance", "GPU-hours",
+                 "`make bench METHOD=barlowtwins PRESET=smoke`",
                  "1 ablation runs (variance_vs_size) are shown in their own section"]:
         assert part in text, part
-    # simclr's fine-tuning at 100 % has one seed: shown as a missing cell with its reason.
-    assert text.count("— (fewer than 2 seeds)") == 3  # macro-F1, balanced accuracy, accuracy
+    assert "Friedman" not in text.replace("Friedman/Nemenyi test assumes", "")  # no rank test within a track
+    # simclr at 100 % has one run (fine-tuning: one seed; the probe: one run per pretraining seed), and
+    # the ablation one: their values, and no interval (× 3 metric tables for the first two).
+    assert text.count("(1×1, no interval)") == 3 + 3 + 1
     # Exactly one bold cell per fraction column of each metric table (2 protocols × 3 metrics × 3 fractions).
-    assert text.count("**") // 2 == 2 * 3 * 3
+    assert text.count("**") // 2 - text.count("**What varies.**") - text.count("**Intervals.**") \
+        - text.count("**Tests.**") - text.count("**No rank test.**") - text.count("**† one pretraining run**") \
+        == 2 * 3 * 3
     assert "variance_vs_size 1 %" not in text.split("## Provenance")[0]
+    # The single-run init: † on its cells, named in the note, never tested.
+    simclr_delta = [line for line in text.splitlines() if line.startswith("| simclr (contrastive)") and "+" in line]
+    assert simclr_delta and all("p=" not in line and "†" in line for line in simclr_delta)
+    assert "**† one pretraining run** (`simclr`)" in text
 
 
 def test_figures_are_written_linked_and_stale_ones_removed(generated):
     text, tmp_path = generated
     linked = sorted(line.split("](figures/")[1].rstrip(")") for line in text.splitlines() if "](figures/" in line)
     written = sorted(p.name for p in (tmp_path / "figures").iterdir())
-    assert linked == written and len(written) == 5  # f1 × 2 protocols, CD, per-class, variance-vs-size
+    assert linked == written and len(written) == 4  # f1 × 2 protocols, per-class, variance-vs-size
     for name in written:
         assert (tmp_path / "figures" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -224,63 +265,112 @@ def test_same_results_give_identical_bytes(fixture_dirs, generated, tmp_path):
     assert figs_a == figs_b
 
 
-def test_few_tasks_say_so_instead_of_a_cd_diagram(tmp_path):
-    results, protocols = make_fixture(tmp_path, protocols=("linear_probe",), fractions=(0.01, 0.1))
-    text = generate(results, protocols, tmp_path / "LEADERBOARD.md")
-    assert "No critical-difference diagram: 2 tasks are fewer than the 3 the Nemenyi test needs for 5 inits" in text
-    assert "Friedman test: χ²(4)" in text
-    assert not list((tmp_path / "figures").glob("cd_diagram_*"))
-    assert (tmp_path / "figures" / "per_class_f1_synthetic-resnet18-64px-smoke.png").exists()
-
-
-def test_friedman_needs_three_inits(tmp_path):
-    results, protocols = make_fixture(tmp_path, protocols=("linear_probe",), inits=("imagenet", "random"))
-    text = generate(results, protocols, tmp_path / "LEADERBOARD.md")
-    assert "Friedman test not run: it needs at least 3 ranked inits and 2 tasks (here 2 and 3)" in text
-
-
 def test_without_imagenet_there_is_no_delta_and_no_probability_of_improvement(tmp_path):
     results, protocols = make_fixture(tmp_path, protocols=("finetune",), inits=("barlowtwins", "simclr", "random"))
     text = generate(results, protocols, tmp_path / "LEADERBOARD.md")
     assert "No `imagenet` results in this table, so no Δ vs imagenet init." in text
-    ranking = text[text.index("### Across tasks"):text.index("Friedman test")]
-    assert ranking.count(" — |") == 3 and "Friedman test: χ²(2)" in text
+    ranking = text[text.index("### Across tasks"):text.index("### Did pretraining learn?")]
+    assert ranking.count(" — |") == 3 and "(0 tests:" in text
 
 
-def test_a_cell_not_run_is_marked_and_its_init_not_ranked(tmp_path):
+def test_a_cell_not_run_is_marked_and_its_init_not_summarised(tmp_path):
     results, protocols = make_fixture(tmp_path)
-    for path in (results / TRACK["id"] / "vicreg" / "linear_probe" / "1pct").glob("*.json"):
+    for path in (results / TRACK["id"] / "vicreg" / "linear_probe" / "1pct").rglob("*.json"):
         path.unlink()
     text = generate(results, protocols, tmp_path / "LEADERBOARD.md")
     assert "— (not run)" in text
-    assert "- not ranked: `vicreg` has no results for linear_probe 1 %" in text
-    assert "k = 4 inits" in text
+    assert "- not summarised: `vicreg` has no results for linear_probe 1 %" in text
+
+
+def _track_deltas(results: Path, protocols: Path):
+    from leaderboard import analysis
+    from leaderboard.validate import known_protocol_hashes
+
+    tables = analysis.tables(load_results(results).main, known_protocol_hashes(protocols))
+    return analysis.deltas(tables, "macro_f1")
+
+
+def test_deltas_pair_jobs_on_pretraining_seed_and_seed_and_test_the_pretraining_runs(tmp_path):
+    from scipy import stats as sps
+
+    results, protocols = make_fixture(tmp_path, protocols=("linear_probe",), fractions=(0.1,),
+                                      inits=("vicreg", "imagenet"))
+    runs = load_results(results).main
+    own = runs[runs["init"] == "vicreg"].set_index(["pretrain_seed", "seed"])["macro_f1"]
+    ref = runs[runs["init"] == "imagenet"].set_index(["pretrain_seed", "seed"])["macro_f1"]
+    diff = (own - ref).groupby(level=0).mean()  # per pretraining run: the mean paired difference
+    d = _track_deltas(results, protocols)[("linear_probe", "vicreg", 0.1)]
+    assert d.pretrain_runs == 3 and d.pairs == 15 and d.comparison.diff.n == 3
+    assert d.comparison.diff.mean == pytest.approx(diff.mean())
+    assert d.comparison.p == pytest.approx(sps.ttest_1samp(diff.to_numpy(), 0.0).pvalue)
+    # A job of the reference with another seed's result breaks the pairing: the wrong value would show.
+    moved = results / TRACK["id"] / "imagenet" / "linear_probe" / "10pct" / "pretrain-seed1" / "seed2.json"
+    record = json.loads(moved.read_text())
+    record["job"]["pretrain_seed"] = 2
+    record["job"]["seed"] = 7
+    moved.unlink()
+    write_result(results, record)
+    d2 = _track_deltas(results, protocols)[("linear_probe", "vicreg", 0.1)]
+    assert d2.pairs == 14  # (1, 2) lost its partner, (2, 7) has none
+
+
+def test_the_holm_family_is_every_test_against_imagenet_in_the_track(tmp_path):
+    from leaderboard import stats
+
+    results, protocols = make_fixture(tmp_path)
+    deltas = _track_deltas(results, protocols)
+    tested = {k: d for k, d in deltas.items() if d.tested}
+    # 4 inits × 2 protocols × 3 fractions, but simclr (one pretraining run) is never tested: 3 × 6 = 18
+    assert len(tested) == 18 and not any(k[1] == SINGLE_RUN for k in tested)
+    keys = list(tested)
+    expected = stats.holm([tested[k].comparison.p for k in keys])
+    assert [tested[k].p_holm for k in keys] == pytest.approx(list(expected))
+    # Holm over the track, not per column: the smallest p is multiplied by the family size.
+    smallest = min(keys, key=lambda k: tested[k].comparison.p)
+    assert tested[smallest].p_holm == pytest.approx(min(1.0, 18 * tested[smallest].comparison.p))
+    text = generate(results, protocols, tmp_path / "LEADERBOARD.md")
+    assert "(18 tests: all protocols, fractions and inits)" in text
+
+
+def test_a_difference_that_never_varies_says_so_instead_of_a_p_value(tmp_path):
+    results, protocols = make_fixture(tmp_path, protocols=("linear_probe",), fractions=(1.0,),
+                                      inits=("vicreg", "imagenet"))
+    for path in (results / TRACK["id"] / "vicreg").rglob("seed*.json"):  # vicreg = imagenet + 0.05 in every run
+        record = json.loads(path.read_text())
+        job = record["job"]
+        twin = json.loads((results / TRACK["id"] / "imagenet" / "linear_probe" / "100pct"
+                           / f"pretrain-seed{job['pretrain_seed']}" / f"seed{job['seed']}.json").read_text())
+        record["metrics"] = twin["metrics"]
+        path.write_text(json.dumps(record))
+    text = generate(results, protocols, tmp_path / "LEADERBOARD.md")
+    assert "+0.0 (no variation: every replicate differs by the same amount)" in text
+    assert "p=" not in text.split("| Δ vs imagenet")[1].split("<details>")[0]
 
 
 def test_results_of_two_protocol_hashes_never_share_a_table(tmp_path):
     results, protocols = make_fixture(tmp_path, protocols=("linear_probe",))
-    # The protocol changes (version 2); two inits are rerun under it at 10 % for seeds 0–2 only,
-    # so seeds 3–4 still hold version-1 results.
+    # The protocol changes (version 2); two inits are rerun under it at 10 % for pretraining seeds 0–1
+    # only, so pretraining seed 2 still holds version-1 results.
     (protocols / "linear_probe.toml").write_text(PROTOCOL_TOML["linear_probe"].replace("version = 1", "version = 2"))
     import tomllib
 
     new_hash = canonical_sha256(tomllib.loads((protocols / "linear_probe.toml").read_text()))
     rng = np.random.default_rng(9)
     for init in ("imagenet", "vicreg"):
-        for s in range(3):
-            result = make_result(init, "linear_probe", 0.1, s, {"linear_probe": new_hash}, rng)
-            result["protocol"]["version"] = 2
-            write_result(results, result)
+        for ps in range(2):
+            for s in SEEDS:
+                result = make_result(init, "linear_probe", 0.1, s, {"linear_probe": new_hash}, rng, pretrain_seed=ps)
+                result["protocol"]["version"] = 2
+                write_result(results, result)
     text = generate(results, protocols, tmp_path / "LEADERBOARD.md")
     assert text.count("### linear_probe (v") == 2
     v2, v1 = text.index(f"### linear_probe (v2, hash `{new_hash[:12]}`)"), text.index("### linear_probe (v1")
     assert v2 < v1
     new_table, old_table = text[v2:v1], text[v1:text.index("### Across tasks")]
-    assert new_table.count("(n=3)") == 3 * 2 and "(n=5)" not in new_table  # 2 inits × 3 metric tables
-    assert "earlier version" in old_table and old_table.count("(n=2)") == 3 * 2 and "(n=3)" not in old_table
-    # The ranking uses the current version only: 1 task (10 %), 2 inits.
-    assert "Tasks (blocks): 1 — linear_probe 10 %" in text
-    assert "here 2 and 1" in text
+    assert new_table.count("(2×5)") == 3 * 2 and "(3×5)" not in new_table  # 2 inits × 3 metric tables
+    assert "earlier version" in old_table and old_table.count("(1×5)") == 3 * 2 + 3 * 2  # + simclr at 1 % and 10 %
+    # The summary uses the current version only: 1 task (10 %), 2 inits.
+    assert "Tasks: 1 — linear_probe 10 %" in text
 
 
 def test_no_results_says_so_and_how_to_make_them(tmp_path):
@@ -305,8 +395,8 @@ def test_section_renderers_are_a_list_a_section_can_join(fixture_dirs, monkeypat
 
 def test_duplicate_results_for_one_job_are_an_error_naming_both(tmp_path):
     results, _ = make_fixture(tmp_path, protocols=("linear_probe",), fractions=(0.01,))
-    original = results / TRACK["id"] / "simclr" / "linear_probe" / "1pct" / "seed2.json"
-    copy_path = results / "resubmitted" / TRACK["id"] / "simclr" / "linear_probe" / "1pct" / "seed2.json"
+    original = results / TRACK["id"] / "simclr" / "linear_probe" / "1pct" / "pretrain-seed0" / "seed2.json"
+    copy_path = results / "resubmitted" / TRACK["id"] / "simclr" / "linear_probe" / "1pct" / "pretrain-seed0" / "seed2.json"
     copy_path.parent.mkdir(parents=True)
     copy_path.write_bytes(original.read_bytes())
     with pytest.raises(UserError, match="duplicate results for one job") as err:
@@ -320,25 +410,26 @@ def test_duplicate_results_for_one_job_are_an_error_naming_both(tmp_path):
 def test_ablation_runs_of_other_subsets_are_not_duplicates_but_must_lie_in_their_folder(tmp_path):
     results, protocols = make_fixture(tmp_path, protocols=("linear_probe",), fractions=(0.01,))
     folder = results / TRACK["id"] / "barlowtwins" / "variance_vs_size"
-    result = json.loads((folder / "diversity-L0" / "linear_probe" / "1pct" / "seed0.json").read_text())
+    result = json.loads((folder / "diversity-L0" / "linear_probe" / "1pct" / "pretrain-seed0" / "seed0.json").read_text())
     result["ablation"]["level"] = 1
-    write_result(results, result, folder / "diversity-L1" / "linear_probe" / "1pct" / "seed0.json")
+    write_result(results, result, folder / "diversity-L1" / "linear_probe" / "1pct" / "pretrain-seed0" / "seed0.json")
     assert validate_paths([results], protocols)[0] == []
     loaded = load_results(results)
     assert sorted(loaded.ablation["variant"]) == ["diversity-L0/linear_probe", "diversity-L1/linear_probe"]
     assert (loaded.main["variant"] == "").all()
     result["ablation"]["level"] = 2
-    misplaced = write_result(results, result, folder / "diversity-L3" / "linear_probe" / "1pct" / "seed0.json")
+    misplaced = write_result(results, result, folder / "diversity-L3" / "linear_probe" / "1pct" / "pretrain-seed0"
+                             / "seed0.json")
     problems, _ = validate_paths([misplaced], protocols)
     assert [(p.field, p.message) for p in problems] == [
         ("(path)", "lies at synthetic-resnet18-64px-smoke/barlowtwins/variance_vs_size/diversity-L3/linear_probe/"
-                   "1pct/seed0.json but its job says synthetic-resnet18-64px-smoke/barlowtwins/variance_vs_size/"
-                   "diversity-L2/linear_probe/1pct/seed0.json")]
+                   "1pct/pretrain-seed0/seed0.json but its job says synthetic-resnet18-64px-smoke/barlowtwins/"
+                   "variance_vs_size/diversity-L2/linear_probe/1pct/pretrain-seed0/seed0.json")]
 
 
 def test_an_invalid_result_file_stops_the_leaderboard_with_its_name(tmp_path):
     results, protocols = make_fixture(tmp_path, protocols=("linear_probe",), fractions=(0.01,))
-    bad = results / TRACK["id"] / "random" / "linear_probe" / "1pct" / "seed0.json"
+    bad = results / TRACK["id"] / "random" / "linear_probe" / "1pct" / "pretrain-seed0" / "seed0.json"
     result = json.loads(bad.read_text())
     del result["metrics"]["test"]["accuracy"]
     bad.write_text(json.dumps(result))
@@ -349,7 +440,7 @@ def test_an_invalid_result_file_stops_the_leaderboard_with_its_name(tmp_path):
 def test_the_fixture_validates_clean(fixture_dirs):
     results, protocols = fixture_dirs
     problems, n = validate_paths([results], protocols)
-    assert problems == [] and n == 147
+    assert problems == [] and n == FIXTURE_FILES
 
 
 def _valid(tmp_path: Path, init: str = "vicreg") -> tuple[dict, Path]:
@@ -410,6 +501,8 @@ VALIDATION_CASES = {
                        "must be the class names"),
     "NaN metric": (_set("metrics.val.accuracy", float("nan")), "metrics.val.accuracy", "not a finite number"),
     "checkpoint missing": (_set("init.checkpoint_hash", None), "init.checkpoint_hash", "must name the checkpoint"),
+    "schema: results of version 1": (_set("schema_version", 1), "schema_version", "2 was expected"),
+    "schema: no pretraining seed": (_set("job.pretrain_seed", KeyError), "job", "'pretrain_seed' is a required"),
     "pretrain fingerprint missing": (_set("provenance.dataset_fingerprints.pretrain", KeyError),
                                      "provenance.dataset_fingerprints.pretrain", "fingerprint of its pretraining"),
     "git SHA unknown": (_set("provenance.git_sha", "unknown"), "provenance.git_sha", "not a git commit SHA"),
@@ -438,7 +531,7 @@ def test_every_validation_error_names_file_and_field(tmp_path, case):
 def test_validation_of_layout_and_unreadable_files(tmp_path):
     result, protocols = _valid(tmp_path)
     write_result(tmp_path, result, tmp_path / "r" / TRACK["id"] / "vicreg" / "linear_probe" / "1pct"
-                             / "seed3.json")
+                 / "pretrain-seed0" / "seed3.json")
     write_result(tmp_path, result, tmp_path / "r" / "vicreg.json")
     broken = tmp_path / "r" / "broken.json"
     broken.write_text("{\"schema_version\": 1,")
@@ -447,7 +540,8 @@ def test_validation_of_layout_and_unreadable_files(tmp_path):
     found = {(Path(p.path).name, p.field) for p in problems}
     assert ("seed3.json", "(path)") in found and ("vicreg.json", "(path)") in found
     assert ("broken.json", "(file)") in found
-    assert "but its job says synthetic-resnet18-64px-smoke/vicreg/linear_probe/10pct/seed3.json" in str(problems)
+    assert "but its job says synthetic-resnet18-64px-smoke/vicreg/linear_probe/10pct/pretrain-seed0/seed3.json" \
+        in str(problems)
     with pytest.raises(UserError, match="no such file or folder"):
         validate_paths([tmp_path / "missing"], protocols)
 
@@ -478,13 +572,13 @@ def test_check_passes_when_current_and_fails_with_a_diff_when_stale(tmp_path, ca
     assert leaderboard(args) == 1
     captured = capsys.readouterr()
     assert captured.out.startswith(f"--- {out} (committed)\n+++ {out} (from the results)\n")
-    assert "-| simclr (contrastive)" in captured.out and "(n=6)" in captured.out
+    assert "-| simclr (contrastive)" in captured.out and "(1×6)" in captured.out
     assert "is not what the results give; run `make leaderboard`" in captured.err
 
 
 def test_check_fails_on_an_inconsistent_result_file(tmp_path, capsys):
     results, protocols = make_fixture(tmp_path, protocols=("linear_probe",), fractions=(0.01,))
-    path = results / TRACK["id"] / "random" / "linear_probe" / "1pct" / "seed1.json"
+    path = results / TRACK["id"] / "random" / "linear_probe" / "1pct" / "pretrain-seed0" / "seed1.json"
     result = json.loads(path.read_text())
     result["metrics"]["test"]["accuracy"] = 0.99
     path.write_text(json.dumps(result))
@@ -497,7 +591,7 @@ def test_check_fails_on_an_inconsistent_result_file(tmp_path, capsys):
 def test_validate_command_exit_codes(fixture_dirs, tmp_path, capsys):
     results, protocols = fixture_dirs
     assert cli_main(["validate", str(results), "--protocols", str(protocols)]) == 0
-    assert "147 result files checked: all valid" in capsys.readouterr().out
+    assert f"{FIXTURE_FILES} result files checked: all valid" in capsys.readouterr().out
     result, protocols2 = _valid(tmp_path)
     result["metrics"]["test"]["accuracy"] = 0.0
     path = write_result(tmp_path / "r", result)

@@ -29,36 +29,24 @@ def test_mean_ci_of_too_few_values_has_no_interval():
     assert none.n == 0 and math.isnan(none.mean)
 
 
-def test_paired_t_test_below_six_pairs_matches_scipy():
-    a = np.array([0.71, 0.74, 0.69, 0.77, 0.72])
-    b = np.array([0.66, 0.70, 0.70, 0.71, 0.69])
-    res = stats.paired_comparison(a, b)
-    assert res.test == "t-test"
-    assert res.p == pytest.approx(sps.ttest_rel(a, b).pvalue, abs=1e-12)
-    assert res.diff.mean == pytest.approx(0.034, abs=1e-12)
-    ci = sps.t.interval(0.95, 4, loc=(a - b).mean(), scale=sps.sem(a - b))
-    assert (res.diff.low, res.diff.high) == pytest.approx(ci, abs=1e-12)
+def test_the_paired_test_is_the_t_test_at_every_n_and_matches_scipy():
+    rng = np.random.default_rng(6)
+    for n in (2, 3, 5, 6, 10):
+        a, b = rng.normal(0.7, 0.05, n), rng.normal(0.68, 0.05, n)
+        res = stats.paired_comparison(a, b)
+        assert res.p == pytest.approx(sps.ttest_rel(a, b).pvalue, abs=1e-12)
+        ci = sps.t.interval(0.95, n - 1, loc=(a - b).mean(), scale=sps.sem(a - b))
+        assert (res.diff.low, res.diff.high) == pytest.approx(ci, abs=1e-12)
+        assert res.diff.n == n and not res.constant
 
 
-def test_wilcoxon_from_six_pairs_with_its_exact_minimum_p():
-    a = np.array([0.80, 0.75, 0.79, 0.82, 0.78, 0.81])
-    b = a - np.array([0.01, 0.02, 0.03, 0.04, 0.05, 0.06])
-    res = stats.paired_comparison(a, b)
-    assert res.test == "wilcoxon"
-    # All six differences positive: the exact two-sided p is 2 / 2^6.
-    assert res.p == pytest.approx(2 / 64, abs=1e-12)
-    a[2] = b[2] - 0.035  # one sign flips
-    assert stats.paired_comparison(a, b).p == pytest.approx(sps.wilcoxon(a - b).pvalue, abs=1e-12)
-    assert stats.WILCOXON_MIN_N == 6 and 2 / 2**5 > 0.05 > 2 / 2**6
-
-
-def test_paired_comparison_edge_cases():
-    same = stats.paired_comparison([0.5, 0.6, 0.7], [0.5, 0.6, 0.7])
-    assert same.p == 1.0 and same.diff.mean == 0.0
-    single = stats.paired_comparison([0.5], [0.4])
-    assert single.test == "none" and math.isnan(single.p)
-    with pytest.raises(ValueError, match="one value per seed"):
-        stats.paired_comparison([0.5, 0.6], [0.4])
+def test_the_test_can_fire_with_few_replicates_where_a_rank_test_cannot():
+    # Three pretraining runs, each clearly better: the t-test rejects; an exact signed-rank or
+    # sign-flip test could not go below 2/2^3 = 0.25 with three pairs.
+    a = np.array([0.80, 0.82, 0.81])
+    b = np.array([0.70, 0.71, 0.705])
+    assert stats.paired_comparison(a, b).p < 0.01
+    assert sps.wilcoxon(a - b).pvalue == pytest.approx(0.25)
 
 
 def test_holm_against_hand_computed_values_and_nan_left_out():
@@ -83,53 +71,41 @@ def test_average_ranks_with_ties():
     assert stats.average_ranks(scores).to_dict() == pytest.approx({"a": 1.5, "b": 1.5, "c": 3.0})
 
 
-def test_friedman_matches_scipy_and_needs_three_inits():
-    rng = np.random.default_rng(2)
-    scores = pd.DataFrame(rng.uniform(size=(6, 4)), columns=list("abcd"))
-    res = stats.friedman(scores)
-    ref = sps.friedmanchisquare(*[scores[c] for c in scores.columns])
-    assert (res.statistic, res.p) == pytest.approx((ref.statistic, ref.pvalue))
-    assert (res.k, res.n_blocks) == (4, 6)
-    tied = stats.friedman(pd.DataFrame([[0.5, 0.5, 0.5]] * 3, columns=list("abc")))
-    assert (tied.statistic, tied.p) == (0.0, 1.0)
-    with pytest.raises(ValueError, match=">= 3 inits"):
-        stats.friedman(scores[["a", "b"]])
-
-
-def test_nemenyi_cd_against_demsar_table():
-    # Demšar (2006), table 5(a): q_0.05 = 1.960, 2.343, 2.569, 2.728 for k = 2..5.
-    for k, q in [(2, 1.960), (3, 2.343), (4, 2.569), (5, 2.728)]:
-        assert stats.nemenyi_cd(k, 1) / math.sqrt(k * (k + 1) / 6) == pytest.approx(q, abs=1e-3)
-    assert stats.nemenyi_cd(5, 6) == pytest.approx(2.728 * math.sqrt(30 / 36), abs=1e-3)
-
-
-def test_min_blocks_for_nemenyi():
-    # k = 5: CD(2) = 2.728·√(30/12) = 4.31 ≥ 4, CD(3) = 2.728·√(30/18) = 3.52 < 4
-    assert stats.min_blocks_for_nemenyi(5) == 3
-    for k in (3, 4, 6, 8):
-        n = stats.min_blocks_for_nemenyi(k)
-        assert stats.nemenyi_cd(k, n) < k - 1 <= stats.nemenyi_cd(k, n - 1) or n == 2
-
-
 def test_iqm_is_the_25_percent_trimmed_mean():
     assert stats.iqm(np.arange(1, 9)) == 4.5  # drops 1, 2 and 7, 8
     assert stats.iqm([[1, 100], [2, 3]]) == 2.5  # flattened over runs and tasks
 
 
-def test_iqm_interval_is_a_seeded_stratified_bootstrap():
-    tasks = [np.array([0.1, 0.4, 0.35, 0.2]), np.array([0.8, 0.7, 0.9])]
+def test_iqm_interval_is_a_seeded_hierarchical_bootstrap():
+    # Two tasks, two pretraining runs each (the same runs in both tasks), three seeds per run.
+    tasks = [[np.array([0.1, 0.4, 0.35]), np.array([0.2, 0.25, 0.3])],
+             [np.array([0.8, 0.7, 0.9]), np.array([0.6, 0.65, 0.7])]]
     a = stats.iqm_interval(tasks, reps=500, seed=7)
     assert a == stats.iqm_interval(tasks, reps=500, seed=7)
     assert a != stats.iqm_interval(tasks, reps=500, seed=8)
-    assert a.low <= a.mean <= a.high and a.n == 7
-    # Reference: the same draws, one task at a time, one resample at a time.
+    assert a.low <= a.mean <= a.high and a.n == 12
+    assert a.mean == pytest.approx(sps.trim_mean(np.concatenate([np.concatenate(t) for t in tasks]), 0.25))
+    # Reference: one replicate at a time, pretraining runs drawn once for both tasks, then the seeds.
     rng = np.random.default_rng(7)
-    draws = [t[rng.integers(0, t.size, (500, t.size))] for t in tasks]
-    boot = [sps.trim_mean(np.concatenate([d[r] for d in draws]), 0.25) for r in range(500)]
+    pick = rng.integers(0, 2, (500, 2))
+    inner = [[np.asarray(c)[rng.integers(0, 3, (500, 3))] for c in t] for t in tasks]
+    boot = [sps.trim_mean(np.concatenate([inner[t][j][r] for t in range(2) for j in pick[r]]), 0.25)
+            for r in range(500)]
     assert (a.low, a.high) == pytest.approx(tuple(np.percentile(boot, [2.5, 97.5])))
-    # Stratified: every resample keeps 3 runs of each task, so the IQM of {0,0,0,1,1,1} never moves.
-    fixed = stats.iqm_interval([np.zeros(3), np.ones(3)], reps=200, seed=0)
-    assert (fixed.mean, fixed.low, fixed.high) == (0.5, 0.5, 0.5)
+    # Unequal seeds per run take the general path and give the same kind of answer.
+    ragged = [[np.array([0.1, 0.4]), np.array([0.2, 0.25, 0.3])], [np.array([0.8]), np.array([0.6, 0.7])]]
+    r = stats.iqm_interval(ragged, reps=300, seed=1)
+    assert r.low <= r.mean <= r.high and r.n == 8
+
+
+def test_the_hierarchical_bootstrap_sees_pretraining_variance_a_flat_one_would_not():
+    # Every run's seeds agree exactly, but the two pretraining runs differ: resampling only within
+    # runs would give a zero-width interval; resampling the runs first does not.
+    tasks = [[np.full(5, 0.2), np.full(5, 0.8)]]
+    iv = stats.iqm_interval(tasks, reps=400, seed=0)
+    assert iv.low < iv.mean < iv.high and iv.high - iv.low > 0.3
+    with pytest.raises(ValueError, match="same, non-zero number of pretraining runs"):
+        stats.iqm_interval([[np.ones(2)], [np.ones(2), np.ones(2)]])
 
 
 def test_probability_of_improvement_against_hand_computation_and_mann_whitney():
@@ -146,10 +122,16 @@ def test_probability_of_improvement_against_hand_computation_and_mann_whitney():
 
 
 def test_probability_of_improvement_interval():
-    better = stats.probability_of_improvement_interval([[0.9, 0.8, 0.85]], [[0.1, 0.2, 0.3]], reps=300)
+    better = stats.probability_of_improvement_interval([[np.array([0.9, 0.8, 0.85])]],
+                                                       [[np.array([0.1, 0.2, 0.3])]], reps=300)
     assert (better.mean, better.low, better.high) == (1.0, 1.0, 1.0)
     rng = np.random.default_rng(5)
-    x, y = [rng.normal(size=5) for _ in range(3)], [rng.normal(size=5) for _ in range(3)]
+    x = [[rng.normal(size=5) for _ in range(2)] for _ in range(3)]
+    y = [[rng.normal(size=5) for _ in range(2)] for _ in range(3)]
     a = stats.probability_of_improvement_interval(x, y, reps=400, seed=3)
     assert a == stats.probability_of_improvement_interval(x, y, reps=400, seed=3)
     assert 0 <= a.low <= a.mean <= a.high <= 1 and a.high - a.low > 0.1
+    # Unequal seeds per pretraining run take the general (per-replicate) path.
+    ragged_y = [[t[0], t[1][:4]] for t in y]
+    b = stats.probability_of_improvement_interval(x, ragged_y, reps=50, seed=3)
+    assert 0 <= b.low <= b.mean <= b.high <= 1

@@ -110,3 +110,33 @@ def test_bonferroni_widens_the_intervals_and_adjusts_p():
     assert four.diversity.mean == one.diversity.mean
     p = one.p_difference
     assert f"p={min(1.0, 4 * p):.3f} Bonferroni-adjusted" in verdict(four, n_fits=4)
+
+
+def test_the_seed_variance_floors_the_fit():
+    """Points that happen to lie on a plane give a residual variance near 0; a fit cannot be more
+    precise than the downstream-seed noise of its points, so that noise is the floor."""
+    exact = _points(0.03, 0.01)
+    loose = fit_slopes(exact.assign(noise_var=0.02 ** 2))
+    tight = fit_slopes(exact)
+    assert tight.diversity.high - tight.diversity.low < 1e-9  # no residuals, no floor: a zero-width interval
+    assert loose.diversity.high - loose.diversity.low > 0.01
+    assert loose.diversity.mean == pytest.approx(0.03)
+    # With noisier residuals than the floor, the residuals decide.
+    noisy = _points(0.03, 0.01, noise=0.05, seed=4)
+    assert fit_slopes(noisy.assign(noise_var=1e-8)).diversity == fit_slopes(noisy).diversity
+
+
+def test_fit_points_are_pretraining_runs_and_a_subset_on_both_axes_counts_once():
+    from leaderboard.ablation import run_points
+
+    rows = []
+    for axis, level, subjects, frames in [("diversity", 0, 2, 96), ("size", 2, 2, 96), ("size", 0, 2, 24)]:
+        for ps in (0, 1):
+            for seed in range(3):
+                rows.append({"axis": axis, "level": level, "subjects": subjects, "frames": frames,
+                             "pretrain_seed": ps, "seed": seed, "macro_f1": 0.3 + 0.1 * ps + 0.01 * seed})
+    points = run_points(pd.DataFrame(rows))
+    assert len(points) == 4  # (2, 96) and (2, 24) × 2 pretraining runs; the shared subset once
+    run = points[(points["frames"] == 96)].sort_values("macro_f1")
+    assert run["macro_f1"].tolist() == pytest.approx([0.31, 0.41])
+    assert run["noise_var"].tolist() == pytest.approx([0.01 ** 2 / 3] * 2)

@@ -1,16 +1,18 @@
 """The fine-tune protocol: the whole network (encoder + linear head) trained on the label subset.
 
-AdamW, linear warm-up then cosine decay per step, class-weighted cross-entropy, RandAugment-like
-intensity/geometry + flips on whole batches on the device (kornia: a maintained library; the
-engine's `benchmark.augment` is tuned for SSL views — solarize, strong crops — while this protocol
-needs the milder set whose every parameter the protocol file fixes). The epoch kept is the best on
-validation (`select_metric`, macro-F1); the test split is scored once, with that epoch's weights.
+LP-FT: the head starts as a linear probe of the frozen initial encoder; then the whole network is
+trained at every learning rate of the protocol's grid (SGD, or AdamW, with linear warm-up and cosine
+decay per step), class-weighted cross-entropy, RandAugment-like intensity/geometry + flips on whole
+batches on the device (kornia: a maintained library; the engine's `benchmark.augment` is tuned for
+SSL views — solarize, strong crops — while this protocol needs the milder set whose every parameter
+the protocol file fixes). The (learning rate, epoch) kept is the best on validation (`select_metric`,
+macro-F1), epoch 0 — the probe-initialised model — included; the test split is scored once with it.
 
 A plain loop rather than a Lightning Trainer: the grid is many tiny jobs (at 1 % labels a job is a
 few dozen steps) where the Trainer's start-up would dominate. Resume: the job's state (model,
-optimizer, schedule, best epoch so far) is saved atomically at epoch ends to `state_path`, and a
-rerun continues from it; the data order and augmentation stream of epoch e are functions of
-(seed, e), so a resumed job trains exactly as an uninterrupted one.
+optimizer, schedule, learning rate and epoch reached, best so far) is saved atomically at epoch ends
+to `state_path`, and a rerun continues from it; the data order and augmentation stream of epoch e
+are functions of (seed, e), so a resumed job trains exactly as an uninterrupted one.
 """
 from __future__ import annotations
 
@@ -69,6 +71,12 @@ def build_augment(cfg: dict, resolution: int) -> nn.Module:
     return K.AugmentationSequential(*ops)
 
 
+def make_optimizer(model: nn.Module, name: str, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    if name == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=weight_decay)
+    return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+
+
 def lr_lambda(total_steps: int, warmup_steps: int) -> Callable[[int], float]:
     def f(step: int) -> float:
         if step < warmup_steps:
@@ -114,13 +122,58 @@ def _batch(frames: np.ndarray, positions: np.ndarray, device: torch.device) -> t
     return x.to(device).unsqueeze(1).float().div_(255)
 
 
+def linear_probe_head(model: Classifier, frames: np.ndarray, tr: np.ndarray, val: np.ndarray, labels: np.ndarray,
+                      class_names: list[str], head: dict, class_weighted: bool, select_metric: str,
+                      batch_size: int, device: torch.device) -> dict:
+    """LP-FT's first stage (Kumar et al., ICLR 2022): fit the head as a linear probe on the frozen
+    initial encoder's features of the training subset (L2 strength chosen on validation), so that
+    fine-tuning starts from a head that fits the features instead of a random one, which would
+    distort them. The probe's standardisation is folded into the head's weights and bias."""
+    from protocols.linear_probe import fit_logistic_regression, standardizer
+
+    model.eval()
+    feats = extract(model.encoder, frames, np.concatenate([tr, val]), batch_size, device)
+    x = feats.to(torch.float32)
+    n_tr = len(tr)
+    mean, scale, _ = standardizer(x, np.arange(n_tr))
+    z = (x - mean) / scale
+    k = len(class_names)
+    y = torch.from_numpy(labels[tr].astype(np.int64)).to(device)
+    w = torch.tensor(class_weights(labels[tr], k), dtype=torch.float32, device=device) if class_weighted else None
+    grid = sorted(head["l2_grid"], reverse=True)  # strongest first: a tie keeps the simpler model
+    weight, bias, solver = fit_logistic_regression(z[:n_tr], y, k, grid, weights=w, max_iter=head["max_iter"],
+                                                   tolerance=head["tolerance"])
+    with torch.no_grad():
+        pred = (torch.einsum("nd,gdk->gnk", z[n_tr:], weight) + bias[:, None, :]).argmax(-1).cpu().numpy()
+    scores = [select_score(split_metrics(labels[val], p, class_names), select_metric) for p in pred]
+    best = int(np.argmax(scores))
+    with torch.no_grad():
+        w_best = weight[best] / scale[:, None]  # D×K, on raw features
+        model.head.weight.copy_(w_best.T.to(model.head.weight.dtype))
+        model.head.bias.copy_((bias[best] - mean @ w_best).to(model.head.bias.dtype))
+    return {"l2": grid[best], "solver": solver}
+
+
+@torch.no_grad()
+def extract(encoder: nn.Module, frames: np.ndarray, positions: np.ndarray, batch_size: int,
+            device: torch.device) -> torch.Tensor:
+    encoder.eval()
+    out = [encoder(_batch(frames, positions[i:i + batch_size], device)).float()
+           for i in range(0, len(positions), batch_size)]
+    return torch.cat(out)
+
+
 def run_finetune(make_encoder: Callable[[], nn.Module], cache: FrameCache, spec: ProtocolSpec,
                  fraction: float, seed: int, state_path: Path | None = None,
                  device: torch.device | None = None, progress: bool = True,
                  save_every_s: float = SAVE_EVERY_S) -> dict:
     """One fine-tune job → {"metrics": {"val", "test"}, "train": {...}} (the result's own fields).
 
-    `make_encoder` is called after the job's seed is set, so a random init is drawn from the seed.
+    The head starts as a linear probe of the initial encoder (LP-FT); then, for every learning rate
+    of the protocol's `lr_grid`, the whole network is trained from that same start. The (learning
+    rate, epoch) kept is the best on validation, epoch 0 (the probe-initialised model before any
+    fine-tuning step) included, so fine-tuning is never chosen over the probe it starts from unless
+    validation prefers it. The test split is scored once, with the kept weights.
     """
     device = device or default_device()
     t, a = spec.settings["train"], spec.settings["augment"]
@@ -129,66 +182,90 @@ def run_finetune(make_encoder: Callable[[], nn.Module], cache: FrameCache, spec:
     tr = training_subset(cache, fraction, seed)
     val, te = _labelled(cache, "val"), _labelled(cache, "test")
     frames = cache.frames
+    eval_batch = t["batch_size"] * 2
 
     torch.manual_seed(seed)
     model = Classifier(make_encoder(), k).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=t["lr"], weight_decay=t["weight_decay"])
+    head_report = None
+    if spec.settings["head"]["init"] == "linear_probe":
+        head_report = linear_probe_head(model, frames, tr, val, labels, cache.class_names, spec.settings["head"],
+                                        t["class_weighted"], t["select_metric"], eval_batch, device)
+    start = {n: v.detach().clone() for n, v in model.state_dict().items()}
     steps_per_epoch = max(math.ceil(len(tr) / t["batch_size"]), t["min_steps_per_epoch"])
     total = steps_per_epoch * t["epochs"]
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(total, steps_per_epoch * t["warmup_epochs"]))
     weight = torch.tensor(class_weights(labels[tr], k), dtype=torch.float32, device=device) \
         if t["class_weighted"] else None
     loss_fn = nn.CrossEntropyLoss(weight=weight)
     augment = build_augment(a, cache.resolution).to(device)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
 
-    state = {"epoch": 0, "best_score": -1.0, "best_epoch": -1, "best_model": None, "best_val": None,
-             "history": []}
-    if state_path is not None and Path(state_path).exists():
-        saved = torch.load(state_path, map_location=device, weights_only=True)
-        model.load_state_dict(saved["model"])
-        opt.load_state_dict(saved["optimizer"])
-        sched.load_state_dict(saved["scheduler"])
+    def evaluate(recalibrate: bool = t["bn_recalibrate"]) -> dict:
+        if recalibrate:
+            recalibrate_batchnorm(model, frames, tr, eval_batch, device)
+        return split_metrics(labels[val], predict(model, frames, val, eval_batch, device), cache.class_names)
+
+    lrs = list(t["lr_grid"])
+    saved = torch.load(state_path, map_location=device, weights_only=True) \
+        if state_path is not None and Path(state_path).exists() else None
+    if saved is not None:
         state = saved["state"]
         if progress:
-            print(f"resuming fine-tune at epoch {state['epoch']} from {state_path}", file=sys.stderr)
+            print(f"resuming fine-tune at lr {lrs[state['run']]:g}, epoch {state['epoch']} from {state_path}",
+                  file=sys.stderr)
+    else:
+        # Epoch 0: the probe-initialised model before any fine-tuning step, shared by every lr, with the
+        # BatchNorm statistics the probe's features were computed with.
+        first = evaluate(recalibrate=False)
+        state = {"run": 0, "epoch": 0, "epoch0": select_score(first, t["select_metric"]), "best_lr": None,
+                 "best_epoch": 0, "best_val": first, "history": {},
+                 "best_model": {n: v.detach().cpu().clone() for n, v in model.state_dict().items()}}
+        state["best_score"] = state["epoch0"]
     last_save = time.monotonic()
 
-    for epoch in range(state["epoch"], t["epochs"]):
-        model.train()
-        torch.manual_seed(seed * 1_000_003 + epoch)  # the augmentation stream of (seed, epoch)
-        for batch in epoch_order(len(tr), steps_per_epoch, t["batch_size"], seed, epoch):
-            x = augment(_batch(frames, tr[batch], device)).clamp_(0, 1)
-            y = torch.from_numpy(labels[tr[batch]]).to(device)
-            with autocast:
-                logits = model(x)
-            loss = loss_fn(logits.float(), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-        if t["bn_recalibrate"]:
-            recalibrate_batchnorm(model, frames, tr, t["batch_size"] * 2, device)
-        val_metrics = split_metrics(labels[val], predict(model, frames, val, t["batch_size"] * 2, device),
-                                    cache.class_names)
-        score = select_score(val_metrics, t["select_metric"])
-        state["history"].append(score)
-        if score > state["best_score"]:
-            state.update(best_score=score, best_epoch=epoch, best_val=val_metrics,
-                         best_model={n: v.detach().cpu().clone() for n, v in model.state_dict().items()})
-        state["epoch"] = epoch + 1
-        if state_path is not None and time.monotonic() - last_save >= save_every_s and epoch + 1 < t["epochs"]:
-            _save_state(state_path, model, opt, sched, state)
-            last_save = time.monotonic()
+    for run in range(state["run"], len(lrs)):
+        lr = lrs[run]
+        model.load_state_dict(start)
+        opt = make_optimizer(model, t["optimizer"], lr, t["weight_decay"])
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(total, steps_per_epoch * t["warmup_epochs"]))
+        first_epoch = 0
+        if saved is not None and saved["state"]["run"] == run:
+            model.load_state_dict(saved["model"])
+            opt.load_state_dict(saved["optimizer"])
+            sched.load_state_dict(saved["scheduler"])
+            first_epoch = state["epoch"]
+        history = state["history"].setdefault(f"{lr:g}", [])
+        for epoch in range(first_epoch, t["epochs"]):
+            model.train()
+            torch.manual_seed(seed * 1_000_003 + epoch)  # the augmentation stream of (seed, epoch), for every lr
+            for batch in epoch_order(len(tr), steps_per_epoch, t["batch_size"], seed, epoch):
+                x = augment(_batch(frames, tr[batch], device)).clamp_(0, 1)
+                y = torch.from_numpy(labels[tr[batch]]).to(device)
+                with autocast:
+                    logits = model(x)
+                loss = loss_fn(logits.float(), y)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+            val_metrics = evaluate()
+            score = select_score(val_metrics, t["select_metric"])
+            history.append(round(score, 6))
+            if score > state["best_score"]:
+                state.update(best_score=score, best_lr=lr, best_epoch=epoch + 1, best_val=val_metrics,
+                             best_model={n: v.detach().cpu().clone() for n, v in model.state_dict().items()})
+            state.update(run=run, epoch=epoch + 1)
+            if state_path is not None and time.monotonic() - last_save >= save_every_s:
+                _save_state(state_path, model, opt, sched, state)
+                last_save = time.monotonic()
 
     model.load_state_dict(state["best_model"])
-    test_metrics = split_metrics(labels[te], predict(model, frames, te, t["batch_size"] * 2, device),
-                                 cache.class_names)
+    test_metrics = split_metrics(labels[te], predict(model, frames, te, eval_batch, device), cache.class_names)
     return {
         "metrics": {"val": state["best_val"], "test": test_metrics},
         "train": {"n_train": int(len(tr)), "epochs": t["epochs"], "steps_per_epoch": steps_per_epoch,
-                  "selected_epoch": state["best_epoch"], "select_metric": t["select_metric"],
-                  "val_history": [round(s, 6) for s in state["history"]], "device": str(device)},
+                  "lr_grid": lrs, "selected_lr": state["best_lr"], "selected_epoch": state["best_epoch"],
+                  "select_metric": t["select_metric"], "val_epoch0": round(state["epoch0"], 6),
+                  "val_history": state["history"], "head_init": head_report, "device": str(device)},
     }
 
 

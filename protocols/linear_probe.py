@@ -82,37 +82,68 @@ def class_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:
     return np.divide(len(labels), num_classes * counts, out=np.zeros(num_classes), where=counts > 0)
 
 
+def standardizer(x: torch.Tensor, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(mean, scale, constant) of the columns of `x` over `rows`, as scikit-learn's StandardScaler
+    computes them: a column that is constant on `rows` gets scale 1, not a clamped tiny std.
+
+    A feature that is constant on the few training images but varies elsewhere (ReLU6 features of
+    a frozen encoder are often exactly 0 on five images) would otherwise be inflated by up to 1e6
+    on val/test; with scale 1 it stays as it is and, its gradient being 0, its weight stays at 0.
+    The test for "constant" is scikit-learn's `_is_constant_feature` (float64 rounding bound).
+    """
+    sub = x[torch.as_tensor(rows, device=x.device)].double()
+    n = sub.shape[0]
+    mean = sub.mean(0)
+    var = sub.var(0, unbiased=False)
+    eps = torch.finfo(torch.float64).eps
+    constant = var <= n * eps * var + (n * mean * eps) ** 2
+    scale = torch.where(constant, torch.ones_like(var), var.sqrt())
+    return mean.to(x.dtype), scale.to(x.dtype), constant
+
+
 def fit_logistic_regression(x: torch.Tensor, y: torch.Tensor, num_classes: int, l2_grid: list[float], *,
-                            weights: torch.Tensor | None, max_iter: int, tolerance: float,
-                            seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Multinomial logistic regressions for every L2 strength at once, by full-batch L-BFGS.
+                            weights: torch.Tensor | None, max_iter: int,
+                            tolerance: float) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    """Multinomial logistic regressions for every L2 strength at once, by full-batch L-BFGS from zero.
 
     Model g minimises weighted CE + l2_grid[g]·‖W_g‖². The models are independent, so their losses
     are summed into one objective and optimised together: one L-BFGS run instead of one per
     strength (the per-iteration Python overhead, not the arithmetic, dominates at these sizes).
-    Returns W (G×D×K) and b (G×K).
+    Each objective is strictly convex (λ > 0) and the start is W = 0, b = 0, so the result is the
+    unique minimiser up to the solver's tolerance: no seed enters. Returns W (G×D×K), b (G×K) and
+    {"iterations", "converged", "grad_max"}: converged means L-BFGS stopped on one of its tolerances
+    (largest gradient entry <= `tolerance`, or no further progress in float32) rather than on its
+    iteration or evaluation budget.
     """
     g, d = len(l2_grid), x.shape[1]
-    gen = torch.Generator().manual_seed(seed)
-    w_init = torch.randn(g, d, num_classes, generator=gen) * 0.01
-    weight_param = w_init.to(x.device).requires_grad_()
-    bias = torch.zeros(g, num_classes, device=x.device, requires_grad=True)
+    weight_param = torch.zeros(g, d, num_classes, dtype=x.dtype, device=x.device, requires_grad=True)
+    bias = torch.zeros(g, num_classes, dtype=x.dtype, device=x.device, requires_grad=True)
     lam = torch.tensor(l2_grid, dtype=x.dtype, device=x.device)
     sample_w = weights[y] if weights is not None else torch.ones_like(y, dtype=x.dtype)
     targets = y.expand(g, -1).unsqueeze(-1)
-    opt = torch.optim.LBFGS([weight_param, bias], lr=1.0, max_iter=max_iter, tolerance_grad=tolerance,
-                            tolerance_change=tolerance * 1e-3, history_size=20, line_search_fn="strong_wolfe")
+    max_eval = 2 * max_iter
+    opt = torch.optim.LBFGS([weight_param, bias], lr=1.0, max_iter=max_iter, max_eval=max_eval,
+                            tolerance_grad=tolerance, tolerance_change=tolerance * 1e-3, history_size=20,
+                            line_search_fn="strong_wolfe")
+
+    def objective() -> torch.Tensor:
+        logits = torch.einsum("nd,gdk->gnk", x, weight_param) + bias[:, None, :]
+        nll = -logits.log_softmax(-1).gather(-1, targets).squeeze(-1)  # G×N
+        return ((nll * sample_w).sum(1) / sample_w.sum()).sum() + (lam * weight_param.pow(2).sum((1, 2))).sum()
 
     def closure():
         opt.zero_grad()
-        logits = torch.einsum("nd,gdk->gnk", x, weight_param) + bias[:, None, :]
-        nll = -logits.log_softmax(-1).gather(-1, targets).squeeze(-1)  # G×N
-        loss = ((nll * sample_w).sum(1) / sample_w.sum()).sum() + (lam * weight_param.pow(2).sum((1, 2))).sum()
+        loss = objective()
         loss.backward()
         return loss
 
     opt.step(closure)
-    return weight_param.detach(), bias.detach()
+    state = opt.state[opt._params[0]]
+    iterations, evaluations = int(state.get("n_iter", 0)), int(state.get("func_evals", 0))
+    grad_max = max(float(p.grad.abs().max()) for p in (weight_param, bias) if p.grad is not None)
+    converged = grad_max <= tolerance or (iterations < max_iter and evaluations < max_eval)
+    report = {"iterations": iterations, "converged": bool(converged), "grad_max": grad_max}
+    return weight_param.detach(), bias.detach(), report
 
 
 @contextlib.contextmanager
@@ -148,17 +179,18 @@ def _run_probe(features: np.ndarray, cache: FrameCache, spec: ProtocolSpec, frac
     te = _labelled(cache, "test")
 
     x = torch.from_numpy(np.asarray(features, dtype=np.float32)).to(device)
+    constant = 0
     if feat_cfg["standardize"]:
-        mean = x[tr].mean(0, keepdim=True)
-        std = x[tr].std(0, unbiased=False, keepdim=True).clamp_min(1e-6)
-        x = (x - mean) / std
+        mean, scale, is_constant = standardizer(x, tr)
+        x = (x - mean) / scale
+        constant = int(is_constant.sum())
     y = torch.from_numpy(labels.astype(np.int64)).to(device)
     w = torch.tensor(class_weights(labels[tr], k), dtype=torch.float32, device=device) \
         if probe["class_weighted"] else None
 
     grid = sorted(probe["l2_grid"], reverse=True)  # strongest first: a tie keeps the simpler model
-    weight_param, bias = fit_logistic_regression(x[tr], y[tr], k, grid, weights=w, max_iter=probe["max_iter"],
-                                                 tolerance=probe["tolerance"], seed=seed)
+    weight_param, bias, solver = fit_logistic_regression(x[tr], y[tr], k, grid, weights=w,
+                                                         max_iter=probe["max_iter"], tolerance=probe["tolerance"])
     with torch.no_grad():
         val_pred = (torch.einsum("nd,gdk->gnk", x[val], weight_param) + bias[:, None, :]).argmax(-1).cpu().numpy()
     val_all = [split_metrics(labels[val], pred, cache.class_names) for pred in val_pred]
@@ -171,7 +203,8 @@ def _run_probe(features: np.ndarray, cache: FrameCache, spec: ProtocolSpec, frac
     return {
         "metrics": {"val": val_metrics, "test": split_metrics(labels[te], test_pred, cache.class_names)},
         "train": {"n_train": int(len(tr)), "l2": l2, "val_scores": val_scores,
-                  "feature_dim": int(features.shape[1]), "device": str(device)},
+                  "feature_dim": int(features.shape[1]), "constant_features": constant,
+                  "solver": solver, "device": str(device)},
     }
 
 

@@ -28,7 +28,8 @@ FLOAT_LIST = "list[float]"
 INT_LIST = "list[int]"
 STR_LIST = "list[str]"
 
-_COMMON: dict[str, Any] = {"name": str, "version": int, "fractions": FLOAT_LIST, "seeds": INT_LIST}
+_COMMON: dict[str, Any] = {"name": str, "version": int, "fractions": FLOAT_LIST, "seeds": INT_LIST,
+                           "pretrain_seeds": INT_LIST}
 
 # The schema of each protocol: key → type, or a nested table.
 SCHEMAS: dict[str, dict[str, Any]] = {
@@ -40,7 +41,8 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     },
     "finetune": {
         **_COMMON,
-        "train": {"epochs": int, "batch_size": int, "lr": float, "weight_decay": float,
+        "head": {"init": str, "l2_grid": FLOAT_LIST, "max_iter": int, "tolerance": float},
+        "train": {"epochs": int, "batch_size": int, "optimizer": str, "lr_grid": FLOAT_LIST, "weight_decay": float,
                   "warmup_epochs": int, "min_steps_per_epoch": int, "class_weighted": bool,
                   "bn_recalibrate": bool, "select_metric": str},
         "augment": {"hflip": float, "vflip": float, "rotate_deg": float, "translate": float,
@@ -49,13 +51,15 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     },
     "variance_vs_size": {
         "name": str, "version": int, "methods": STR_LIST, "eval_protocols": STR_LIST, "fraction": float,
-        "seeds": INT_LIST, "pretrain_steps": int, "batch_size": int, "selection_seed": int,
+        "seeds": INT_LIST, "pretrain_seeds": INT_LIST, "pretrain_steps": int, "batch_size": int, "selection_seed": int,
         "diversity": {"subjects": INT_LIST, "frames": int},
         "size": {"subjects": int, "frames": INT_LIST},
     },
 }
 
 SELECT_METRICS = ("macro_f1", "balanced_accuracy", "accuracy")
+HEAD_INITS = ("linear_probe", "random")
+FINETUNE_OPTIMIZERS = ("sgd", "adamw")
 SOLVERS = ("lbfgs",)
 
 
@@ -81,6 +85,10 @@ class ProtocolSpec:
     @property
     def seeds(self) -> list[int]:
         return list(self.settings["seeds"])
+
+    @property
+    def pretrain_seeds(self) -> list[int]:
+        return list(self.settings["pretrain_seeds"])
 
     @property
     def key(self) -> dict:
@@ -187,10 +195,12 @@ def _check_values(c: dict, where: str) -> None:
     bad = [f for f in c["fractions"] if not 0 < f <= 1]
     if bad:
         raise UserError(f"{where}: key 'fractions' must lie in (0, 1], got {bad}")
-    if len(set(c["fractions"])) != len(c["fractions"]) or len(set(c["seeds"])) != len(c["seeds"]):
-        raise UserError(f"{where}: keys 'fractions' and 'seeds' must not repeat values")
-    if any(s < 0 for s in c["seeds"]):
-        raise UserError(f"{where}: key 'seeds' must be >= 0")
+    for key in ("fractions", "seeds", "pretrain_seeds"):
+        if len(set(c[key])) != len(c[key]):
+            raise UserError(f"{where}: key {key!r} must not repeat values")
+    for key in ("seeds", "pretrain_seeds"):
+        if any(s < 0 for s in c[key]):
+            raise UserError(f"{where}: key {key!r} must be >= 0")
     table = c.get("probe") or c.get("train")
     if table["select_metric"] not in SELECT_METRICS:
         raise UserError(f"{where}: key 'select_metric' must be one of {', '.join(SELECT_METRICS)}")
@@ -198,17 +208,25 @@ def _check_values(c: dict, where: str) -> None:
         p = c["probe"]
         if p["solver"] not in SOLVERS:
             raise UserError(f"{where}: key 'probe.solver' must be one of {', '.join(SOLVERS)}")
-        if any(v < 0 for v in p["l2_grid"]) or p["max_iter"] < 1 or c["features"]["batch_size"] < 1:
-            raise UserError(f"{where}: 'probe.l2_grid' must be >= 0, 'probe.max_iter' and "
+        if any(v <= 0 for v in p["l2_grid"]) or p["max_iter"] < 1 or c["features"]["batch_size"] < 1:
+            raise UserError(f"{where}: 'probe.l2_grid' must be > 0 (a unique, seed-free solution), 'probe.max_iter' and "
                             "'features.batch_size' >= 1")
     else:
         t, a = c["train"], c["augment"]
         for key in ("epochs", "batch_size", "min_steps_per_epoch"):
             if t[key] < 1:
                 raise UserError(f"{where}: key 'train.{key}' must be >= 1")
-        if t["lr"] <= 0 or t["weight_decay"] < 0 or t["warmup_epochs"] < 0:
-            raise UserError(f"{where}: 'train.lr' must be > 0, 'train.weight_decay' and "
+        if min(t["lr_grid"]) <= 0 or t["weight_decay"] < 0 or t["warmup_epochs"] < 0:
+            raise UserError(f"{where}: 'train.lr_grid' values must be > 0, 'train.weight_decay' and "
                             "'train.warmup_epochs' >= 0")
+        if t["optimizer"] not in FINETUNE_OPTIMIZERS:
+            raise UserError(f"{where}: key 'train.optimizer' must be one of {', '.join(FINETUNE_OPTIMIZERS)}, "
+                            f"got {t['optimizer']!r}")
+        h = c["head"]
+        if h["init"] not in HEAD_INITS:
+            raise UserError(f"{where}: key 'head.init' must be one of {', '.join(HEAD_INITS)}, got {h['init']!r}")
+        if min(h["l2_grid"]) <= 0 or h["max_iter"] < 1:
+            raise UserError(f"{where}: 'head.l2_grid' values must be > 0 and 'head.max_iter' >= 1")
         if not 0 < a["scale_min"] <= a["scale_max"] <= 1:
             raise UserError(f"{where}: need 0 < 'augment.scale_min' <= 'augment.scale_max' <= 1")
         for key in ("hflip", "vflip"):
@@ -219,8 +237,9 @@ def _check_values(c: dict, where: str) -> None:
 def _check_ablation(c: dict, where: str) -> None:
     if not 0 < c["fraction"] <= 1:
         raise UserError(f"{where}: key 'fraction' must lie in (0, 1], got {c['fraction']}")
-    if len(set(c["seeds"])) != len(c["seeds"]) or any(s < 0 for s in c["seeds"]):
-        raise UserError(f"{where}: key 'seeds' must be distinct integers >= 0")
+    for key in ("seeds", "pretrain_seeds"):
+        if len(set(c[key])) != len(c[key]) or any(s < 0 for s in c[key]):
+            raise UserError(f"{where}: key {key!r} must be distinct integers >= 0")
     bad = [p for p in c["eval_protocols"] if p not in PROTOCOLS]
     if bad:
         raise UserError(f"{where}: key 'eval_protocols' must name protocols among {', '.join(PROTOCOLS)}, got {bad}")

@@ -7,7 +7,8 @@ from protocols.spec import load_protocol
 from tests.unit.downstream_fakes import TinyEncoder, fake_downstream
 
 CPU = torch.device("cpu")
-SMALL = {"train": {"epochs": 3, "batch_size": 16, "min_steps_per_epoch": 3, "warmup_epochs": 1}}
+SMALL = {"train": {"epochs": 3, "batch_size": 16, "min_steps_per_epoch": 3, "warmup_epochs": 1},
+         "head": {"max_iter": 200}}
 
 
 def _spec():
@@ -24,13 +25,20 @@ def test_finetune_trains_selects_on_validation_and_scores_test_once(tmp_path, mo
         return real(model, frames, positions, batch_size, device)
 
     monkeypatch.setattr(ft, "predict", spy)
-    out = ft.run_finetune(TinyEncoder, cache, _spec(), 1.0, seed=0, device=CPU, progress=False)
-    assert splits_scored == ["val", "val", "val", "test"]  # test once, after selection
+    spec = _spec()
+    lrs = spec.settings["train"]["lr_grid"]
+    out = ft.run_finetune(TinyEncoder, cache, spec, 1.0, seed=0, device=CPU, progress=False)
+    # epoch 0 (the probe-initialised model), then every epoch of every lr on val; test once, at the end
+    assert splits_scored == ["val"] * (1 + 3 * len(lrs)) + ["test"]
     hist = out["train"]["val_history"]
-    assert len(hist) == 3 and out["train"]["selected_epoch"] == int(np.argmax(hist))
-    assert out["metrics"]["val"]["macro_f1"] == pytest.approx(max(hist), abs=1e-6)
+    assert set(hist) == {f"{lr:g}" for lr in lrs} and all(len(h) == 3 for h in hist.values())
+    scores = {(None, 0): out["train"]["val_epoch0"]}
+    scores.update({(float(lr), e + 1): v for lr, h in hist.items() for e, v in enumerate(h)})
+    best = max(scores.values())
+    assert (out["train"]["selected_lr"], out["train"]["selected_epoch"]) == \
+        next(k for k, v in scores.items() if v == best)  # the first best, epoch 0 first
+    assert out["metrics"]["val"]["macro_f1"] == pytest.approx(best, abs=1e-6)
     assert out["train"]["n_train"] == int(((cache.index["split"] == "train") & (cache.index["label"] >= 0)).sum())
-    assert 0 <= out["metrics"]["test"]["macro_f1"] <= 1
 
 
 def test_small_subsets_still_get_min_steps_per_epoch(tmp_path):
@@ -57,8 +65,8 @@ def test_a_killed_finetune_resumes_to_the_same_result(tmp_path, monkeypatch):
 
     def dies_in_epoch_two(*args, **kw):
         calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt  # killed after epoch 1's state was saved
+        if len(calls) == 5:  # epoch 0, then lr 1's epochs 1-3 (each saved): killed in lr 2's epoch 1
+            raise KeyboardInterrupt
         return real(*args, **kw)
 
     monkeypatch.setattr(ft, "predict", dies_in_epoch_two)
@@ -71,6 +79,7 @@ def test_a_killed_finetune_resumes_to_the_same_result(tmp_path, monkeypatch):
                               progress=False, save_every_s=0)
     assert resumed["metrics"] == reference["metrics"]
     assert resumed["train"]["val_history"] == reference["train"]["val_history"]
+    assert resumed["train"]["selected_lr"] == reference["train"]["selected_lr"]
 
 
 def test_augmentation_keeps_shape_and_is_seeded():
@@ -80,3 +89,41 @@ def test_augmentation_keeps_shape_and_is_seeded():
     a = aug(x)
     torch.manual_seed(0)
     assert a.shape == x.shape and torch.equal(a, aug(x)) and not torch.equal(a, x)
+
+
+def test_the_head_starts_as_the_linear_probe_of_the_initial_encoder(tmp_path):
+    """LP-FT: before any fine-tuning step, the model's predictions are the probe's (its
+    standardisation folded into the head), so epoch 0 scores exactly what the probe scores."""
+    from protocols.linear_probe import fit_logistic_regression, standardizer
+
+    cache = fake_downstream(tmp_path)
+    spec = _spec()
+    tr = ft.training_subset(cache, 1.0, 0)
+    val = ft._labelled(cache, "val")
+    labels = cache.index["label"].to_numpy()
+    torch.manual_seed(0)
+    model = ft.Classifier(TinyEncoder(), cache.num_classes)
+    report = ft.linear_probe_head(model, cache.frames, tr, val, labels, cache.class_names, spec.settings["head"],
+                                  True, "macro_f1", 64, CPU)
+    assert report["l2"] in spec.settings["head"]["l2_grid"] and report["solver"]["converged"]
+    feats = ft.extract(model.encoder, cache.frames, np.concatenate([tr, val]), 64, CPU)
+    mean, scale, _ = standardizer(feats, np.arange(len(tr)))
+    weights = torch.tensor(ft.class_weights(labels[tr], cache.num_classes), dtype=torch.float32)
+    w, b, _ = fit_logistic_regression((feats[:len(tr)] - mean) / scale, torch.from_numpy(labels[tr]),
+                                      cache.num_classes, [report["l2"]], weights=weights,
+                                      max_iter=spec.settings["head"]["max_iter"],
+                                      tolerance=spec.settings["head"]["tolerance"])
+    probe_pred = (((feats[len(tr):] - mean) / scale) @ w[0] + b[0]).argmax(1).numpy()
+    head_pred = ft.predict(model, cache.frames, val, 64, CPU)
+    assert np.array_equal(head_pred, probe_pred)
+
+
+def test_finetune_is_not_chosen_over_its_probe_start_unless_validation_prefers_it(tmp_path):
+    cache = fake_downstream(tmp_path)
+    out = ft.run_finetune(TinyEncoder, cache, _spec(), 0.1, seed=1, device=CPU, progress=False)
+    best_trained = max(v for h in out["train"]["val_history"].values() for v in h)
+    if out["train"]["selected_epoch"] == 0:
+        assert out["train"]["val_epoch0"] >= best_trained and out["train"]["selected_lr"] is None
+    else:
+        assert best_trained > out["train"]["val_epoch0"]
+    assert out["metrics"]["val"]["macro_f1"] == pytest.approx(max(best_trained, out["train"]["val_epoch0"]), abs=1e-6)

@@ -34,8 +34,11 @@ def test_probe_on_noise_scores_near_chance_and_the_seed_changes_the_subset(tmp_p
     noise = np.random.default_rng(1).normal(size=(len(cache.index), 6)).astype(np.float32)
     out = run_probe(noise, cache, spec, 1.0, seed=0, device=CPU)
     assert out["metrics"]["test"]["macro_f1"] < 0.7
-    small = [run_probe(noise, cache, spec, 0.1, seed=s, device=CPU)["train"]["n_train"] for s in (0, 1)]
-    assert small[0] < out["train"]["n_train"] and small[0] >= cache.num_classes  # ≥ 1 per class
+    small = [run_probe(noise, cache, spec, 0.1, seed=s, device=CPU) for s in (0, 1)]
+    assert small[0]["train"]["n_train"] < out["train"]["n_train"]
+    assert small[0]["train"]["n_train"] >= cache.num_classes  # ≥ 1 per class
+    # Different seeds, different label subsets: the fitted probes differ.
+    assert small[0]["metrics"]["val"]["confusion_matrix"] != small[1]["metrics"]["val"]["confusion_matrix"]
 
 
 def test_probe_is_deterministic_for_a_seed(tmp_path):
@@ -97,3 +100,54 @@ def test_a_class_without_any_training_image_is_a_clear_error(tmp_path):
     cache.index.loc[train_b, "label"] = 0  # class "B" vanishes from the train split
     with pytest.raises(UserError, match="class\\(es\\) B have no labelled image in the train split"):
         run_probe(_separable_features(cache), cache, load_protocol("linear_probe"), 0.01, 0, CPU)
+
+
+def test_features_constant_on_the_training_subset_keep_scale_one_and_weight_zero(tmp_path):
+    """A feature that is constant on the few training images but not elsewhere (a ReLU feature that
+    is 0 on five images) must not be inflated on val/test by a tiny std, nor carry a weight."""
+    from protocols.linear_probe import standardizer
+
+    x = torch.tensor([[1.0, 0.0], [3.0, 0.0], [5.0, 0.0], [2.0, 7.0]])
+    mean, scale, constant = standardizer(x, np.array([0, 1, 2]))
+    assert constant.tolist() == [False, True]
+    assert scale[1] == 1.0 and ((x - mean) / scale)[3, 1] == 7.0  # as it is, not × 1e6
+    assert scale[0] == pytest.approx(np.std([1.0, 3.0, 5.0]))
+    # In a probe: such features change nothing. Two features constant (0) on the training subset and
+    # huge elsewhere leave the predictions of the informative ones unchanged.
+    cache = fake_downstream(tmp_path)
+    spec = load_protocol("linear_probe")
+    feats = _separable_features(cache)
+    base = run_probe(feats, cache, spec, 0.01, seed=1, device=CPU)
+    tr = run_probe.__globals__["training_subset"](cache, 0.01, 1)
+    extra = np.random.default_rng(2).normal(0, 1e3, size=(len(feats), 2)).astype(np.float32)
+    extra[tr] = 0.0
+    with_constant = run_probe(np.hstack([feats, extra]), cache, spec, 0.01, seed=1, device=CPU)
+    assert with_constant["train"]["constant_features"] == 2 and base["train"]["constant_features"] == 0
+    assert with_constant["metrics"] == base["metrics"]
+
+
+def test_the_fit_starts_at_zero_converges_and_says_so():
+    from protocols.linear_probe import fit_logistic_regression
+
+    rng = np.random.default_rng(0)
+    x = torch.from_numpy(rng.normal(size=(40, 5)).astype(np.float32))
+    y = torch.from_numpy((x[:, 0] > 0).numpy().astype(np.int64))
+    w, b, report = fit_logistic_regression(x, y, 2, [1e-2], weights=None, max_iter=500, tolerance=1e-6)
+    assert report["converged"] and report["iterations"] < 500 and report["grad_max"] <= 1e-5
+    w2, b2, _ = fit_logistic_regression(x, y, 2, [1e-2], weights=None, max_iter=500, tolerance=1e-6)
+    assert torch.equal(w, w2) and torch.equal(b, b2)  # no seed enters: the same data, the same model
+    _, _, short = fit_logistic_regression(x, y, 2, [1e-6], weights=None, max_iter=2, tolerance=1e-12)
+    assert not short["converged"] and short["iterations"] == 2
+
+
+def test_at_full_labels_every_seed_gives_the_same_probe(tmp_path):
+    """The label subset is the seed's only effect on the probe; at 100 % it is the same for every
+    seed, so every seed gives the same result (and the grid runs one)."""
+    from protocols.grid import job_seeds
+
+    cache = fake_downstream(tmp_path)
+    spec = load_protocol("linear_probe")
+    feats = _separable_features(cache, noise=2.0)
+    results = [run_probe(feats, cache, spec, 1.0, seed=s, device=CPU) for s in (0, 1, 2)]
+    assert results[0]["metrics"] == results[1]["metrics"] == results[2]["metrics"]
+    assert job_seeds(spec, 1.0) == [0] and job_seeds(spec, 0.1) == spec.seeds

@@ -1,4 +1,5 @@
 import json
+import re
 import tomllib
 
 import pytest
@@ -37,7 +38,7 @@ def test_hash_is_the_canonical_json_of_the_parsed_file_and_ignores_formatting(tm
     # Comments, blank lines and key order do not change it.
     head, rest = text[:text.index("\n[")], text[text.index("\n["):]
     keys = [ln for ln in head.splitlines() if "=" in ln and not ln.startswith("#")]
-    assert len(keys) == 4  # name, version, fractions, seeds — now in reverse order, comments dropped
+    assert len(keys) == 5  # name, version, fractions, seeds, pretrain_seeds — reversed, comments dropped
     reordered = "\n".join(reversed(keys))
     path = _write(tmp_path, "# another comment\n" + reordered + "\n" + rest)
     assert canonical_hash(read_protocol_file(path)) == spec.hash
@@ -53,12 +54,14 @@ def test_hash_changes_with_content(tmp_path):
 
 
 @pytest.mark.parametrize("edit, message", [
-    (lambda t: t.replace("max_iter = 100\n", ""), r"missing key 'probe.max_iter'"),
-    (lambda t: t.replace("max_iter = 100", "max_iters = 200"), r"unknown key 'probe.max_iters'.*did you mean 'probe.max_iter'"),
-    (lambda t: t.replace("max_iter = 100", 'max_iter = "200"'), r"key 'probe.max_iter' must be int"),
+    (lambda t: re.sub(r"\nmax_iter = \d+[^\n]*", "", t), r"missing key 'probe.max_iter'"),
+    (lambda t: re.sub(r"\nmax_iter = \d+", "\nmax_iters = 200", t), r"unknown key 'probe.max_iters'.*did you mean 'probe.max_iter'"),
+    (lambda t: re.sub(r"\nmax_iter = \d+", '\nmax_iter = "200"', t), r"key 'probe.max_iter' must be int"),
+    (lambda t: t.replace("pretrain_seeds = [0, 1, 2]", "pretrain_seeds = [0, 0]"), r"key 'pretrain_seeds' must not repeat"),
+    (lambda t: t.replace("l2_grid = [", "l2_grid = [0.0, "), r"'probe.l2_grid' must be > 0"),
     (lambda t: t.replace("standardize = true", "standardize = 1"), r"key 'features.standardize' must be bool"),
     (lambda t: t.replace("fractions = [0.01, 0.1, 1.0]", "fractions = [0.01, 1.5]"), r"'fractions' must lie in \(0, 1\]"),
-    (lambda t: t.replace("version = 1", "verison = 1"), r"unknown key 'verison'.*did you mean 'version'"),
+    (lambda t: t.replace("version = 2", "verison = 2"), r"unknown key 'verison'.*did you mean 'version'"),
     (lambda t: t.replace('solver = "lbfgs"', 'solver = "sgd"'), r"'probe.solver' must be one of lbfgs"),
     (lambda t: t + "\n[extra]\nx = 1\n", r"unknown key 'extra'"),
 ])
@@ -72,7 +75,7 @@ def test_bad_protocol_files_name_the_key_and_the_file(tmp_path, edit, message):
 def test_overrides_are_validated_merged_and_kept_beside_the_file_hash():
     base = load_protocol("finetune")
     spec = load_protocol("finetune", {"train": {"epochs": 2}})
-    assert spec.settings["train"]["epochs"] == 2 and spec.settings["train"]["lr"] == base.settings["train"]["lr"]
+    assert spec.settings["train"]["epochs"] == 2 and spec.settings["train"]["lr_grid"] == base.settings["train"]["lr_grid"]
     assert spec.hash == base.hash and spec.key != base.key
     with pytest.raises(UserError, match=r"unknown key 'train.epoch'.*did you mean 'train.epochs'"):
         load_protocol("finetune", {"train": {"epoch": 2}})
@@ -105,6 +108,10 @@ def test_the_smoke_and_standard_presets_keep_five_seeds_and_the_reference_backbo
         assert preset["backbone"] == "efficientnet_lite0"
         for proto in PROTOCOLS:
             assert load_protocol(proto, preset["protocols"].get(proto)).seeds == [0, 1, 2, 3, 4]
+    # Pretraining is replicated wherever a track claims anything; the smoke track pretrains once.
+    for proto in PROTOCOLS:
+        assert len(load_protocol(proto, load_preset("standard")["protocols"].get(proto)).pretrain_seeds) >= 3
+        assert load_protocol(proto, load_preset("smoke")["protocols"].get(proto)).pretrain_seeds == [0]
     paper = load_preset("paper")
     assert (paper["backbone"], paper["resolution"]) == ("resnet50", 256)
     assert paper["data"]["pretrain"]["options"]["stride"] == 5
@@ -115,7 +122,7 @@ def test_bad_presets_are_clear(tmp_path):
         load_preset("fast")
     text = preset_path("smoke").read_text()
     for edit, message in [
-        (text.replace("[pretrain]\nepochs", "[pretrain]\nepoch"), r"unknown key 'epoch'.*did you mean 'epochs'"),
+        (text.replace("[pretrain]\nsteps", "[pretrain]\nstep"), r"unknown key 'step'.*did you mean 'steps'"),
         (text.replace('backbone = "efficientnet_lite0"', 'backbone = "vit"'), "key 'backbone' must be one of"),
         (text.replace("epochs = 3", "epochs = 0"), r"\[protocols.finetune\].*'train.epochs' must be >= 1"),
         (text.replace("resolution = 48\n", ""), "missing key 'resolution'"),

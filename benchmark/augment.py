@@ -83,15 +83,28 @@ class ViewAugment:
         return self
 
 
-def default_views() -> tuple[ViewAugment, ViewAugment]:
-    """BYOL's asymmetric pair: view 1 always blurred, never solarized; view 2 rarely blurred,
-    sometimes solarized."""
-    return ViewAugment(blur_p=1.0, solarize_p=0.0), ViewAugment(blur_p=0.1, solarize_p=0.2)
+def default_views(recipe: str = "asymmetric") -> tuple[ViewAugment, ViewAugment]:
+    """The two views of a method's augmentation recipe (`SSLMethod.augmentations`):
+
+    - "asymmetric" (BYOL; Barlow Twins and VICReg use it too): view 1 always blurred, never
+      solarized; view 2 rarely blurred, sometimes solarized;
+    - "symmetric" (SimCLR, MoCo v2, SimSiam): both views blurred with probability 0.5, never
+      solarized — those papers use no solarization.
+    """
+    if recipe == "asymmetric":
+        return ViewAugment(blur_p=1.0, solarize_p=0.0), ViewAugment(blur_p=0.1, solarize_p=0.2)
+    if recipe == "symmetric":
+        view = ViewAugment(blur_p=0.5, solarize_p=0.0)
+        return view, view
+    raise UserError(f"unknown augmentation recipe {recipe!r}; known: {', '.join(RECIPES)}")
 
 
-def views_from_overrides(overrides: dict | None) -> tuple[ViewAugment, ViewAugment]:
-    """Default views updated with `overrides`: `key` sets both views, `view1.key`/`view2.key` one."""
-    v1, v2 = default_views()
+RECIPES = ("asymmetric", "symmetric")
+
+
+def views_from_overrides(overrides: dict | None, recipe: str = "asymmetric") -> tuple[ViewAugment, ViewAugment]:
+    """The recipe's views updated with `overrides`: `key` sets both views, `view1.key`/`view2.key` one."""
+    v1, v2 = default_views(recipe)
     known = {f.name for f in fields(ViewAugment)}
     per_view: list[dict] = [{}, {}]
     for key, value in (overrides or {}).items():

@@ -11,6 +11,8 @@ import os
 import tempfile
 from pathlib import Path
 
+import torch
+
 from benchmark.backbones import Encoder, build_backbone
 from benchmark.errors import UserError
 
@@ -22,17 +24,35 @@ def file_sha256(path: Path) -> str:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
+def weights_sha256(tensors: dict) -> str:
+    """sha256 of the weights alone (names, dtypes, shapes and bytes in name order): what identifies an
+    encoder for job keys and feature caches. The file's own hash also covers its metadata (wall
+    time, throughput), which differs between two runs that made the same weights."""
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().to("cpu").contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def checkpoint_identity(path: Path) -> str:
+    """The weights hash a checkpoint records in its metadata (files written before it was recorded:
+    the file's hash)."""
+    return read_meta(Path(path)).get("weights_sha256") or file_sha256(Path(path))
+
+
 def save_encoder(path: Path, encoder: Encoder, meta: dict) -> str:
     """Write `encoder`'s weights and `meta` (JSON-serialisable) atomically; returns the file's sha256."""
     from safetensors.torch import save_file
 
     path = Path(path)
-    meta = {**meta, "backbone": encoder.name, "feat_dim": encoder.feat_dim}
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in encoder.state_dict().items()}
+    meta = {**meta, "backbone": encoder.name, "feat_dim": encoder.feat_dim, "weights_sha256": weights_sha256(tensors)}
     try:
         header = json.dumps(meta, sort_keys=True)
     except TypeError as exc:
         raise UserError(f"checkpoint metadata for {path} must be JSON-serialisable: {exc}") from exc
-    tensors = {k: v.detach().to("cpu").contiguous() for k, v in encoder.state_dict().items()}
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)

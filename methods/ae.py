@@ -22,14 +22,14 @@ class AutoEncoder(SSLMethod):
     family = "reconstruction"
     views = "augmented_and_clean"
     defaults = {
-        "optimizer": "adamw", "lr": 1e-3, "weight_decay": 1e-4, "warmup_epochs": 1, "batch_size": 256,
+        "optimizer": "adamw", "lr": 1e-3, "weight_decay": 1e-4, "warmup": 0.05, "batch_size": 256,
         "decoder_width": 256,
     }
     notes = {
         "optimizer": "AdamW: the usual choice for conv autoencoders (and MAE's decoder training)",
         "lr": "1e-3 per 256 samples: Adam's standard step size",
         "weight_decay": "1e-4: light regularisation; reconstruction overfits little on video frames",
-        "warmup_epochs": "one epoch keeps the freshly initialised decoder from wrecking the encoder early",
+        "warmup": "a short warm-up keeps the freshly initialised decoder from wrecking the encoder early",
         "batch_size": "256, as for the other methods so their costs compare",
         "decoder_width": "channels after the 1×1 reduction, halved at each of the 5 upsamplings (256 → 16)",
     }

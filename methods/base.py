@@ -17,8 +17,12 @@ from benchmark.errors import UserError
 FAMILIES = ("reconstruction", "contrastive", "distillation", "information")
 VIEWS = ("two_augmented", "augmented_and_clean")
 OPTIMIZERS = ("lars", "sgd", "adamw")
+AUGMENTATIONS = ("asymmetric", "symmetric")  # benchmark.augment.default_views
+LR_SCALINGS = ("linear", "sqrt")
 # Every method declares these, so the engine can build optimiser and loader from defaults alone.
-REQUIRED_DEFAULTS = ("optimizer", "lr", "weight_decay", "warmup_epochs", "batch_size")
+# `lr` is the rate for a batch of 256 (scaled to the real batch by `lr_scaling`, linear unless the
+# method sets "sqrt"); `warmup` is the fraction of the run's steps spent warming up.
+REQUIRED_DEFAULTS = ("optimizer", "lr", "weight_decay", "warmup", "batch_size")
 # Resolution of the momentum schedule: progress in [0, 1] is mapped onto this many steps.
 _SCHEDULE_STEPS = 10_000
 
@@ -34,6 +38,7 @@ class SSLMethod(nn.Module):
     name: ClassVar[str] = ""
     family: ClassVar[str]
     views: ClassVar[str] = "two_augmented"
+    augmentations: ClassVar[str] = "asymmetric"
     defaults: ClassVar[dict] = {}
     notes: ClassVar[dict[str, str]] = {}
 
@@ -113,4 +118,10 @@ def resolve_hparams(cls: type[SSLMethod], overrides: dict) -> dict:
     if resolved["optimizer"] not in OPTIMIZERS:
         raise UserError(f"method {cls.name!r}: optimizer must be one of {', '.join(OPTIMIZERS)}, "
                         f"got {resolved['optimizer']!r}")
+    if resolved.get("lr_scaling", "linear") not in LR_SCALINGS:
+        raise UserError(f"method {cls.name!r}: lr_scaling must be one of {', '.join(LR_SCALINGS)}, "
+                        f"got {resolved['lr_scaling']!r}")
+    if not 0.0 <= float(resolved["warmup"]) < 1.0:
+        raise UserError(f"method {cls.name!r}: warmup is a fraction of the run's steps in [0, 1), "
+                        f"got {resolved['warmup']!r}")
     return resolved

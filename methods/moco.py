@@ -21,16 +21,17 @@ from methods.registry import register_method
 class MoCo(SSLMethod):
     family = "contrastive"
     views = "two_augmented"
+    augmentations = "symmetric"
     defaults = {
-        "optimizer": "sgd", "lr": 0.03, "weight_decay": 1e-4, "warmup_epochs": 0, "batch_size": 256,
+        "optimizer": "sgd", "lr": 0.3, "weight_decay": 1e-4, "warmup": 0.0, "batch_size": 256,
         "proj_hidden_dim": 2048, "proj_output_dim": 128, "temperature": 0.2,
         "queue_size": 4096, "momentum_base": 0.99,
     }
     notes = {
         "optimizer": "paper: SGD, momentum 0.9",
-        "lr": "paper: 0.03 for batch 256, cosine decay",
+        "lr": "paper 0.03 for 200-800 ImageNet epochs; 0.3 as solo-learn's small-data MoCo v2+ (the paper's rate moved the encoder by 9e-3 in 30 steps), cosine decay",
         "weight_decay": "paper: 1e-4",
-        "warmup_epochs": "paper: no warm-up",
+        "warmup": "paper: no warm-up",
         "batch_size": "paper: 256",
         "proj_hidden_dim": "v2: 2-layer MLP head, hidden 2048",
         "proj_output_dim": "v2: 128-d keys",

@@ -6,7 +6,7 @@ import importlib
 from importlib import metadata
 
 from benchmark.errors import UserError
-from methods.base import FAMILIES, REQUIRED_DEFAULTS, VIEWS, SSLMethod
+from methods.base import AUGMENTATIONS, FAMILIES, REQUIRED_DEFAULTS, VIEWS, SSLMethod
 
 ENTRY_POINT_GROUP = "sslbench.methods"
 
@@ -39,6 +39,8 @@ def _validate(cls: type, origin: str) -> None:
         raise UserError(f"{origin}: family must be one of {', '.join(FAMILIES)}, got {getattr(cls, 'family', None)!r}")
     if cls.views not in VIEWS:
         raise UserError(f"{origin}: views must be one of {', '.join(VIEWS)}, got {cls.views!r}")
+    if cls.augmentations not in AUGMENTATIONS:
+        raise UserError(f"{origin}: augmentations must be one of {', '.join(AUGMENTATIONS)}, got {cls.augmentations!r}")
     missing = [k for k in REQUIRED_DEFAULTS if k not in cls.defaults]
     if missing:
         raise UserError(f"{origin}: defaults lack {', '.join(missing)}")

@@ -13,15 +13,18 @@ from methods.registry import register_method
 class SimCLR(SSLMethod):
     family = "contrastive"
     views = "two_augmented"
+    augmentations = "symmetric"
     defaults = {
-        "optimizer": "lars", "lr": 0.3, "weight_decay": 1e-6, "warmup_epochs": 10, "batch_size": 256,
-        "proj_hidden_dim": 2048, "proj_output_dim": 128, "temperature": 0.5,
+        "optimizer": "lars", "lr": 1.2, "lr_scaling": "sqrt", "trust_coefficient": 0.02, "weight_decay": 1e-6,
+        "warmup": 0.1, "batch_size": 256, "proj_hidden_dim": 2048, "proj_output_dim": 128, "temperature": 0.5,
     }
     notes = {
-        "optimizer": "LARS as in the paper (large-batch training)",
-        "lr": "paper: 0.3 × batch/256",
+        "optimizer": "LARS as in the paper, with LARC clipping (solo-learn's small-batch recipe)",
+        "lr": "paper App. B.1: 0.075·√batch for small batches = 1.2 at 256, scaled by √(batch/256)",
+        "lr_scaling": "paper App. B.1: square-root scaling works better than linear at small batches",
+        "trust_coefficient": "solo-learn: 0.02 with LARC clipping; a layer moves by at most 2 % of its norm per step",
         "weight_decay": "paper: 1e-6",
-        "warmup_epochs": "paper: 10 warm-up epochs then cosine decay",
+        "warmup": "paper: 10 warm-up epochs of 100; a tenth of the run",
         "batch_size": "paper 4096 on TPUs; 256 fits one GPU (Fig. 9: gap to large batches shrinks with epochs)",
         "proj_hidden_dim": "paper: 2-layer MLP, hidden = 2048 (ResNet-50 width)",
         "proj_output_dim": "paper: 128-d output",

@@ -28,16 +28,19 @@ def _run(args: argparse.Namespace) -> int:
         cls = get_method(args.name)
         if args.json:
             print(json.dumps({"name": cls.name, "family": cls.family, "views": cls.views,
-                              "defaults": cls.defaults, "notes": cls.notes}, indent=2))
+                              "augmentations": cls.augmentations, "defaults": cls.defaults, "notes": cls.notes},
+                             indent=2))
             return 0
-        print(f"{cls.name}: {cls.family}, views {cls.views}  ({cls.__module__}.{cls.__qualname__})")
+        print(f"{cls.name}: {cls.family}, views {cls.views}, {cls.augmentations} augmentations  "
+              f"({cls.__module__}.{cls.__qualname__})")
         rows = [(k, _format(v), cls.notes.get(k, "")) for k, v in cls.defaults.items()]
         print(tabulate(rows, headers=["hyper-parameter", "default", "why"], tablefmt="github"))
         return 0
 
     methods = available_methods()
     if args.json:
-        print(json.dumps({n: {"family": c.family, "views": c.views, "defaults": c.defaults}
+        print(json.dumps({n: {"family": c.family, "views": c.views, "augmentations": c.augmentations,
+                              "defaults": c.defaults}
                           for n, c in methods.items()}, indent=2))
         return 0
     rows = [(name, cls.family, cls.views,

@@ -26,9 +26,10 @@ def register(sub) -> None:
     p.add_argument("--backbone", default=None, help="resnet18 | resnet50 | efficientnet_lite0")
     p.add_argument("--init", choices=["random", "imagenet"], default=None,
                    help="start from random or ImageNet weights (default: random)")
-    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--steps", type=int, default=None,
+                   help="the budget in optimizer steps (default: the preset's; the same for every method "
+                        "and any data size)")
     p.add_argument("--batch-size", type=int, default=None, help="per device (default: the method's)")
-    p.add_argument("--max-steps", type=int, default=None, help="stop after this many optimizer steps")
     p.add_argument("--limit-frames", type=int, default=None, help="pretrain on at most N frames (evenly spaced)")
     p.add_argument("--positives", default=None, metavar="same_frame|temporal:K",
                    help="positive pairs: two augmentations of one frame (default) or two frames at most "
@@ -48,7 +49,7 @@ def register(sub) -> None:
     p.add_argument("--run-dir", type=Path, default=None,
                    help="folder of pretraining runs (default: $SSLBENCH_RUNS_DIR/pretrain or runs/pretrain)")
     p.add_argument("--checkpoint-every", type=int, default=None, metavar="STEPS",
-                   help="save the training state every N steps for resume (also at each epoch end; default 100)")
+                   help="save the training state every N steps for resume (default 100)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_pretrain)
 
@@ -85,8 +86,8 @@ def build_config(args: argparse.Namespace):
         spec = preset["data"]["pretrain"]["spec"]
         options = dict(preset["data"]["pretrain"].get("options", {}))
         options["resolution"] = preset["resolution"]
-    flags = {"backbone": args.backbone, "init": args.init, "epochs": args.epochs, "batch_size": args.batch_size,
-             "max_steps": args.max_steps, "limit_frames": args.limit_frames, "positives": args.positives,
+    flags = {"backbone": args.backbone, "init": args.init, "steps": args.steps, "batch_size": args.batch_size,
+             "limit_frames": args.limit_frames, "positives": args.positives,
              "precision": args.precision, "compile": args.compile, "num_nodes": args.num_nodes,
              "seed": args.seed, "devices": _parse_value(args.devices) if args.devices else None}
     values.update({k: v for k, v in flags.items() if v is not None})

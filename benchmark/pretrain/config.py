@@ -8,7 +8,10 @@ from dataclasses import asdict, dataclass, field, fields
 from benchmark.errors import UserError
 
 # Bump when the engine changes what a given config produces (augmentation, sampling, schedule).
-ENGINE_VERSION = 2  # 2: the ae target shares the augmented view's crop and flip
+# 2: the ae target shares the augmented view's crop and flip. 3: budgets in optimiser steps, LARS with
+# LARC clipping (timm), warm-up as a fraction of the run, BatchNorm statistics of the final encoder
+# estimated on the clean pool.
+ENGINE_VERSION = 3
 # Settings that change how fast a run goes, never what it produces: left out of the key.
 _NOT_IN_KEY = ("compile",)
 
@@ -19,7 +22,9 @@ class PretrainConfig:
     backbone: str = "resnet18"
     init: str = "random"  # "imagenet" = start SSL from ImageNet weights
     resolution: int = 64  # view size in pixels (square)
-    epochs: int = 1
+    # The budget, in optimiser steps: the same compute for every method and any data size (epochs
+    # would grow with the data). The pool is cycled in seeded permutations as often as needed.
+    steps: int = 100
     batch_size: int | None = None  # per device; None → the method's default
     positives: str = "same_frame"  # or "temporal:K"
     hparams: dict = field(default_factory=dict)  # overrides of the method defaults
@@ -29,7 +34,6 @@ class PretrainConfig:
     devices: int | str = "auto"
     num_nodes: int = 1
     seed: int = 0
-    max_steps: int | None = None
     limit_frames: int | None = None
 
     def key(self, data_fingerprint: str) -> str:
@@ -53,14 +57,15 @@ class PretrainConfig:
 
         if self.resolution < 8:
             raise UserError(f"resolution must be at least 8 pixels, got {self.resolution}")
-        if self.epochs < 1:
-            raise UserError(f"epochs must be >= 1, got {self.epochs}")
+        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
+            raise UserError(f"steps (the pretraining budget in optimiser steps) must be an integer >= 1, "
+                            f"got {self.steps!r}")
         if self.batch_size is not None and self.batch_size < 2:
             raise UserError(f"batch size must be >= 2 (SSL losses compare samples), got {self.batch_size}")
-        if self.max_steps is not None and self.max_steps < 1:
-            raise UserError(f"max_steps must be >= 1, got {self.max_steps}")
         if self.limit_frames is not None and self.limit_frames < 2:
             raise UserError(f"limit_frames must be >= 2, got {self.limit_frames}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise UserError(f"seed must be an integer >= 0, got {self.seed!r}")
         if self.init not in ("random", "imagenet"):
             raise UserError(f"init must be 'random' or 'imagenet', got {self.init!r}")
         if self.precision not in ("auto", "32", "32-true", "bf16-mixed", "16-mixed", "bf16-true"):

@@ -100,8 +100,8 @@ def test_end_to_end_vs_model_only_ceiling(benchmark, tmp_path, setting):
     backbone, resolution, batch, compile_, epochs, frames = setting
     cache_size = max(resolution, 256 if CUDA else resolution)
     pool = _pool(tmp_path / "pool", frames, cache_size)
-    cfg = PretrainConfig(method="vicreg", backbone=backbone, resolution=resolution, epochs=epochs, batch_size=batch,
-                         hparams={"optimizer": "sgd", "warmup_epochs": 0}, compile=compile_)
+    cfg = PretrainConfig(method="vicreg", backbone=backbone, resolution=resolution, steps=epochs * frames // batch,
+                         batch_size=batch, hparams={"optimizer": "sgd", "warmup": 0.0}, compile=compile_)
     result: dict = {}
 
     def run_once():

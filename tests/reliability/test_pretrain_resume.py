@@ -24,10 +24,10 @@ from benchmark.pretrain.module import NonFiniteLossError
 from benchmark.pretrain.run import pretrain
 from methods.base import SSLMethod
 
-# 3 videos × 16 frames, batch 8 → 6 steps an epoch, 2 epochs = 12 steps; a checkpoint every 2.
+# 3 videos × 16 frames, batch 8 → 6 steps a pass over the pool, 12 steps (two passes); a checkpoint every 2.
 ARGS = ["pretrain", "--method", "vicreg", "--dataset", "synthetic", "-o", "subjects=3", "-o", "videos_per_subject=1",
-        "-o", "frames_per_video=16", "--resolution", "32", "--batch-size", "8", "--epochs", "2",
-        "--set", "proj_hidden_dim=32", "--set", "proj_output_dim=32", "--set", "warmup_epochs=1",
+        "-o", "frames_per_video=16", "--resolution", "32", "--batch-size", "8", "--steps", "12",
+        "--set", "proj_hidden_dim=32", "--set", "proj_output_dim=32", "--set", "warmup=0.5",
         "--positives", "temporal:2", "--checkpoint-every", "2", "--seed", "3", "--quiet"]
 
 
@@ -97,7 +97,7 @@ class _NaNAfter(SSLMethod):
     name = "nan_after_five"
     family = "information"
     views = "two_augmented"
-    defaults = {"optimizer": "sgd", "lr": 0.05, "weight_decay": 0.0, "warmup_epochs": 0, "batch_size": 4}
+    defaults = {"optimizer": "sgd", "lr": 0.05, "weight_decay": 0.0, "warmup": 0.0, "batch_size": 4}
 
     def __init__(self, encoder, **hp):
         super().__init__(encoder, **hp)
@@ -124,7 +124,7 @@ def test_non_finite_loss_stops_with_step_method_and_hint_and_keeps_the_last_good
     import methods.registry
 
     monkeypatch.setattr(methods.registry, "get_method", lambda name: _NaNAfter)
-    cfg = PretrainConfig(method="nan_after_five", resolution=32, epochs=3, batch_size=4)
+    cfg = PretrainConfig(method="nan_after_five", resolution=32, steps=18, batch_size=4)
     with pytest.raises(NonFiniteLossError) as err:
         pretrain(cfg, _tiny_pool(tmp_path / "pool"), tmp_path / "runs", progress=False, checkpoint_every=2)
     message = str(err.value)

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from benchmark import backbones
 from benchmark.backbones import BACKBONES, LITE_BN_EPS, build_backbone, lite0_imagenet_state_dict
-from benchmark.checkpoint import load_encoder, save_encoder
+from benchmark.checkpoint import checkpoint_identity, file_sha256, load_encoder, save_encoder, weights_sha256
 from benchmark.errors import UserError
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -121,9 +121,15 @@ def test_resnet_weights_from_hub_cache_and_from_a_path(empty_hub, tmp_path):
 def test_checkpoint_round_trip_and_bad_files(tmp_path):
     encoder = build_backbone("efficientnet_lite0").eval()
     path = tmp_path / "enc.safetensors"
-    save_encoder(path, encoder, {"method": "vicreg", "epochs": 3})
+    save_encoder(path, encoder, {"method": "vicreg", "steps": 3})
     loaded, meta = load_encoder(path)
-    assert meta == {"method": "vicreg", "epochs": 3, "backbone": "efficientnet_lite0", "feat_dim": 1280}
+    assert meta == {"method": "vicreg", "steps": 3, "backbone": "efficientnet_lite0", "feat_dim": 1280,
+                    "weights_sha256": weights_sha256(encoder.state_dict())}
+    # The identity of an encoder is its weights: other metadata (wall time, throughput) leaves it alone.
+    again = tmp_path / "again.safetensors"
+    save_encoder(again, encoder, {"method": "vicreg", "steps": 3, "wall_time_s": 12.5})
+    assert checkpoint_identity(again) == checkpoint_identity(path) and file_sha256(again) != file_sha256(path)
+    again.unlink()
     x = torch.rand(2, 1, 32, 32)
     with torch.no_grad():
         assert torch.equal(loaded.eval()(x), encoder(x))

@@ -14,15 +14,15 @@ def _config(*flags: str):
 
 
 def test_flags_override_the_preset_and_the_preset_overrides_the_defaults():
-    cfg, spec, options = _config("--preset", "smoke", "--epochs", "5", "--set", "lr=0.1",
+    cfg, spec, options = _config("--preset", "smoke", "--steps", "5", "--set", "lr=0.1",
                                  "--augment", "view2.solarize_p=0", "--augment", "crop_scale=[0.5,1.0]",
                                  "--positives", "temporal:4")
-    assert cfg.epochs == 5 and cfg.batch_size == 64  # flag, preset
+    assert cfg.steps == 5 and cfg.batch_size == 64  # flag, preset
     assert cfg.backbone == "efficientnet_lite0" and cfg.resolution == 48  # from the preset
     assert cfg.hparams == {"lr": 0.1}
     assert cfg.augment == {"view2.solarize_p": 0, "crop_scale": [0.5, 1.0]}
     assert cfg.positives == "temporal:4"
-    assert spec == "synthetic" and options["subjects"] == 12 and options["resolution"] == 48
+    assert spec == "synthetic" and options["subjects"] == 24 and options["resolution"] == 48
     cfg, spec, options = _config("--dataset", "videos:/data/clips", "--resolution", "96", "--stride", "5")
     assert spec == "videos:/data/clips" and options == {"resolution": 96, "stride": 5}
     assert cfg.resolution == 96 and cfg.backbone == "resnet18" and cfg.batch_size is None
@@ -41,7 +41,7 @@ def test_key_covers_what_changes_the_checkpoint_and_nothing_else():
 @pytest.mark.parametrize("flags, message", [
     (["--set", "lr"], "--set expects KEY=VALUE"),
     (["--positives", "neighbours"], "--positives must be"),
-    (["--epochs", "0"], "epochs must be >= 1"),
+    (["--steps", "0"], "steps .* must be an integer >= 1"),
     (["--batch-size", "1"], "batch size must be >= 2"),
     (["--augment", "crop_scale=[0.5"], "is not a list"),
 ])

@@ -1,6 +1,6 @@
 """Result files: where they go, atomic validated writes, and the provenance every result carries.
 
-One JSON per job at `<results>/<track>/<init>/<protocol>/<fraction>/seed<k>.json`. A write goes to a
+One JSON per job at `<results>/<track>/<init>/<protocol>/<fraction>/pretrain-seed<p>/seed<k>.json`. A write goes to a
 hidden temporary file in the same folder and is renamed into place (`os.replace`), so a killed
 process leaves either the old file, the new one, or a `.*.tmp-<pid>` file that no reader globs for
 `*.json` and that `remove_stale_temp_files` clears.
@@ -41,9 +41,15 @@ def fraction_label(fraction: float) -> str:
     return f"{fraction * 100:g}pct"
 
 
+def run_folder_name(pretrain_seed: int) -> str:
+    """The folder of one pretraining run's downstream results."""
+    return f"pretrain-seed{pretrain_seed}"
+
+
 def result_path(results_dir: Path, track_id: str, init: str, protocol: str, fraction: float,
-                seed: int) -> Path:
-    return Path(results_dir) / track_id / init / protocol / fraction_label(fraction) / f"seed{seed}.json"
+                pretrain_seed: int, seed: int) -> Path:
+    return (Path(results_dir) / track_id / init / protocol / fraction_label(fraction) / run_folder_name(pretrain_seed)
+            / f"seed{seed}.json")
 
 
 @functools.cache

@@ -1,9 +1,17 @@
-"""The downstream grid: inits × protocols × label fractions × seeds on one track, as runner jobs.
+"""The downstream grid: inits × protocols × label fractions × (pretraining seed, seed) on one track,
+as runner jobs.
+
+Runs are nested: an SSL method is pretrained once per pretraining seed of the protocol, and each of
+its checkpoints is evaluated on the protocol's downstream seeds. A job (pretraining seed p, seed s)
+draws its label subset, head and data order from both (`downstream_seed`), and every init is
+evaluated on the same subsets: the baselines too, `random` with its own network per p (weights
+drawn from a stream of p, BatchNorm statistics estimated on the pool) and `imagenet` with the same
+weights for every p. So comparisons are paired job by job, and the pretraining runs are the
+independent replicates the statistics are computed over.
 
 A job's key is the sha256 of everything that determines its result: the protocol (file hash +
 the preset's overrides), the init (name + checkpoint hash), the dataset fingerprints, the track,
-the fraction and the seed. Inits: every SSL method's checkpoint, plus the baselines `imagenet` (the
-backbone's ImageNet weights) and `random`.
+the fraction and the two seeds.
 """
 from __future__ import annotations
 
@@ -23,9 +31,22 @@ BASELINES = ("imagenet", "random")
 # Named datasets keep their name in a track id; generic formats (a folder of videos, ...) add the
 # folder's name so two different folders make two tracks.
 _NAMED_DATASETS = ("synthetic", "echonet", "fetal_planes_db")
-# The random baseline's probe features come from one fixed draw, so they are extracted once;
-# its fine-tunes draw the random weights from the job's seed.
-RANDOM_PROBE_SEED = 0
+
+
+def downstream_seed(pretrain_seed: int, seed: int) -> int:
+    """The one integer seed of job (pretraining seed, seed): its label subset, head, data order and
+    augmentation. Distinct pairs give independent streams (numpy's SeedSequence)."""
+    import numpy as np
+
+    return int(np.random.SeedSequence([int(pretrain_seed), int(seed)]).generate_state(1)[0])
+
+
+def job_seeds(protocol: ProtocolSpec, fraction: float) -> list[int]:
+    """The downstream seeds a protocol runs at `fraction`. The linear probe is deterministic given its
+    label subset, and at 100 % every seed has the same subset: one run, not copies of it."""
+    if protocol.name == "linear_probe" and fraction >= 1.0:
+        return protocol.seeds[:1]
+    return protocol.seeds
 
 
 def dataset_name(spec: str) -> str:
@@ -67,8 +88,9 @@ class Init:
     name: str
     kind: str  # "ssl" | "baseline"
     backbone: str
+    pretrain_seed: int
     family: str | None = None
-    checkpoint: Path | None = None
+    checkpoint: Path | None = None  # None for imagenet: the backbone's ImageNet weights
     checkpoint_hash: str | None = None
     pretrain: dict | None = None
     pretrain_fingerprint: str | None = None
@@ -76,8 +98,8 @@ class Init:
     @property
     def identity(self) -> str:
         """Identifies the encoder weights (feature cache and job keys)."""
-        if self.kind == "ssl":
-            return f"ssl:{self.checkpoint_hash}"
+        if self.checkpoint_hash is not None:
+            return f"ckpt:{self.checkpoint_hash}"
         return f"{self.name}:{self.backbone}"
 
     def record(self) -> dict:
@@ -85,8 +107,8 @@ class Init:
                 "checkpoint_hash": self.checkpoint_hash, "pretrain": self.pretrain}
 
     def build_encoder(self):
-        """A fresh encoder with this init's weights (random weights come from torch's current seed)."""
-        if self.kind == "ssl":
+        """A fresh encoder with this init's weights."""
+        if self.checkpoint is not None:
             from benchmark.checkpoint import load_encoder
 
             encoder, _meta = load_encoder(self.checkpoint)
@@ -96,21 +118,22 @@ class Init:
         return build_backbone(self.backbone, init=self.name)
 
 
-def baseline_init(name: str, backbone: str) -> Init:
-    if name not in BASELINES:
-        raise ValueError(f"baseline must be one of {BASELINES}, got {name!r}")
-    return Init(name=name, kind="baseline", backbone=backbone)
+def imagenet_init(backbone: str, pretrain_seed: int) -> Init:
+    """The ImageNet baseline in the block of pretraining seed `pretrain_seed`: the same weights in every
+    block, evaluated on that block's label subsets (so it pairs with the SSL runs of that seed)."""
+    return Init(name="imagenet", kind="baseline", backbone=backbone, pretrain_seed=pretrain_seed)
 
 
-def ssl_init(method: str, checkpoint: Path, family: str | None = None) -> Init:
-    """The init of a pretrained checkpoint (benchmark.checkpoint format); its metadata says how it
-    was pretrained."""
-    from benchmark.checkpoint import file_sha256, load_encoder
+def checkpoint_init(name: str, checkpoint: Path, pretrain_seed: int, kind: str = "ssl",
+                    family: str | None = None) -> Init:
+    """The init of an encoder checkpoint (benchmark.checkpoint format): an SSL run, or the `random`
+    baseline of one pretraining seed. Its metadata says how it was made."""
+    from benchmark.checkpoint import checkpoint_identity, load_encoder
 
     encoder, meta = load_encoder(Path(checkpoint))  # validates the file (corrupt → UserError)
-    pretrain = {k: v for k, v in meta.items() if k not in ("sha256",)}
-    return Init(name=method, kind="ssl", backbone=encoder.name, family=family, checkpoint=Path(checkpoint),
-                checkpoint_hash=file_sha256(Path(checkpoint)), pretrain=pretrain,
+    pretrain = {k: v for k, v in meta.items() if k not in ("sha256", "weights_sha256")}
+    return Init(name=name, kind=kind, backbone=encoder.name, pretrain_seed=pretrain_seed, family=family,
+                checkpoint=Path(checkpoint), checkpoint_hash=checkpoint_identity(Path(checkpoint)), pretrain=pretrain,
                 pretrain_fingerprint=meta.get("data_fingerprint") or meta.get("fingerprint"))
 
 
@@ -121,7 +144,7 @@ class GridJob:
     fraction: float
     seed: int
     track: Track
-    fingerprints: dict[str, str]  # {"downstream": ..., "pretrain": ... (SSL inits)}
+    fingerprints: dict[str, str]  # {"downstream": ..., "pretrain": ... (inits made on the pool)}
     output: Path
     key: str = field(init=False)
 
@@ -129,32 +152,44 @@ class GridJob:
         self.key = job_key(self.init, self.protocol, self.fraction, self.seed, self.track, self.fingerprints)
 
     @property
+    def pretrain_seed(self) -> int:
+        return self.init.pretrain_seed
+
+    @property
+    def subset_seed(self) -> int:
+        return downstream_seed(self.pretrain_seed, self.seed)
+
+    @property
     def label(self) -> str:
-        return f"{self.init.name} {self.protocol.name} {self.fraction * 100:g}% seed{self.seed}"
+        return (f"{self.init.name} {self.protocol.name} {self.fraction * 100:g}% "
+                f"pretrain-seed{self.pretrain_seed} seed{self.seed}")
 
 
 def job_key(init: Init, protocol: ProtocolSpec, fraction: float, seed: int, track: Track,
             fingerprints: dict[str, str]) -> str:
     return canonical_hash({"protocol": protocol.key, "init": {"name": init.name, "identity": init.identity},
                            "data": fingerprints, "track": track.record(), "fraction": float(fraction),
-                           "seed": int(seed)})
+                           "pretrain_seed": int(init.pretrain_seed), "seed": int(seed)})
 
 
 def build_grid(inits: list[Init], protocols: list[ProtocolSpec], track: Track, downstream: FrameCache,
-               results_dir: Path, pretrain_fingerprint: str | None = None) -> list[GridJob]:
-    """Every (init, protocol, fraction, seed), in a fixed order (shards depend on it)."""
+               results_dir: Path) -> list[GridJob]:
+    """Every (init, protocol, fraction, seed) whose pretraining seed the protocol runs, in a fixed
+    order (shards depend on it)."""
     jobs = []
     for init in inits:
         fps = {"downstream": downstream.fingerprint}
-        if init.kind == "ssl":
-            fps["pretrain"] = init.pretrain_fingerprint or pretrain_fingerprint or "unknown"
+        if init.pretrain_fingerprint:
+            fps["pretrain"] = init.pretrain_fingerprint
         for spec in protocols:
+            if init.pretrain_seed not in spec.pretrain_seeds:
+                continue
             for fraction in spec.fractions:
-                for seed in spec.seeds:
+                for seed in job_seeds(spec, fraction):
                     jobs.append(GridJob(init=init, protocol=spec, fraction=fraction, seed=seed, track=track,
                                         fingerprints=fps,
                                         output=result_path(results_dir, track.id, init.name, spec.name,
-                                                           fraction, seed)))
+                                                           fraction, init.pretrain_seed, seed)))
     return jobs
 
 
@@ -163,22 +198,20 @@ def runner_jobs(grid: list[GridJob], downstream: FrameCache, run_dir: Path, prog
     """Wrap grid jobs for benchmark.runner: each produces its validated result record."""
     import torch
 
+    from benchmark import determinism
     from protocols.linear_probe import default_device
 
     device = default_device()
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name()
+    arithmetic = determinism.configure(device.type)
     features: dict[str, object] = {}
 
     def probe_features(job: GridJob):
         from protocols.linear_probe import cached_features
 
-        ident = job.init.identity + (f":seed{RANDOM_PROBE_SEED}" if job.init.name == "random" else "")
+        ident = job.init.identity
         if ident not in features:
-            def make():
-                torch.manual_seed(RANDOM_PROBE_SEED)
-                return job.init.build_encoder()
-
-            features[ident] = cached_features(make, ident, downstream, run_dir,
+            features[ident] = cached_features(job.init.build_encoder, ident, downstream, run_dir,
                                               job.protocol.settings["features"]["batch_size"], device,
                                               progress=progress)
         return features[ident]
@@ -189,29 +222,30 @@ def runner_jobs(grid: list[GridJob], downstream: FrameCache, run_dir: Path, prog
             if job.protocol.name == "linear_probe":
                 from protocols.linear_probe import run_probe
 
-                out = run_probe(probe_features(job), downstream, job.protocol, job.fraction, job.seed, device)
+                out = run_probe(probe_features(job), downstream, job.protocol, job.fraction, job.subset_seed, device)
             else:
                 from protocols.finetune import run_finetune
 
                 if progress:
                     print(f"fine-tuning: {job.label}", file=sys.stderr, flush=True)
-                out = run_finetune(job.init.build_encoder, downstream, job.protocol, job.fraction, job.seed,
+                out = run_finetune(job.init.build_encoder, downstream, job.protocol, job.fraction, job.subset_seed,
                                    state_path=_state_path(run_dir, job), device=device, progress=progress)
             if job.protocol.overrides:
                 out["train"]["protocol_overrides"] = job.protocol.overrides
             return {
-                "schema_version": 1,
+                "schema_version": 2,
                 "job": {"key": job.key, "init": job.init.name, "protocol": job.protocol.name,
-                        "fraction": float(job.fraction), "seed": int(job.seed)},
+                        "fraction": float(job.fraction), "pretrain_seed": int(job.pretrain_seed),
+                        "seed": int(job.seed)},
                 "track": job.track.record(),
                 "protocol": job.protocol.record(),
                 "init": job.init.record(),
                 "class_names": list(downstream.class_names),
                 "metrics": out["metrics"],
                 "train": out["train"],
-                "provenance": provenance(dataset_fingerprints=job.fingerprints, device=device_name,
-                                         gpu=device.type == "cuda", wall_time_s=time.perf_counter() - start,
-                                         command=command),
+                "provenance": {**provenance(dataset_fingerprints=job.fingerprints, device=device_name,
+                                            gpu=device.type == "cuda", wall_time_s=time.perf_counter() - start,
+                                            command=command), **arithmetic},
             }
 
         return produce

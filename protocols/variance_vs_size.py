@@ -18,14 +18,12 @@ import pandas as pd
 from benchmark.data.cache import FrameCache
 from benchmark.data.splits import _stable_rank
 from benchmark.errors import UserError
-from benchmark.results import fraction_label
+from benchmark.results import fraction_label, run_folder_name
 from benchmark.runner import Job
 from protocols.spec import ProtocolSpec, canonical_hash, load_protocol
 
 NAME = "variance_vs_size"
 AXES = ("diversity", "size")
-# Every subset trains for `pretrain_steps`; epochs only bound the run, so set them out of the way.
-_UNBOUNDED_EPOCHS = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -96,18 +94,19 @@ def subsets(spec: ProtocolSpec, pool: FrameCache) -> list[Subset]:
 
 
 def eval_protocols(spec: ProtocolSpec, preset_overrides: dict) -> list[ProtocolSpec]:
-    """The main protocols as the ablation runs them: one label fraction, the ablation's seeds, plus the
-    preset's overrides of each (e.g. fewer fine-tune epochs on the smoke track)."""
+    """The main protocols as the ablation runs them: one label fraction, the ablation's seeds and
+    pretraining seeds, plus the preset's overrides of each (e.g. fewer fine-tune epochs on the smoke
+    track)."""
     s = spec.settings
-    return [load_protocol(name, {**(preset_overrides.get(name) or {}),
-                                 "fractions": [s["fraction"]], "seeds": list(s["seeds"])})
+    return [load_protocol(name, {**(preset_overrides.get(name) or {}), "fractions": [s["fraction"]],
+                                 "seeds": list(s["seeds"]), "pretrain_seeds": list(s["pretrain_seeds"])})
             for name in s["eval_protocols"]]
 
 
 def result_path(results_dir: Path, track_id: str, method: str, subset: Subset, eval_protocol: str,
-                fraction: float, seed: int) -> Path:
+                fraction: float, pretrain_seed: int, seed: int) -> Path:
     return (Path(results_dir) / track_id / method / NAME / subset.tag / eval_protocol / fraction_label(fraction)
-            / f"seed{seed}.json")
+            / run_folder_name(pretrain_seed) / f"seed{seed}.json")
 
 
 def ablation_jobs(spec: ProtocolSpec, method: str, subset: Subset, init, evals: list[ProtocolSpec], track,
@@ -126,12 +125,13 @@ def ablation_jobs(spec: ProtocolSpec, method: str, subset: Subset, init, evals: 
             grid.append(GridJob(init=init, protocol=ev, fraction=ev.fractions[0], seed=seed, track=track,
                                 fingerprints={"downstream": downstream.fingerprint, "pretrain": subset_fp},
                                 output=result_path(results_dir, track.id, method, subset, ev.name,
-                                                   ev.fractions[0], seed)))
+                                                   ev.fractions[0], init.pretrain_seed, seed)))
     jobs = []
     for g, job in zip(grid, runner_jobs(grid, downstream, runs_dir, progress=progress), strict=True):
         key = canonical_hash({"ablation": spec.key, "subset": subset.tag, "eval_job": job.key})
         jobs.append(Job(key=key, output=job.output, produce=_as_ablation(job.produce, key, spec, subset, g),
-                        label=f"{method} {subset.tag} {g.protocol.name} seed{g.seed}", cleanup=job.cleanup))
+                        label=f"{method} {subset.tag} {g.protocol.name} pretrain-seed{g.pretrain_seed} seed{g.seed}",
+                        cleanup=job.cleanup))
     return jobs
 
 
@@ -147,15 +147,16 @@ def _as_ablation(produce: Callable[[], dict], key: str, spec: ProtocolSpec, subs
 
 
 def pretrain_subset(preset_pretrain: dict, method: str, spec: ProtocolSpec, subset: Subset, pool: FrameCache,
-                    run_dir: Path, progress: bool = True) -> Path:
-    """Pretrain `method` on one subset for the protocol's fixed number of steps (keyed and resumable)."""
+                    run_dir: Path, seed: int, progress: bool = True) -> Path:
+    """Pretrain `method` on one subset with pretraining seed `seed` for the protocol's fixed number of
+    steps (keyed and resumable)."""
     from benchmark.pretrain.config import PretrainConfig
     from benchmark.pretrain.run import pretrain
 
-    cfg = PretrainConfig.from_dict({**preset_pretrain, "method": method, "epochs": _UNBOUNDED_EPOCHS,
-                                    "max_steps": spec.settings["pretrain_steps"],
-                                    "batch_size": spec.settings["batch_size"]}).validate()
+    cfg = PretrainConfig.from_dict({**preset_pretrain, "method": method, "steps": spec.settings["pretrain_steps"],
+                                    "batch_size": spec.settings["batch_size"], "seed": seed}).validate()
     if progress:
-        print(f"pretraining {method} on {subset.tag}: {subset.subjects} subjects, {subset.videos} videos, "
-              f"{subset.frames} frames, {spec.settings['pretrain_steps']} steps", file=sys.stderr, flush=True)
+        print(f"pretraining {method} on {subset.tag} (pretraining seed {seed}): {subset.subjects} subjects, "
+              f"{subset.videos} videos, {subset.frames} frames, {spec.settings['pretrain_steps']} steps",
+              file=sys.stderr, flush=True)
     return pretrain(cfg, pool, run_dir, progress=progress, frame_positions=subset.positions)

@@ -20,7 +20,8 @@ def register(sub) -> None:
                     "diversity (few → many subjects at a fixed frame budget) and size (a growing frame budget "
                     "at fixed subjects); pretrain each for the same number of steps and evaluate it with the "
                     "linear probe and fine-tuning at 1 %% labels over the protocol's seeds. With --shard i/N "
-                    "each shard takes every N-th (method, subset) unit: its pretraining and its evaluations.")
+                    "each shard takes every N-th (method, subset, pretraining seed) unit: its pretraining and its "
+                    "evaluations.")
     v.add_argument("--method", default=None,
                    help="SSL method(s), comma-separated (default: the protocol's, barlowtwins and simclr)")
     add_track_arguments(v)
@@ -33,7 +34,7 @@ def _variance_vs_size(args: argparse.Namespace) -> int:
     from benchmark.runner import parse_shard, run_jobs, select_shard
     from methods.registry import get_method
     from protocols import variance_vs_size as vvs
-    from protocols.grid import ssl_init
+    from protocols.grid import checkpoint_init
     from protocols.spec import load_protocol
 
     ctx = track_context(args)
@@ -42,20 +43,20 @@ def _variance_vs_size(args: argparse.Namespace) -> int:
     evals = [e for e in vvs.eval_protocols(spec, ctx.preset["protocols"])
              if not args.protocol or e.name in args.protocol]
     pool, downstream = ctx.pretrain_cache(), ctx.downstream_cache()
-    units = [(m, s) for m in methods for s in vvs.subsets(spec, pool)]
+    units = [(m, s, ps) for m in methods for s in vvs.subsets(spec, pool) for ps in spec.settings["pretrain_seeds"]]
     shard = parse_shard(args.shard)
     mine = select_shard(units, shard)
     where = f" (shard {shard[0]}/{shard[1]})" if shard else ""
-    print(f"{vvs.NAME} on {ctx.track.id}{where}: {len(mine)} of {len(units)} (method, subset) units, "
-          f"{len(evals)} protocols × {len(spec.settings['seeds'])} seeds each", file=sys.stderr, flush=True)
+    print(f"{vvs.NAME} on {ctx.track.id}{where}: {len(mine)} of {len(units)} (method, subset, pretraining seed) "
+          f"units, {len(evals)} protocols × {len(spec.settings['seeds'])} seeds each", file=sys.stderr, flush=True)
     run_dir = ctx.runs_dir / "ablation" / ctx.track.id
     done = 0
-    for method, subset in mine:
-        ckpt = vvs.pretrain_subset(ctx.preset["pretrain"], method, spec, subset, pool, run_dir)
-        init = ssl_init(method, ckpt, family=get_method(method).family)
+    for method, subset, seed in mine:
+        ckpt = vvs.pretrain_subset(ctx.preset["pretrain"], method, spec, subset, pool, run_dir, seed)
+        init = checkpoint_init(method, ckpt, seed, family=get_method(method).family)
         jobs = vvs.ablation_jobs(spec, method, subset, init, evals, ctx.track, downstream, pool.fingerprint,
                                  ctx.results_dir, ctx.runs_dir)
-        done += len(run_jobs(jobs, force=args.force, title=f"{method} {subset.tag}").done)
+        done += len(run_jobs(jobs, force=args.force, title=f"{method} {subset.tag} pretrain-seed{seed}").done)
     print(f"{vvs.NAME}: {done} runs written under {ctx.results_dir / ctx.track.id}", file=sys.stderr)
     if not args.no_leaderboard:
         refresh_leaderboard(ctx.results_dir)

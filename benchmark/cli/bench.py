@@ -155,35 +155,59 @@ def parse_methods(text: str, *, baselines: bool) -> tuple[list[str], list[str]]:
     return list(dict.fromkeys(methods)), list(dict.fromkeys(base))
 
 
-def pretrain_run(ctx: TrackContext, method: str, pool) -> tuple[object, Path, Path]:
+def pretrain_seeds(ctx: TrackContext) -> list[int]:
+    """The pretraining seeds the track's protocols run (each SSL method is pretrained once per seed)."""
+    return sorted({ps for spec in ctx.protocols for ps in spec.pretrain_seeds})
+
+
+def pretrain_run(ctx: TrackContext, method: str, pool, seed: int) -> tuple[object, Path, Path]:
     """(PretrainConfig, the run folder given to `pretrain`, the final checkpoint it makes there)."""
     from benchmark.pretrain.config import PretrainConfig
     from benchmark.pretrain.run import FINAL_NAME, run_folder
 
-    cfg = PretrainConfig.from_dict({"method": method, **ctx.preset["pretrain"]}).validate()
+    cfg = PretrainConfig.from_dict({"method": method, **ctx.preset["pretrain"], "seed": seed}).validate()
     run_dir = ctx.runs_dir / "pretrain" / ctx.track.id
     return cfg, run_dir, run_folder(cfg, cfg.key(pool.fingerprint), run_dir) / FINAL_NAME
 
 
-def pretrained_init(ctx: TrackContext, method: str, pool, progress: bool = True):
-    """The checkpoint of `method` on this track: pretrained now unless it exists."""
+def pretrained_inits(ctx: TrackContext, method: str, pool, progress: bool = True) -> list:
+    """The checkpoints of `method` on this track, one per pretraining seed: pretrained now unless they exist."""
     from benchmark.pretrain.run import pretrain
     from methods.registry import get_method
-    from protocols.grid import ssl_init
+    from protocols.grid import checkpoint_init
 
-    cfg, run_dir, final = pretrain_run(ctx, method, pool)
-    if progress and not final.exists():
-        print(f"pretraining {method} on {ctx.track.id} ({final.parent})", file=sys.stderr, flush=True)
-    checkpoint = pretrain(cfg, pool, run_dir, progress=progress)
-    return ssl_init(method, checkpoint, family=get_method(method).family)
+    inits = []
+    for seed in pretrain_seeds(ctx):
+        cfg, run_dir, final = pretrain_run(ctx, method, pool, seed)
+        if progress and not final.exists():
+            print(f"pretraining {method} (pretraining seed {seed}, {cfg.steps} steps) on {ctx.track.id} "
+                  f"({final.parent})", file=sys.stderr, flush=True)
+        checkpoint = pretrain(cfg, pool, run_dir, progress=progress)
+        inits.append(checkpoint_init(method, checkpoint, seed, family=get_method(method).family))
+    return inits
 
 
-def run_grid(ctx: TrackContext, inits: list, downstream, args: argparse.Namespace, pretrain_fp: str | None):
+def baseline_inits(ctx: TrackContext, name: str, pool, progress: bool = True) -> list:
+    """The baseline `name` in every pretraining-seed block: imagenet's weights in each; for random, the
+    random network of that seed with BatchNorm statistics estimated on the pool (made once, keyed)."""
+    from benchmark.pretrain.run import random_baseline
+    from protocols.grid import checkpoint_init, imagenet_init
+
+    backbone = ctx.preset["backbone"]
+    if name == "imagenet":
+        return [imagenet_init(backbone, seed) for seed in pretrain_seeds(ctx)]
+    run_dir = ctx.runs_dir / "pretrain" / ctx.track.id
+    return [checkpoint_init("random", random_baseline(backbone, ctx.preset["resolution"], seed, pool, run_dir,
+                                                      progress=progress), seed, kind="baseline")
+            for seed in pretrain_seeds(ctx)]
+
+
+def run_grid(ctx: TrackContext, inits: list, downstream, args: argparse.Namespace):
     from benchmark.runner import parse_shard, run_jobs
     from protocols.grid import build_grid, runner_jobs
 
     shard = parse_shard(getattr(args, "shard", None))
-    grid = build_grid(inits, ctx.protocols, ctx.track, downstream, ctx.results_dir, pretrain_fp)
+    grid = build_grid(inits, ctx.protocols, ctx.track, downstream, ctx.results_dir)
     jobs = runner_jobs(grid, downstream, ctx.runs_dir)
     summary = run_jobs(jobs, force=getattr(args, "force", False), shard=shard,
                        title=f"{ctx.track.id}")
@@ -205,17 +229,12 @@ def refresh_leaderboard(results_dir: Path) -> None:
 
 def _bench(args: argparse.Namespace) -> int:
     methods, baselines = parse_methods(args.method, baselines=not args.no_baselines)
-    ctx = track_context(args, need_pretrain_data=bool(methods))
-    from protocols.grid import baseline_init
-
+    ctx = track_context(args, need_pretrain_data=bool(methods) or "random" in baselines)
     downstream = ctx.downstream_cache()
-    inits, pretrain_fp = [], None
-    if methods:
-        pool = ctx.pretrain_cache()
-        pretrain_fp = pool.fingerprint
-        inits = [pretrained_init(ctx, m, pool) for m in methods]
-    inits += [baseline_init(b, ctx.preset["backbone"]) for b in baselines]
-    run_grid(ctx, inits, downstream, args, pretrain_fp)
+    pool = ctx.pretrain_cache() if methods or "random" in baselines else None
+    inits = [init for m in methods for init in pretrained_inits(ctx, m, pool)]
+    inits += [init for b in baselines for init in baseline_inits(ctx, b, pool)]
+    run_grid(ctx, inits, downstream, args)
     if not args.no_leaderboard:
         refresh_leaderboard(ctx.results_dir)
     return 0

@@ -27,36 +27,29 @@ def register(sub) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from benchmark.cli.bench import run_grid, track_context
-    from protocols.grid import baseline_init, ssl_init
+    from benchmark.cli.bench import baseline_inits, pretrain_seeds, run_grid, track_context
+    from benchmark.cli.run import explicit_checkpoint_init
 
-    ctx = track_context(args, need_pretrain_data=False)
+    ctx = track_context(args, need_pretrain_data=args.init == "random")
     if args.checkpoint is not None:
         if not args.checkpoint.exists():
             raise UserError(f"--checkpoint {args.checkpoint} does not exist")
-        from benchmark.checkpoint import load_encoder
+        from benchmark.checkpoint import read_meta
 
-        _enc, meta = load_encoder(args.checkpoint)
-        name = args.name or meta.get("method")
+        name = args.name or read_meta(args.checkpoint).get("method")
         if not name:
             raise UserError(f"{args.checkpoint} does not say which method made it; pass --name")
-        family = None
-        try:
-            from methods.registry import get_method
-
-            family = get_method(name).family
-        except UserError:
-            pass
-        init = ssl_init(name, args.checkpoint, family=family)
-        if init.backbone != ctx.preset["backbone"]:
-            raise UserError(f"{args.checkpoint} holds a {init.backbone} encoder but track {ctx.track.id} is "
+        inits = [explicit_checkpoint_init(name, args.checkpoint, pretrain_seeds(ctx))]
+        if inits[0].backbone != ctx.preset["backbone"]:
+            raise UserError(f"{args.checkpoint} holds a {inits[0].backbone} encoder but track {ctx.track.id} is "
                             f"for {ctx.preset['backbone']}; choose the preset that matches")
     else:
-        init = baseline_init(args.init, ctx.preset["backbone"])
+        pool = ctx.pretrain_cache() if args.init == "random" else None
+        inits = baseline_inits(ctx, args.init, pool)
     for spec in ctx.protocols:
         _restrict(spec, "fractions", args.fraction)
         _restrict(spec, "seeds", args.seed)
-    run_grid(ctx, [init], ctx.downstream_cache(), args, None)
+    run_grid(ctx, inits, ctx.downstream_cache(), args)
     return 0
 
 

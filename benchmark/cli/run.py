@@ -29,9 +29,16 @@ def register(sub) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from benchmark.cli.bench import parse_methods, pretrain_run, run_grid, track_context
+    from benchmark.cli.bench import (
+        baseline_inits,
+        parse_methods,
+        pretrain_run,
+        pretrain_seeds,
+        run_grid,
+        track_context,
+    )
     from methods.registry import get_method
-    from protocols.grid import baseline_init, ssl_init
+    from protocols.grid import checkpoint_init
 
     explicit = {}
     for item in args.checkpoint:
@@ -41,30 +48,46 @@ def _run(args: argparse.Namespace) -> int:
         explicit[name.strip()] = Path(path)
     methods, baselines = parse_methods(args.method, baselines=not args.no_baselines)
     methods = [m for m in methods if m not in explicit]
-    ctx = track_context(args, need_pretrain_data=bool(methods))
+    ctx = track_context(args, need_pretrain_data=bool(methods) or "random" in baselines)
     downstream = ctx.downstream_cache()
-    inits, pretrain_fp = [], None
+    inits = []
+    pool = ctx.pretrain_cache() if methods or "random" in baselines else None
     if methods:
-        pool = ctx.pretrain_cache()
-        pretrain_fp = pool.fingerprint
         missing = []
         for m in methods:
-            ckpt = pretrain_run(ctx, m, pool)[2]
-            if ckpt.exists():
-                inits.append(ssl_init(m, ckpt, family=get_method(m).family))
-            else:
-                missing.append(m)
+            for seed in pretrain_seeds(ctx):
+                ckpt = pretrain_run(ctx, m, pool, seed)[2]
+                if ckpt.exists():
+                    inits.append(checkpoint_init(m, ckpt, seed, family=get_method(m).family))
+                else:
+                    missing.append(f"{m} (pretraining seed {seed})")
         if missing:
             raise UserError(f"no checkpoint on track {ctx.track.id} for {', '.join(missing)}: pretrain first "
-                            f"with `sslbench bench --method {','.join(missing)} --preset {ctx.preset_name}` "
-                            "(or pass --checkpoint NAME=PATH)")
+                            f"with `sslbench bench --method {','.join(dict.fromkeys(m.split()[0] for m in missing))} "
+                            f"--preset {ctx.preset_name}` (or pass --checkpoint NAME=PATH)")
     for name, path in explicit.items():
-        family = None
-        try:
-            family = get_method(name).family
-        except UserError:
-            pass  # a checkpoint under a name of the user's choosing
-        inits.append(ssl_init(name, path, family=family))
-    inits += [baseline_init(b, ctx.preset["backbone"]) for b in baselines]
-    run_grid(ctx, inits, downstream, args, pretrain_fp)
+        inits.append(explicit_checkpoint_init(name, path, pretrain_seeds(ctx)))
+    inits += [init for b in baselines for init in baseline_inits(ctx, b, pool)]
+    run_grid(ctx, inits, downstream, args)
     return 0
+
+
+def explicit_checkpoint_init(name: str, path: Path, seeds: list[int]):
+    """A checkpoint given by path: its pretraining seed is the one its metadata records, which must be
+    one of the protocols' pretraining seeds (its results pair with those of that seed)."""
+    from benchmark.checkpoint import read_meta
+    from methods.registry import get_method
+    from protocols.grid import checkpoint_init
+
+    if not Path(path).exists():
+        raise UserError(f"--checkpoint {path} does not exist")
+    seed = read_meta(Path(path)).get("seed", 0)
+    if seed not in seeds:
+        raise UserError(f"{path} was pretrained with seed {seed}, which is not among the protocols' pretraining "
+                        f"seeds {seeds}; its results would pair with no other init's")
+    family = None
+    try:
+        family = get_method(name).family
+    except UserError:
+        pass  # a checkpoint under a name of the user's choosing
+    return checkpoint_init(name, Path(path), seed, family=family)

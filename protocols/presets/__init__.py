@@ -20,9 +20,8 @@ PRESET_DIR = Path(__file__).resolve().parent
 PRESETS = ("smoke", "standard", "paper", "calibrate")
 BACKBONES = ("resnet18", "resnet50", "efficientnet_lite0")  # as benchmark.backbones.BACKBONES
 # PretrainConfig fields a preset may set (benchmark/pretrain/config.py); `method` comes from the command.
-PRETRAIN_FIELDS = ("backbone", "init", "resolution", "epochs", "batch_size", "positives", "hparams",
-                   "augment", "precision", "compile", "devices", "num_nodes", "seed", "max_steps",
-                   "limit_frames")
+PRETRAIN_FIELDS = ("backbone", "init", "resolution", "steps", "batch_size", "positives", "hparams",
+                   "augment", "precision", "compile", "devices", "num_nodes", "limit_frames")
 TOP_KEYS = ("name", "description", "backbone", "resolution", "data", "pretrain", "protocols")
 
 

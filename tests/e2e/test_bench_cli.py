@@ -14,8 +14,9 @@ from benchmark.results import validate_result
 
 TINY = Path(__file__).with_name("tiny_preset.toml")
 TRACK = "synthetic-efficientnet_lite0-32px-tiny"
-# vicreg + imagenet + random × (linear_probe: 2 fractions × 2 seeds + finetune: 2 fractions × 1 seed)
-EXPECTED_JOBS = 3 * (4 + 2)
+# vicreg + imagenet + random × one pretraining seed × (linear_probe: 2 seeds at 10 % + 1 at 100 %, where
+# every seed has the same subset + finetune: 2 fractions × 1 seed)
+EXPECTED_JOBS = 3 * (3 + 2)
 
 
 def bench_command(tmp: Path, *extra: str) -> list[str]:
@@ -47,14 +48,20 @@ def test_bench_writes_valid_results_for_the_method_and_its_baselines_and_a_rerun
         validate_result(record, str(path))
         rel = path.relative_to(tmp_path / "results").parts
         assert rel[0] == TRACK == record["track"]["id"]
-        assert (rel[1], rel[2], rel[4]) == (record["job"]["init"], record["job"]["protocol"],
-                                            f"seed{record['job']['seed']}.json")
+        assert (rel[1], rel[2], rel[4], rel[5]) == (record["job"]["init"], record["job"]["protocol"],
+                                                    f"pretrain-seed{record['job']['pretrain_seed']}",
+                                                    f"seed{record['job']['seed']}.json")
         assert record["provenance"]["dataset_fingerprints"]["downstream"]
         keys.add(record["job"]["key"])
     assert len(keys) == EXPECTED_JOBS
     vicreg = json.loads(next(p for p in files if "vicreg" in p.parts).read_text())
     assert vicreg["init"]["kind"] == "ssl" and len(vicreg["init"]["checkpoint_hash"]) == 64
     assert "pretrain" in vicreg["provenance"]["dataset_fingerprints"]
+    diagnostics = vicreg["init"]["pretrain"]["diagnostics"]
+    assert diagnostics["encoder_change"] > 0 and {"before", "after", "problems"} <= set(diagnostics)
+    random = json.loads(next(p for p in files if "random" in p.parts).read_text())
+    assert random["init"]["pretrain"]["steps"] == 0 and random["init"]["pretrain"]["diagnostics"]["encoder_change"] == 0
+    assert random["init"]["checkpoint_hash"] != vicreg["init"]["checkpoint_hash"]
     assert (tmp_path / "LEADERBOARD.md").exists() or "leaderboard not refreshed" in first.stderr
     assert not list((tmp_path / "results").rglob(".*tmp-*"))
 
@@ -64,6 +71,27 @@ def test_bench_writes_valid_results_for_the_method_and_its_baselines_and_a_rerun
     assert f"{EXPECTED_JOBS} already finished, 0 to run" in again.stderr
     assert "pretraining" not in again.stderr and "extracting features" not in again.stderr
     assert {p: p.stat().st_mtime_ns for p in result_files(tmp_path)} == mtimes
+
+
+def _comparable(record: dict) -> dict:
+    """What a result says, without when, where and how long: the metrics and how the model was trained."""
+    train = {k: v for k, v in record["train"].items() if k != "device"}
+    return {"job": record["job"], "metrics": record["metrics"], "train": train,
+            "checkpoint_hash": record["init"]["checkpoint_hash"]}
+
+
+@pytest.mark.slow
+def test_the_same_command_in_clean_folders_gives_identical_metrics(tmp_path):
+    """Reproducible on one kind of machine: seeded everything, deterministic algorithms on the CPU."""
+    runs = []
+    for name in ("a", "b"):
+        done = run_bench(tmp_path / name, "--no-leaderboard")
+        assert done.returncode == 0, done.stderr[-3000:]
+        runs.append({p.relative_to(tmp_path / name / "results"): _comparable(json.loads(p.read_text()))
+                     for p in result_files(tmp_path / name)})
+    assert len(runs[0]) == EXPECTED_JOBS and runs[0].keys() == runs[1].keys()
+    for path in runs[0]:
+        assert runs[0][path] == runs[1][path], f"{path} differs between two identical runs"
 
 
 def _cli(capsys, *argv: str) -> tuple[int, str]:

@@ -24,8 +24,9 @@ def _split(n_right: int = 2) -> dict:
 
 def record(key: str, seed: int = 0) -> dict:
     return {
-        "schema_version": 1,
-        "job": {"key": key, "init": "random", "protocol": "linear_probe", "fraction": 0.1, "seed": seed},
+        "schema_version": 2,
+        "job": {"key": key, "init": "random", "protocol": "linear_probe", "fraction": 0.1, "pretrain_seed": 0,
+                "seed": seed},
         "track": {"id": "synthetic-resnet18-32px-smoke", "pretrain_dataset": "synthetic",
                   "downstream_dataset": "synthetic", "backbone": "resnet18", "resolution": 32, "preset": "smoke"},
         "protocol": {"name": "linear_probe", "version": 1, "hash": "a" * 64},
@@ -49,16 +50,16 @@ def make_jobs(root, n=6, calls=None, tag="k"):
             calls.append(i)
             return record(key, seed=i)
 
-        jobs.append(Job(key=key, output=result_path(root, "t", "random", "linear_probe", 0.1, i),
+        jobs.append(Job(key=key, output=result_path(root, "t", "random", "linear_probe", 0.1, 0, i),
                         produce=produce, label=f"job{i}"))
     return jobs, calls
 
 
 def test_result_paths_follow_the_layout(tmp_path):
-    assert result_path(tmp_path, "trk", "vicreg", "finetune", 0.01, 3) == \
-        tmp_path / "trk" / "vicreg" / "finetune" / "1pct" / "seed3.json"
-    assert result_path(tmp_path, "trk", "vicreg", "finetune", 1.0, 0).parent.name == "100pct"
-    assert result_path(tmp_path, "trk", "vicreg", "finetune", 0.1, 0).parent.name == "10pct"
+    assert result_path(tmp_path, "trk", "vicreg", "finetune", 0.01, 2, 3) == \
+        tmp_path / "trk" / "vicreg" / "finetune" / "1pct" / "pretrain-seed2" / "seed3.json"
+    assert result_path(tmp_path, "trk", "vicreg", "finetune", 1.0, 0, 0).parent.parent.name == "100pct"
+    assert result_path(tmp_path, "trk", "vicreg", "finetune", 0.1, 0, 0).parent.parent.name == "10pct"
 
 
 def test_finished_jobs_are_skipped_and_force_reruns_them(tmp_path):

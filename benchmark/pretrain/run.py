@@ -5,8 +5,14 @@ Run folder `<run_dir>/<method>-<key12>/` (the key covers everything that determi
     config.json             the config, the key and the data fingerprint
     checkpoints/last.ckpt   Lightning's full training state, every N steps and at each epoch end
     tb/, csv/               TensorBoard and CSV logs
+    diagnostics.json        did it learn: encoder change, embedding std, effective rank, k-NN
+                            macro-F1 before and after (benchmark.pretrain.diagnostics)
     encoder.safetensors     the final encoder (benchmark.checkpoint format) — its presence marks
                             the run as finished; the training state is then removed
+
+The `random` baseline is made here too, as a run of zero steps: the backbone's random weights
+(from a seed stream no SSL run starts from) with BatchNorm statistics estimated on the same pool,
+so it is compared with SSL checkpoints on equal terms.
 """
 from __future__ import annotations
 
@@ -16,6 +22,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -108,7 +115,7 @@ def _train(cfg: PretrainConfig, pool: FrameCache, positions: np.ndarray, data_fp
     from methods.registry import get_method
 
     method_cls = get_method(cfg.method)
-    views = views_from_overrides(cfg.augment)
+    views = views_from_overrides(cfg.augment, method_cls.augmentations)
     batch_size = int(cfg.batch_size or method_cls.defaults["batch_size"])
     ckpt_dir = folder / "checkpoints"
     last = ckpt_dir / "last.ckpt"
@@ -127,9 +134,13 @@ def _train(cfg: PretrainConfig, pool: FrameCache, positions: np.ndarray, data_fp
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
+    from benchmark import determinism
+
+    arithmetic = determinism.configure("cuda" if cuda else "cpu")
     pl.seed_everything(cfg.seed, workers=False, verbose=False)
     encoder = build_backbone(cfg.backbone, init=cfg.init)
     method = method_cls(encoder, **cfg.hparams)
+    start_state = {k: v.detach().clone() for k, v in method.encoder.state_dict().items()}
     if cuda:
         method = method.to(memory_format=torch.channels_last)
 
@@ -141,9 +152,7 @@ def _train(cfg: PretrainConfig, pool: FrameCache, positions: np.ndarray, data_fp
     if steps_per_epoch == 0:
         raise UserError(f"the pretraining pool has {len(positions)} frames, fewer than one global batch "
                         f"({batch_size} × {world} devices); lower --batch-size or use more data")
-    total_steps = steps_per_epoch * cfg.epochs
-    if cfg.max_steps is not None:
-        total_steps = min(total_steps, cfg.max_steps)
+    total_steps = cfg.steps
     guard = FiniteLossGuard(cfg.method, str(ckpt_dir), checkpoint_every, log_every_n_steps=50 if cuda else 10)
     callbacks = [
         guard,
@@ -160,7 +169,7 @@ def _train(cfg: PretrainConfig, pool: FrameCache, positions: np.ndarray, data_fp
         strategy="ddp" if distributed else "auto",
         sync_batchnorm=distributed,
         precision=precision,
-        max_epochs=cfg.epochs,
+        max_epochs=-(-total_steps // steps_per_epoch),  # the pool is cycled as often as the budget needs
         max_steps=total_steps,
         limit_val_batches=0,
         num_sanity_val_steps=0,
@@ -190,19 +199,92 @@ def _train(cfg: PretrainConfig, pool: FrameCache, positions: np.ndarray, data_fp
     if trainer.interrupted or trainer.global_step < total_steps:
         raise KeyboardInterrupt
     if trainer.is_global_zero:
+        encoder = method.encoder.float()
+        diagnostics = finish_encoder(encoder, start_state, cfg, pool, positions, folder)
         meta = {
             "method": cfg.method, "hparams": method.hparams, "backbone": cfg.backbone, "init": cfg.init,
-            "resolution": cfg.resolution, "positives": cfg.positives, "epochs": cfg.epochs,
-            "steps": total_steps, "batch_size": batch_size, "global_batch_size": batch_size * world,
+            "resolution": cfg.resolution, "positives": cfg.positives, "steps": total_steps,
+            "batch_size": batch_size, "global_batch_size": batch_size * world,
             "seed": cfg.seed, "augment": views_as_dict(views), "precision": precision,
             "data_fingerprint": pool.fingerprint, "data_subset_fingerprint": data_fp, "frames": int(len(positions)),
             "config_key": key, "engine_version": ENGINE_VERSION, "wall_time_s": round(time.time() - started, 1),
             "final_loss": getattr(guard, "last_value", None),
-            "views_per_s": guard.views_per_second(module, world),
+            "views_per_s": guard.views_per_second(module, world), "diagnostics": diagnostics, **arithmetic,
         }
-        save_encoder(final, method.encoder, meta)
+        save_encoder(final, encoder, meta)
         shutil.rmtree(ckpt_dir, ignore_errors=True)  # finished: the encoder is the result
     trainer.strategy.barrier("pretrain-final")
+    return final
+
+
+def finish_encoder(encoder, start_state: dict | None, cfg: PretrainConfig, pool: FrameCache,
+                   positions: np.ndarray, folder: Path, progress: bool = True) -> dict:
+    """Give a finished encoder BatchNorm statistics estimated on the clean pool (the running averages
+    of training are over augmented views and lag the weights), measure what pretraining did against
+    `start_state` (None: nothing was trained, as for the random baseline), write diagnostics.json
+    and say it; returns the diagnostics."""
+    from benchmark.backbones import build_backbone
+    from benchmark.pretrain import diagnostics as dg
+
+    frames = pool.frames[dg.evenly_spaced(positions, dg.BATCHNORM_FRAMES)]
+    device = next(encoder.parameters()).device
+    data = dg.diagnostic_data(pool.index, pool.frames, positions)
+    dg.estimate_batchnorm(encoder, frames, cfg.resolution, device=device)
+    after = dg.snapshot(encoder, data, cfg.resolution)
+    if start_state is None:
+        change, before = 0.0, after
+    else:
+        initial = build_backbone(cfg.backbone, init="random").to(device)
+        initial.load_state_dict(start_state)
+        dg.estimate_batchnorm(initial, frames, cfg.resolution, device=device)
+        change, before = dg.encoder_change(start_state, encoder.state_dict()), dg.snapshot(initial, data, cfg.resolution)
+    diag = {"encoder_change": round(change, 6), "before": before, "after": after, "frames": int(len(data.frames)),
+            "knn": {"k": dg.KNN_K, "temperature": dg.KNN_TEMPERATURE}}
+    diag["problems"] = dg.problems(diag) if start_state is not None else []
+    (folder / "diagnostics.json").write_text(json.dumps(diag, indent=1) + "\n")
+    if progress:
+        print(dg.summary_line(cfg.method, diag), file=sys.stderr)
+        for problem in diag["problems"]:
+            print(f"warning: {cfg.method}: {problem}", file=sys.stderr)
+    return diag
+
+
+# The random baseline of pretraining seed s draws its weights from torch seed RANDOM_SEED_BASE + s:
+# a stream no SSL run starts from (SSL runs seed with s itself), so no SSL row is the baseline's network.
+RANDOM_SEED_BASE = 1_000_000
+
+
+def random_baseline(backbone: str, resolution: int, seed: int, pool: FrameCache, run_dir: Path,
+                    progress: bool = True) -> Path:
+    """The `random` init of pretraining seed `seed` as a checkpoint: random weights, BatchNorm
+    statistics estimated on the pool's pretraining frames (no gradient step). Made once, keyed."""
+    import torch
+
+    from benchmark.backbones import build_backbone
+    from benchmark.checkpoint import save_encoder
+
+    cfg = PretrainConfig(method="random", backbone=backbone, resolution=resolution, seed=seed, steps=1).validate()
+    positions = pretraining_positions(cfg, pool)
+    key = hashlib.sha256(json.dumps({"baseline": "random", "backbone": backbone, "resolution": resolution,
+                                     "seed": seed, "data": pool.fingerprint, "engine": ENGINE_VERSION},
+                                    sort_keys=True).encode()).hexdigest()
+    folder = Path(run_dir) / f"random-{key[:12]}"
+    final = folder / FINAL_NAME
+    if final.exists():
+        return final
+    with _exclusive(folder):
+        if final.exists():
+            return final
+        started = time.time()
+        torch.manual_seed(RANDOM_SEED_BASE + seed)
+        encoder = build_backbone(backbone, init="random")
+        diagnostics = finish_encoder(encoder, None, cfg, pool, positions, folder, progress=progress)
+        meta = {"method": "random", "backbone": backbone, "init": "random", "resolution": resolution, "steps": 0,
+                "seed": seed, "weights_seed": RANDOM_SEED_BASE + seed, "data_fingerprint": pool.fingerprint,
+                "data_subset_fingerprint": pool.fingerprint, "frames": int(len(positions)), "config_key": key,
+                "engine_version": ENGINE_VERSION, "wall_time_s": round(time.time() - started, 1),
+                "diagnostics": diagnostics}
+        save_encoder(final, encoder, meta)
     return final
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 
 from benchmark.errors import UserError
 
@@ -62,3 +63,28 @@ def dataset_options(args: argparse.Namespace) -> dict:
             raise UserError(f"--option expects KEY=VALUE, got {item!r}")
         opts[key.strip().replace("-", "_")] = _parse_value(value.strip())
     return opts
+
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)\s*([hms]?)")
+_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "": 1.0}
+
+
+def parse_duration(text: str) -> float:
+    """`600`, `90s`, `15m`, `1h30m` → seconds (> 0)."""
+    low = str(text).strip().lower()
+    parts = _DURATION_PART.findall(low)
+    rest = _DURATION_PART.sub("", low).strip()
+    if not parts or rest or (len(parts) > 1 and any(unit == "" for _, unit in parts)):
+        raise argparse.ArgumentTypeError(f"expects a duration such as 50m, 1h30m or 600 (seconds), got {text!r}")
+    seconds = sum(float(n) * _SECONDS[unit] for n, unit in parts)
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"expects a duration above zero, got {text!r}")
+    return seconds
+
+
+def time_limit(text: str):
+    """argparse type of --time-limit: a `benchmark.runner.Deadline` counted from now (process start)."""
+    from benchmark.runner import Deadline
+
+    return Deadline.after(parse_duration(text))
+

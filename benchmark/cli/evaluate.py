@@ -27,7 +27,7 @@ def register(sub) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from benchmark.cli.bench import run_grid, track_context
+    from benchmark.cli.bench import TIME_LIMIT_EXIT, run_grid, track_context
     from protocols.grid import baseline_init, ssl_init
 
     ctx = track_context(args, need_pretrain_data=False)
@@ -56,8 +56,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     for spec in ctx.protocols:
         _restrict(spec, "fractions", args.fraction)
         _restrict(spec, "seeds", args.seed)
-    run_grid(ctx, [init], ctx.downstream_cache(), args, None)
-    return 0
+    summary = run_grid(ctx, [init], ctx.downstream_cache(), args, None)
+    return TIME_LIMIT_EXIT if summary.stopped else 0
 
 
 def _restrict(spec, key: str, values: list | None) -> None:

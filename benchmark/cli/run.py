@@ -29,7 +29,7 @@ def register(sub) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from benchmark.cli.bench import parse_methods, pretrain_run, run_grid, track_context
+    from benchmark.cli.bench import TIME_LIMIT_EXIT, parse_methods, pretrain_run, run_grid, track_context
     from methods.registry import get_method
     from protocols.grid import baseline_init, ssl_init
 
@@ -66,5 +66,5 @@ def _run(args: argparse.Namespace) -> int:
             pass  # a checkpoint under a name of the user's choosing
         inits.append(ssl_init(name, path, family=family))
     inits += [baseline_init(b, ctx.preset["backbone"]) for b in baselines]
-    run_grid(ctx, inits, downstream, args, pretrain_fp)
-    return 0
+    summary = run_grid(ctx, inits, downstream, args, pretrain_fp)
+    return TIME_LIMIT_EXIT if summary.stopped else 0

@@ -24,6 +24,7 @@ COMMANDS = [
     "ablation",
     "leaderboard",
     "validate",
+    "doctor",
 ]
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import re
 
 from benchmark.errors import UserError
@@ -88,3 +89,20 @@ def time_limit(text: str):
 
     return Deadline.after(parse_duration(text))
 
+
+def child_env(**extra: str) -> dict[str, str]:
+    """The environment of an `sslbench` subprocess: this checkout first on the import path (so the
+    child runs the same code, installed or not), unbuffered output for its log."""
+    from benchmark.results import REPO_ROOT
+
+    path = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "PYTHONPATH": path, "PYTHONUNBUFFERED": "1", **extra}
+
+
+def last_error_line(output: str) -> str:
+    """The line of a command's output that says what went wrong (the last error line, else the last line)."""
+    lines = [ln.strip() for ln in output.splitlines() if ln.strip()]
+    for line in reversed(lines):
+        if "Error" in line or "error:" in line:
+            return line[:300]
+    return lines[-1][:300] if lines else "no output"

@@ -25,6 +25,7 @@ COMMANDS = [
     "leaderboard",
     "validate",
     "doctor",
+    "session",
 ]
 
 

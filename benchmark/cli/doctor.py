@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from benchmark.errors import UserError
+from benchmark.results import atomic_write_text
 
 DDP_TIMEOUT_S = 300  # a process-group set-up that hangs must not hang the doctor
 
@@ -327,11 +328,12 @@ CHECKS: tuple[Check, ...] = (
           _pretrain_check("resident", "bf16-mixed")),
     Check("streamed-bf16", "pretrain · pinned-buffer gather (streamed) · bf16 · eager", "cuda",
           _pretrain_check("streamed", "bf16-mixed")),
-    Check("compiled-bf16", "pretrain · GPU-resident cache · bf16 · torch.compile", "cuda",
-          _pretrain_check("resident", "bf16-mixed", compile=True)),
     Check("ddp", "pretrain · DDP, torchrun --nproc_per_node 1", "any", _ddp_check),
     Check("finetune", "fine-tune (protocols.finetune)", "any", _finetune_check),
     Check("probe", "feature extraction + linear probe", "any", _probe_check),
+    # Last: compiling takes longest, so a slow compiler cannot starve the other rows of time.
+    Check("compiled-bf16", "pretrain · GPU-resident cache · bf16 · torch.compile", "cuda",
+          _pretrain_check("resident", "bf16-mixed", compile=True)),
 )
 
 
@@ -357,15 +359,18 @@ def skip_reason(check: Check, cuda: bool) -> str | None:
     return None
 
 
-def run_checks(checks: Sequence[Check], ctx: DoctorContext, progress: bool = True) -> list[Row]:
+def run_checks(checks: Sequence[Check], ctx: DoctorContext, progress: bool = True,
+               on_row: Callable[[list[Row]], None] | None = None) -> list[Row]:
     """Run each check that applies to this machine; a check that raises is recorded as failed with
-    its error, and the next one runs."""
-    rows = []
+    its error, and the next one runs. `on_row(rows so far)` is called after each row."""
+    rows: list[Row] = []
     device = _device_label(ctx.device)
     for i, check in enumerate(checks, 1):
         reason = skip_reason(check, ctx.cuda)
         if reason is not None:
             rows.append(Row(check.id, check.path, "skipped", detail=reason))
+            if on_row is not None:
+                on_row(rows)
             continue
         if progress:
             print(f"doctor [{i}/{len(checks)}] {check.path} …", file=sys.stderr, flush=True)
@@ -380,6 +385,8 @@ def run_checks(checks: Sequence[Check], ctx: DoctorContext, progress: bool = Tru
                 traceback.print_exc(file=sys.stderr)
         row.seconds = time.perf_counter() - started
         rows.append(row)
+        if on_row is not None:
+            on_row(rows)
         if progress:
             print(f"doctor [{i}/{len(checks)}] {check.path}: {row.status} ({row.seconds:.1f} s)",
                   file=sys.stderr, flush=True)
@@ -396,12 +403,14 @@ def render_markdown(rows: Sequence[Row], environment: dict) -> str:
 
     table = [[r.path, r.status, r.device or "—", _fmt(r.views_per_s, ",.0f"), _fmt(r.ratio, ".2f"),
               _fmt(r.seconds, ".1f"), r.detail] for r in rows]
-    ran = [r for r in rows if r.status != "skipped"]
+    ran = [r for r in rows if r.status in ("ok", "failed")]
     failed = [r for r in ran if r.status == "failed"]
+    skipped = sum(r.status == "skipped" for r in rows)
+    not_run = len(rows) - len(ran) - skipped
     head = " · ".join(f"{k} {v}" for k, v in environment.items())
     summary = (f"{len(ran) - len(failed)} of {len(ran)} rows that ran are ok"
-               + (f", {len(failed)} failed" if failed else "")
-               + f"; {len(rows) - len(ran)} skipped")
+               + (f", {len(failed)} failed" if failed else "") + f"; {skipped} skipped"
+               + (f"; {not_run} not run (the doctor stopped early)" if not_run else ""))
     return (f"# sslbench doctor\n\n{head}\n\n"
             + tabulate(table, headers=["path", "status", "device", "views/s", "end-to-end / model-only", "s",
                                        "detail"], tablefmt="github", disable_numparse=True)
@@ -508,17 +517,21 @@ def _doctor(args: argparse.Namespace) -> int:
     environment = environment_info(device)
     print(f"sslbench doctor on {environment['device']}: {sizes.backbone} at {sizes.resolution} px, batch "
           f"{sizes.batch_size}, {sizes.steps} steps per pretraining row", file=sys.stderr, flush=True)
+    def write(rows: list[Row]) -> None:  # after every row: a doctor stopped midway leaves its rows so far
+        if args.out is None:
+            return
+        args.out.mkdir(parents=True, exist_ok=True)
+        pending = [Row(c.id, c.path, "not run", detail="the doctor stopped before this row")
+                   for c in checks[len(rows):]]
+        atomic_write_text(args.out / "doctor.md", render_markdown(rows + pending, environment))
+        atomic_write_text(args.out / "doctor.json", json.dumps(
+            {"environment": environment, "sizes": asdict(sizes), "rows": [asdict(r) for r in rows + pending],
+             "ok": exit_status(rows) == 0, "finished": not pending}, indent=1) + "\n")
+
     with _work_folder(args.work_dir) as work, _quiet_warnings():
         ctx = DoctorContext(device, sizes, work, log_dir=args.out)
-        rows = run_checks(checks, ctx)
-    text = render_markdown(rows, environment)
-    print(text)
-    if args.out is not None:
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "doctor.md").write_text(text)
-        (args.out / "doctor.json").write_text(json.dumps(
-            {"environment": environment, "sizes": asdict(sizes), "rows": [asdict(r) for r in rows],
-             "ok": exit_status(rows) == 0}, indent=1) + "\n")
+        rows = run_checks(checks, ctx, on_row=write)
+    print(render_markdown(rows, environment))
     return exit_status(rows)
 
 

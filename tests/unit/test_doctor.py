@@ -39,7 +39,9 @@ def test_a_row_that_raises_is_reported_failed_and_the_others_still_run(tmp_path)
 
     checks = [Check("first", "a working path", "any", fine), Check("broken", "a broken path", "any", _boom),
               Check("gpu", "a GPU path", "cuda", _never), Check("last", "another working path", "any", fine)]
-    rows = run_checks(checks, _context(tmp_path), progress=False)
+    seen = []
+    rows = run_checks(checks, _context(tmp_path), progress=False, on_row=lambda so_far: seen.append(len(so_far)))
+    assert seen == [1, 2, 3, 4]  # reported after every row, so a doctor stopped midway keeps its rows
     assert [r.status for r in rows] == ["ok", "failed", "skipped", "ok"]
     assert calls == ["cpu", "cpu"]
     assert rows[1].detail == "RuntimeError: the pinned buffer was gone"  # one line, with the error's type
@@ -86,3 +88,12 @@ def test_the_pretraining_pool_holds_every_step_in_one_epoch(cuda):
         assert (sizes.backbone, sizes.resolution) == (standard["backbone"], standard["resolution"])
     opts = sizes.pool_options()
     assert opts["subjects"] * opts["videos_per_subject"] * opts["frames_per_video"] >= sizes.steps * sizes.batch_size
+
+
+def test_rows_not_run_are_told_apart_from_skipped_ones():
+    from benchmark.cli.doctor import Row
+
+    rows = [Row("a", "a path", "ok"), Row("b", "a GPU path", "skipped", detail="no CUDA"),
+            Row("c", "a slow path", "not run", detail="the doctor stopped before this row")]
+    text = render_markdown(rows, {"device": "cpu"})
+    assert "1 of 1 rows that ran are ok; 1 skipped; 1 not run (the doctor stopped early)" in text

@@ -14,7 +14,6 @@ import contextlib
 import json
 import math
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -202,7 +201,7 @@ def _ddp_check(ctx: DoctorContext) -> Figures:
     import torch
 
     from benchmark.checkpoint import read_meta
-    from benchmark.cli.common import child_env, last_error_line
+    from benchmark.cli.common import child_env, last_error_line, run_step
 
     cfg = ctx.pretrain_config("bf16-mixed" if ctx.cuda else "32")
     pool = ctx.cache("pretrain")  # built here, found by the launched process (same settings, same folder)
@@ -217,16 +216,18 @@ def _ddp_check(ctx: DoctorContext) -> Figures:
     # On a CPU, as many threads as the in-process rows use.
     env = child_env() if ctx.cuda else child_env(OMP_NUM_THREADS=str(torch.get_num_threads()))
     log = (ctx.log_dir or ctx.work) / "doctor-ddp.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        proc = subprocess.run(command, capture_output=True, text=True, env=env, timeout=DDP_TIMEOUT_S)
-    except subprocess.TimeoutExpired as exc:
-        log.write_text(f"$ {' '.join(command)}\n{exc.stdout or ''}{exc.stderr or ''}")
-        raise RuntimeError(f"no result after {DDP_TIMEOUT_S} s (log: {log})") from None
-    log.write_text(f"$ {' '.join(command)}\n{proc.stdout}{proc.stderr}")
-    if proc.returncode != 0:
-        raise RuntimeError(f"exit status {proc.returncode}: {last_error_line(proc.stderr)} (log: {log})")
-    meta = read_meta(Path(proc.stdout.strip().splitlines()[-1]))
+    code, _seconds = run_step(command, log, DDP_TIMEOUT_S, env=env)
+    output = log.read_text(errors="replace")
+    if code != 0:
+        if ctx.log_dir is None:  # the work folder and its log go at the end: show the output now
+            print(output[-4000:], file=sys.stderr)
+        where = f"log: {log}" if ctx.log_dir is not None else "its output is above"
+        what = f"no result after {DDP_TIMEOUT_S} s" if code is None else f"exit status {code}"
+        raise RuntimeError(f"{what}: {last_error_line(output)} ({where})")
+    finals = [ln.split(":", 1)[1].strip() for ln in output.splitlines() if ln.startswith("encoder checkpoint:")]
+    if not finals:
+        raise RuntimeError(f"the launched run named no checkpoint ({log})")
+    meta = read_meta(Path(finals[-1]))
     if meta.get("strategy") != "DDPStrategy":
         raise RuntimeError(f"the launched run used {meta.get('strategy')!r}, not DDP")
     if meta.get("data_fingerprint") != pool.fingerprint:
@@ -483,8 +484,16 @@ def _sizes(args: argparse.Namespace, cuda: bool) -> Sizes:
     sizes = Sizes.for_device(cuda)
     given = {k: getattr(args, k) for k in ("backbone", "resolution", "batch_size", "steps")
              if getattr(args, k) is not None}
+    from benchmark.backbones import BACKBONES
+
     if given.get("steps", 4) < 4:
         raise UserError("--steps must be at least 4: the rate is the mean over the second half of the steps")
+    if given.get("backbone", sizes.backbone) not in BACKBONES:
+        raise UserError(f"--backbone {given['backbone']!r}: choose one of {', '.join(BACKBONES)}")
+    if given.get("resolution", 32) < 32:
+        raise UserError("--resolution must be at least 32 (the simulator draws no smaller frames)")
+    if given.get("batch_size", 2) < 2:
+        raise UserError("--batch-size must be at least 2 (SSL losses compare samples)")
     return replace(sizes, **given)
 
 

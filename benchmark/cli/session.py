@@ -21,20 +21,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shlex
 import shutil
-import signal
-import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from benchmark.cli.common import child_env, last_error_line, parse_duration, time_limit
+from benchmark.cli.common import INTERRUPT_GRACE_S, last_error_line, parse_duration, run_step, time_limit
 
 EXIT_FAILED = 1
-INTERRUPT_GRACE_S = 20.0  # after SIGINT at the session's end, before SIGKILL
 
 
 def register(sub) -> None:
@@ -262,40 +258,6 @@ def _run_unit(session: Session, unit: Unit, ctx, args: argparse.Namespace, deadl
                           "seconds": round(unit.seconds, 1)})
     _say(f"session: {unit.init}: {unit.status}, {unit.done} of {len(unit.planned)} jobs done "
          f"({unit.seconds:.0f} s){'; ' + unit.note if unit.note else ''}")
-
-
-def run_step(command: list[str], log: Path, limit_s: float | None) -> tuple[int | None, float]:
-    """Run `command` with its output in `log`; past `limit_s` it is interrupted (SIGINT, as Ctrl-C:
-    finished work is kept), then killed. Returns (exit status or None if stopped, seconds)."""
-    started = time.monotonic()
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "w") as handle:
-        handle.write(f"$ {shlex.join(command)}\n")
-        handle.flush()
-        proc = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, env=child_env(),
-                                start_new_session=True)
-        try:
-            code = proc.wait(timeout=limit_s)
-        except subprocess.TimeoutExpired:
-            _signal_group(proc, signal.SIGINT)
-            try:
-                proc.wait(timeout=INTERRUPT_GRACE_S)
-            except subprocess.TimeoutExpired:
-                _signal_group(proc, signal.SIGKILL)
-                proc.wait()
-            code = None
-        finally:
-            if proc.poll() is None:  # the session itself was interrupted
-                _signal_group(proc, signal.SIGKILL)
-                proc.wait()
-    return code, time.monotonic() - started
-
-
-def _signal_group(proc: subprocess.Popen, sig: int) -> None:
-    try:
-        os.killpg(proc.pid, sig)
-    except ProcessLookupError:
-        pass
 
 
 def _keep_checkpoints(session: Session, runs_dir: Path) -> list[str]:

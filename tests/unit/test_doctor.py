@@ -73,9 +73,13 @@ def test_an_unknown_row_is_named_with_the_known_ones(capsys):
     assert "warp-drive" in err and "resident-bf16" in err and "ddp" in err
 
 
-def test_too_few_steps_for_a_rate_is_refused(capsys):
-    assert main(["doctor", "--only", "cpu", "--steps", "2"]) == 2
-    assert "--steps must be at least 4" in capsys.readouterr().err
+@pytest.mark.parametrize("flag,value,message", [("--steps", "2", "--steps must be at least 4"),
+                                                 ("--backbone", "resnet99", "choose one of resnet18"),
+                                                 ("--resolution", "16", "--resolution must be at least 32"),
+                                                 ("--batch-size", "1", "--batch-size must be at least 2")])
+def test_bad_sizes_are_refused_before_any_row_runs(capsys, flag, value, message):
+    assert main(["doctor", "--only", "cpu", flag, value]) == 2
+    assert message in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("cuda", [False, True])

@@ -9,7 +9,8 @@ import sys
 from pathlib import Path
 
 from benchmark.cli.bench import track_context
-from benchmark.cli.session import Session, Unit, _keep_checkpoints, count_done, planned_results, run_step
+from benchmark.cli.common import last_error_line, run_step
+from benchmark.cli.session import Session, Unit, _keep_checkpoints, count_done, planned_results
 
 TINY = Path(__file__).parents[1] / "e2e" / "tiny_preset.toml"
 
@@ -95,3 +96,13 @@ def test_missing_modules_found_by_the_device_check_keep_the_grid_from_starting(t
     report.write_text(json.dumps({"rows": [{"id": "dependencies", "status": "ok", "detail": ""},
                                            {"id": "ddp", "status": "failed", "detail": "hang"}]}))
     assert _missing_dependencies(session) is None  # other failures do not stop the grid
+
+
+def test_the_error_line_of_a_step_is_the_childs_not_the_launchers():
+    torchrun = ("Traceback (most recent call last):\n  File x\nValueError: bad shape (3, 4)\n"
+                "[rank0]: more\ntorch.distributed.elastic.multiprocessing.errors.ChildFailedError:\n"
+                "benchmark FAILED\n")
+    assert last_error_line(torchrun) == "ValueError: bad shape (3, 4)"
+    assert last_error_line("warning: UserWarning x\nsslbench: error: unknown backbone 'r99'\n") == \
+        "sslbench: error: unknown backbone 'r99'"
+    assert last_error_line("all fine\nlast words\n") == "last words" and last_error_line("") == "no output"

@@ -11,7 +11,7 @@ PRESET ?= auto
 DATA   ?=
 SHARD  ?=
 
-.PHONY: install test test-fast bench leaderboard perf lint clean
+.PHONY: install test test-fast bench leaderboard perf lint gpu-check clean
 
 install: $(STAMP)
 
@@ -36,6 +36,10 @@ perf: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+
+# Every device path for a few steps (GPU cache, pinned gather, bf16, compile, DDP, protocols); OUT=dir keeps the table.
+gpu-check: $(STAMP)
+	$(BIN)/sslbench doctor $(if $(OUT),--out $(OUT))
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .benchmarks

@@ -5,7 +5,8 @@ path of its result file and a callable returning the result record. A job whose 
 same key is finished and skipped (`force` reruns it); `shard=(i, n)` keeps every n-th job starting
 at i, so n processes (a SLURM array, any scheduler) share one grid and meet in one results folder.
 Results are written atomically and validated (benchmark.results), so a killed run loses at most
-the job in progress and leaves no partial file.
+the job in progress and leaves no partial file. A `Deadline` stops a run cleanly between jobs when
+the next one is not expected to finish in the time left (a scheduler's time limit, a GPU lease).
 """
 from __future__ import annotations
 
@@ -34,6 +35,31 @@ class RunSummary:
     skipped: int  # already finished
     done: list[Path] = field(default_factory=list)  # written by this run
     seconds: float = 0.0
+    stopped: bool = False  # the deadline came before every job was run
+
+    @property
+    def left(self) -> int:
+        return self.total - self.skipped - len(self.done)
+
+
+@dataclass
+class Deadline:
+    """A time after which no new work starts: work is started only while the time left is at least
+    its expected duration plus `margin` seconds. Work already running is never cut short here."""
+
+    at: float  # time.monotonic() value
+    margin: float = 0.0
+    length: float | None = None  # seconds from its start, when made by `after`
+
+    @classmethod
+    def after(cls, seconds: float, margin: float = 0.0) -> Deadline:
+        return cls(time.monotonic() + float(seconds), float(margin), float(seconds))
+
+    def left(self) -> float:
+        return self.at - time.monotonic()
+
+    def allows(self, expected_s: float = 0.0) -> bool:
+        return self.left() >= expected_s + self.margin
 
 
 def parse_shard(text: str | None) -> tuple[int, int] | None:
@@ -63,8 +89,10 @@ def is_finished(job: Job) -> bool:
 
 
 def run_jobs(jobs: Sequence[Job], *, force: bool = False, shard: tuple[int, int] | None = None,
-             progress: bool = True, title: str = "jobs") -> RunSummary:
-    """Run the jobs of `shard` that are not finished yet (all of them with `force`)."""
+             progress: bool = True, title: str = "jobs", deadline: Deadline | None = None) -> RunSummary:
+    """Run the jobs of `shard` that are not finished yet (all of them with `force`). With a
+    `deadline`, a job starts only if the longest job of this run so far would still fit (jobs of
+    one grid differ, e.g. a 1 % probe and a 100 % fine-tune: the longest errs on the safe side)."""
     keys = [j.key for j in jobs]
     if len(set(keys)) != len(keys):
         raise ValueError("two jobs share one key; a job list must not repeat a job")
@@ -82,7 +110,12 @@ def run_jobs(jobs: Sequence[Job], *, force: bool = False, shard: tuple[int, int]
 
     with tqdm(total=len(todo), desc=title, unit="job", disable=not progress or not todo,
               file=sys.stderr, dynamic_ncols=True) as bar:
+        longest = 0.0
         for job in todo:
+            if deadline is not None and not deadline.allows(longest):
+                summary.stopped = True
+                break
+            started = time.perf_counter()
             bar.set_postfix_str(job.label or job.output.name, refresh=True)
             record = job.produce()
             got = (record.get("job") or {}).get("key")
@@ -92,6 +125,11 @@ def run_jobs(jobs: Sequence[Job], *, force: bool = False, shard: tuple[int, int]
             if job.cleanup is not None:
                 job.cleanup()
             summary.done.append(job.output)
+            longest = max(longest, time.perf_counter() - started)
             bar.update(1)
     summary.seconds = time.perf_counter() - start
+    if summary.stopped and progress:
+        print(f"{title}{where}: time limit: stopped with {summary.left} of {len(todo)} jobs not started "
+              f"({deadline.left():.0f} s left, the longest job took {longest:.0f} s); run the same command "
+              "again to continue", file=sys.stderr, flush=True)
     return summary

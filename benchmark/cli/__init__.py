@@ -24,6 +24,8 @@ COMMANDS = [
     "ablation",
     "leaderboard",
     "validate",
+    "doctor",
+    "session",
 ]
 
 

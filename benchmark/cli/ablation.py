@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 
 
 def register(sub) -> None:
@@ -30,7 +31,13 @@ def register(sub) -> None:
 
 
 def _variance_vs_size(args: argparse.Namespace) -> int:
-    from benchmark.cli.bench import parse_methods, refresh_leaderboard, track_context
+    from benchmark.cli.bench import (
+        TIME_LIMIT_EXIT,
+        out_of_time,
+        parse_methods,
+        refresh_leaderboard,
+        track_context,
+    )
     from benchmark.runner import parse_shard, run_jobs, select_shard
     from methods.registry import get_method
     from protocols import variance_vs_size as vvs
@@ -50,14 +57,24 @@ def _variance_vs_size(args: argparse.Namespace) -> int:
     print(f"{vvs.NAME} on {ctx.track.id}{where}: {len(mine)} of {len(units)} (method, subset, pretraining seed) "
           f"units, {len(evals)} protocols × {len(spec.settings['seeds'])} seeds each", file=sys.stderr, flush=True)
     run_dir = ctx.runs_dir / "ablation" / ctx.track.id
-    done = 0
+    done, longest, stopped = 0, 0.0, False
     for method, subset, seed in mine:
+        if out_of_time(args.time_limit, longest, f"start {method} {subset.tag} (pretraining seed {seed})"):
+            stopped = True
+            break
+        started = time.perf_counter()
         ckpt = vvs.pretrain_subset(ctx.preset["pretrain"], method, spec, subset, pool, run_dir, seed)
         init = checkpoint_init(method, ckpt, seed, family=get_method(method).family)
         jobs = vvs.ablation_jobs(spec, method, subset, init, evals, ctx.track, downstream, pool.fingerprint,
                                  ctx.results_dir, ctx.runs_dir)
-        done += len(run_jobs(jobs, force=args.force, title=f"{method} {subset.tag} pretrain-seed{seed}").done)
+        summary = run_jobs(jobs, force=args.force, title=f"{method} {subset.tag} pretrain-seed{seed}",
+                           deadline=args.time_limit)
+        done += len(summary.done)
+        longest = max(longest, time.perf_counter() - started)
+        if summary.stopped:
+            stopped = True
+            break
     print(f"{vvs.NAME}: {done} runs written under {ctx.results_dir / ctx.track.id}", file=sys.stderr)
     if not args.no_leaderboard:
         refresh_leaderboard(ctx.results_dir)
-    return 0
+    return TIME_LIMIT_EXIT if stopped else 0

@@ -6,11 +6,16 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmark.cli.common import add_cache_argument
+from benchmark.cli.common import add_cache_argument, time_limit
 from benchmark.errors import UserError
+
+# Exit status when --time-limit stopped the work before the end: EX_TEMPFAIL of sysexits.h (a
+# temporary condition; run the same command again to continue), for schedulers that requeue.
+TIME_LIMIT_EXIT = 75
 
 # Set before torch loads (subcommands import it lazily): OpenMP threads that spin while waiting
 # slowed a CPU fine-tune step ~20× on a loaded 2-core machine (measured 2 vs 38 img/s); sleeping
@@ -56,6 +61,10 @@ def add_track_arguments(p: argparse.ArgumentParser, *, grid: bool = True) -> Non
         p.add_argument("--shard", default=None, metavar="i/N",
                        help="run every N-th job starting at i (0 <= i < N), for SLURM arrays or any "
                             "scheduler; all shards write into one results folder")
+        p.add_argument("--time-limit", type=time_limit, default=None, metavar="DURATION",
+                       help="e.g. 50m, 1h30m, 600: start no pretraining or job that is not expected to "
+                            "end within this time from now (expected = the longest so far), then exit "
+                            f"with status {TIME_LIMIT_EXIT}; finished work is kept, the same command continues")
     p.add_argument("--results-dir", type=Path, default=None,
                    help="where result files go (default: leaderboard/results or $SSLBENCH_RESULTS_DIR)")
     p.add_argument("--runs-dir", type=Path, default=None,
@@ -170,21 +179,18 @@ def pretrain_run(ctx: TrackContext, method: str, pool, seed: int) -> tuple[objec
     return cfg, run_dir, run_folder(cfg, cfg.key(pool.fingerprint), run_dir) / FINAL_NAME
 
 
-def pretrained_inits(ctx: TrackContext, method: str, pool, progress: bool = True) -> list:
-    """The checkpoints of `method` on this track, one per pretraining seed: pretrained now unless they exist."""
+def pretrained_init(ctx: TrackContext, method: str, pool, seed: int, progress: bool = True):
+    """The checkpoint of `method` with pretraining seed `seed` on this track: pretrained now unless it exists."""
     from benchmark.pretrain.run import pretrain
     from methods.registry import get_method
     from protocols.grid import checkpoint_init
 
-    inits = []
-    for seed in pretrain_seeds(ctx):
-        cfg, run_dir, final = pretrain_run(ctx, method, pool, seed)
-        if progress and not final.exists():
-            print(f"pretraining {method} (pretraining seed {seed}, {cfg.steps} steps) on {ctx.track.id} "
-                  f"({final.parent})", file=sys.stderr, flush=True)
-        checkpoint = pretrain(cfg, pool, run_dir, progress=progress)
-        inits.append(checkpoint_init(method, checkpoint, seed, family=get_method(method).family))
-    return inits
+    cfg, run_dir, final = pretrain_run(ctx, method, pool, seed)
+    if progress and not final.exists():
+        print(f"pretraining {method} (pretraining seed {seed}, {cfg.steps} steps) on {ctx.track.id} "
+              f"({final.parent})", file=sys.stderr, flush=True)
+    checkpoint = pretrain(cfg, pool, run_dir, progress=progress)
+    return checkpoint_init(method, checkpoint, seed, family=get_method(method).family)
 
 
 def baseline_inits(ctx: TrackContext, name: str, pool, progress: bool = True) -> list:
@@ -210,10 +216,20 @@ def run_grid(ctx: TrackContext, inits: list, downstream, args: argparse.Namespac
     grid = build_grid(inits, ctx.protocols, ctx.track, downstream, ctx.results_dir)
     jobs = runner_jobs(grid, downstream, ctx.runs_dir)
     summary = run_jobs(jobs, force=getattr(args, "force", False), shard=shard,
-                       title=f"{ctx.track.id}")
+                       title=f"{ctx.track.id}", deadline=getattr(args, "time_limit", None))
     print(f"{ctx.track.id}: {len(summary.done)} jobs run in {summary.seconds:.0f} s, "
           f"{summary.skipped} already finished; results in {ctx.results_dir / ctx.track.id}", file=sys.stderr)
     return summary
+
+
+def out_of_time(deadline, expected_s: float, what: str) -> bool:
+    """True (and says so) when `deadline` (a runner.Deadline, or None) leaves no time for `what`."""
+    if deadline is None or deadline.allows(expected_s):
+        return False
+    print(f"time limit: {deadline.left():.0f} s left, not enough to {what} (expected {expected_s:.0f} s, the "
+          "longest so far); finished work is kept, run the same command again to continue",
+          file=sys.stderr, flush=True)
+    return True
 
 
 def refresh_leaderboard(results_dir: Path) -> None:
@@ -232,9 +248,16 @@ def _bench(args: argparse.Namespace) -> int:
     ctx = track_context(args, need_pretrain_data=bool(methods) or "random" in baselines)
     downstream = ctx.downstream_cache()
     pool = ctx.pretrain_cache() if methods or "random" in baselines else None
-    inits = [init for m in methods for init in pretrained_inits(ctx, m, pool)]
+    inits, longest = [], 0.0
+    for method in methods:
+        for seed in pretrain_seeds(ctx):
+            if out_of_time(args.time_limit, longest, f"pretrain {method} (pretraining seed {seed})"):
+                return TIME_LIMIT_EXIT
+            started = time.perf_counter()
+            inits.append(pretrained_init(ctx, method, pool, seed))
+            longest = max(longest, time.perf_counter() - started)
     inits += [init for b in baselines for init in baseline_inits(ctx, b, pool)]
-    run_grid(ctx, inits, downstream, args)
+    summary = run_grid(ctx, inits, downstream, args)
     if not args.no_leaderboard:
         refresh_leaderboard(ctx.results_dir)
-    return 0
+    return TIME_LIMIT_EXIT if summary.stopped else 0

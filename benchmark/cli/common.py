@@ -2,6 +2,13 @@
 from __future__ import annotations
 
 import argparse
+import os
+import re
+import shlex
+import signal
+import subprocess
+import time
+from pathlib import Path
 
 from benchmark.errors import UserError
 
@@ -62,3 +69,86 @@ def dataset_options(args: argparse.Namespace) -> dict:
             raise UserError(f"--option expects KEY=VALUE, got {item!r}")
         opts[key.strip().replace("-", "_")] = _parse_value(value.strip())
     return opts
+
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)\s*([hms]?)")
+_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "": 1.0}
+
+
+def parse_duration(text: str) -> float:
+    """`600`, `90s`, `15m`, `1h30m` → seconds (> 0)."""
+    low = str(text).strip().lower()
+    parts = _DURATION_PART.findall(low)
+    rest = _DURATION_PART.sub("", low).strip()
+    if not parts or rest or (len(parts) > 1 and any(unit == "" for _, unit in parts)):
+        raise argparse.ArgumentTypeError(f"expects a duration such as 50m, 1h30m or 600 (seconds), got {text!r}")
+    seconds = sum(float(n) * _SECONDS[unit] for n, unit in parts)
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"expects a duration above zero, got {text!r}")
+    return seconds
+
+
+def time_limit(text: str):
+    """argparse type of --time-limit: a `benchmark.runner.Deadline` counted from now (process start)."""
+    from benchmark.runner import Deadline
+
+    return Deadline.after(parse_duration(text))
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    """The environment of an `sslbench` subprocess: this checkout first on the import path (so the
+    child runs the same code, installed or not), unbuffered output for its log."""
+    from benchmark.results import REPO_ROOT
+
+    path = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "PYTHONPATH": path, "PYTHONUNBUFFERED": "1", **extra}
+
+
+def last_error_line(output: str) -> str:
+    """The line of a command's output that says what went wrong: our own error line, else the last
+    error line that is not a launcher's wrapper around its child's (torchrun's ChildFailedError),
+    else the last line."""
+    lines = [ln.strip() for ln in output.splitlines() if ln.strip()]
+    ours = [ln for ln in lines if ln.startswith("sslbench: error:")]
+    errors = [ln for ln in lines if ("Error" in ln or "error:" in ln) and "ChildFailedError" not in ln]
+    found = ours or errors or lines
+    return found[-1][:300] if found else "no output"
+
+
+INTERRUPT_GRACE_S = 20.0  # after SIGINT, before SIGKILL
+
+
+def run_step(command: list[str], log: Path, limit_s: float | None,
+             env: dict[str, str] | None = None) -> tuple[int | None, float]:
+    """Run `command` (in its own process group: launchers such as torchrun have children) with its
+    output in `log`; past `limit_s` the group is interrupted (SIGINT, as Ctrl-C: finished work is
+    kept), then killed. Returns (exit status, or None if it was stopped; seconds)."""
+    started = time.monotonic()
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "w") as handle:
+        handle.write(f"$ {shlex.join(command)}\n")
+        handle.flush()
+        proc = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, env=env or child_env(),
+                                start_new_session=True)
+        try:
+            code = proc.wait(timeout=limit_s)
+        except subprocess.TimeoutExpired:
+            _signal_group(proc, signal.SIGINT)
+            try:
+                proc.wait(timeout=INTERRUPT_GRACE_S)
+            except subprocess.TimeoutExpired:
+                _signal_group(proc, signal.SIGKILL)
+                proc.wait()
+            code = None
+        finally:
+            if proc.poll() is None:  # this process was interrupted
+                _signal_group(proc, signal.SIGKILL)
+                proc.wait()
+    return code, time.monotonic() - started
+
+
+def _signal_group(proc: subprocess.Popen, sig: int) -> None:
+    try:
+        os.killpg(proc.pid, sig)
+    except ProcessLookupError:
+        pass

@@ -27,7 +27,7 @@ def register(sub) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from benchmark.cli.bench import baseline_inits, pretrain_seeds, run_grid, track_context
+    from benchmark.cli.bench import TIME_LIMIT_EXIT, baseline_inits, pretrain_seeds, run_grid, track_context
     from benchmark.cli.run import explicit_checkpoint_init
 
     ctx = track_context(args, need_pretrain_data=args.init == "random")
@@ -49,8 +49,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     for spec in ctx.protocols:
         _restrict(spec, "fractions", args.fraction)
         _restrict(spec, "seeds", args.seed)
-    run_grid(ctx, inits, ctx.downstream_cache(), args)
-    return 0
+    summary = run_grid(ctx, inits, ctx.downstream_cache(), args)
+    return TIME_LIMIT_EXIT if summary.stopped else 0
 
 
 def _restrict(spec, key: str, values: list | None) -> None:

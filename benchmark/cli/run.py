@@ -30,6 +30,7 @@ def register(sub) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from benchmark.cli.bench import (
+        TIME_LIMIT_EXIT,
         baseline_inits,
         parse_methods,
         pretrain_run,
@@ -68,8 +69,8 @@ def _run(args: argparse.Namespace) -> int:
     for name, path in explicit.items():
         inits.append(explicit_checkpoint_init(name, path, pretrain_seeds(ctx)))
     inits += [init for b in baselines for init in baseline_inits(ctx, b, pool)]
-    run_grid(ctx, inits, downstream, args)
-    return 0
+    summary = run_grid(ctx, inits, downstream, args)
+    return TIME_LIMIT_EXIT if summary.stopped else 0
 
 
 def explicit_checkpoint_init(name: str, path: Path, seeds: list[int]):

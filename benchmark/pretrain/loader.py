@@ -7,6 +7,8 @@ Three paths, picked by `make_loader`:
   pinned buffers and copies each on a side CUDA stream, so gathering and the host→device copy
   overlap the previous step; the training stream waits on the copy's event, not the whole device.
 - CPU: a plain gather.
+On a GPU `placement="auto"` chooses by free memory; "resident" or "streamed" forces one path (to
+compare the two, or to keep the cache off a GPU that other work shares).
 
 The loader is a re-iterable with a length (Lightning's epoch), and each `iter()` starts at the
 step the trainer has completed (`step_source()`), so after a resume the data continue exactly
@@ -22,10 +24,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from benchmark.errors import UserError
 from benchmark.pretrain.sampler import PairSampler
 
 # Keep the cache resident only if it leaves most of the GPU memory to the model.
 RESIDENT_FRACTION = 0.25
+PLACEMENTS = ("auto", "resident", "streamed")
 
 
 @dataclass
@@ -36,6 +40,8 @@ class FrameBatch:
 
 
 class _BaseLoader:
+    placement = ""  # "cpu" | "resident" | "streamed": which path, recorded with the checkpoint
+
     def __init__(self, sampler: PairSampler, step_source: Callable[[], int], total_steps: int):
         self.sampler = sampler
         self.step_source = step_source
@@ -59,6 +65,8 @@ class _BaseLoader:
 
 
 class CPULoader(_BaseLoader):
+    placement = "cpu"
+
     def __init__(self, frames: np.ndarray, sampler: PairSampler, step_source: Callable[[], int],
                  total_steps: int):
         super().__init__(sampler, step_source, total_steps)
@@ -72,6 +80,8 @@ class CPULoader(_BaseLoader):
 
 
 class ResidentLoader(_BaseLoader):
+    placement = "resident"
+
     def __init__(self, frames: np.ndarray, sampler: PairSampler, step_source: Callable[[], int],
                  total_steps: int, device: torch.device):
         super().__init__(sampler, step_source, total_steps)
@@ -95,6 +105,8 @@ class ResidentLoader(_BaseLoader):
 
 
 class StreamedLoader(_BaseLoader):
+    placement = "streamed"
+
     def __init__(self, frames: np.ndarray, sampler: PairSampler, step_source: Callable[[], int],
                  total_steps: int, device: torch.device, depth: int = 3):
         super().__init__(sampler, step_source, total_steps)
@@ -158,11 +170,21 @@ class StreamedLoader(_BaseLoader):
             worker.join(timeout=5)
 
 
+def choose_placement(nbytes: int, free_bytes: int, placement: str = "auto") -> str:
+    """Where a GPU run keeps a cache of `nbytes`: "resident" or "streamed" (`placement` forces one)."""
+    if placement not in PLACEMENTS:
+        raise UserError(f"frame placement {placement!r} is not one of {', '.join(PLACEMENTS)}")
+    if placement != "auto":
+        return placement
+    return "resident" if nbytes < RESIDENT_FRACTION * free_bytes else "streamed"
+
+
 def make_loader(frames: np.ndarray, sampler: PairSampler, step_source: Callable[[], int], total_steps: int,
-                device: torch.device) -> _BaseLoader:
+                device: torch.device, placement: str = "auto") -> _BaseLoader:
     if device.type != "cuda":
+        choose_placement(frames.nbytes, 0, placement)  # a bad value fails on a CPU too
         return CPULoader(frames, sampler, step_source, total_steps)
     free, _total = torch.cuda.mem_get_info(device)
-    if frames.nbytes < RESIDENT_FRACTION * free:
+    if choose_placement(frames.nbytes, free, placement) == "resident":
         return ResidentLoader(frames, sampler, step_source, total_steps, device)
     return StreamedLoader(frames, sampler, step_source, total_steps, device)

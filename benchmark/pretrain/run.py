@@ -65,9 +65,12 @@ def data_fingerprint(pool: FrameCache, positions: np.ndarray, frame_positions: n
 
 
 def pretrain(cfg: PretrainConfig, pool: FrameCache, run_dir: Path, resume: bool = True, progress: bool = True,
-             frame_positions: np.ndarray | None = None, checkpoint_every: int = CHECKPOINT_EVERY_STEPS) -> Path:
+             frame_positions: np.ndarray | None = None, checkpoint_every: int = CHECKPOINT_EVERY_STEPS,
+             frame_placement: str = "auto") -> Path:
     """Pretrain `cfg.method` on `pool`; returns the final encoder checkpoint. A finished run returns
-    at once; a killed one resumes from its last.ckpt (unless `resume=False`, which starts over)."""
+    at once; a killed one resumes from its last.ckpt (unless `resume=False`, which starts over).
+    `frame_placement` (auto | resident | streamed) picks the GPU input path (benchmark.pretrain.loader);
+    it changes the speed, never the result."""
     cfg.validate()
     positions = pretraining_positions(cfg, pool, frame_positions)
     data_fp = data_fingerprint(pool, positions, frame_positions)
@@ -79,7 +82,8 @@ def pretrain(cfg: PretrainConfig, pool: FrameCache, run_dir: Path, resume: bool 
     with _exclusive(folder):
         if final.exists():  # another process finished it while we waited
             return final
-        return _train(cfg, pool, positions, data_fp, key, folder, final, resume, progress, checkpoint_every)
+        return _train(cfg, pool, positions, data_fp, key, folder, final, resume, progress, checkpoint_every,
+                      frame_placement)
 
 
 @contextlib.contextmanager
@@ -100,7 +104,7 @@ def _exclusive(folder: Path):
 
 
 def _train(cfg: PretrainConfig, pool: FrameCache, positions: np.ndarray, data_fp: str, key: str, folder: Path,
-           final: Path, resume: bool, progress: bool, checkpoint_every: int) -> Path:
+           final: Path, resume: bool, progress: bool, checkpoint_every: int, frame_placement: str) -> Path:
 
     import pytorch_lightning as pl
     import torch
@@ -127,9 +131,7 @@ def _train(cfg: PretrainConfig, pool: FrameCache, positions: np.ndarray, data_fp
          "frames": int(len(positions))}, indent=1, default=str))
 
     cuda = torch.cuda.is_available()
-    precision = cfg.precision if cfg.precision != "auto" else ("bf16-mixed" if cuda else "32-true")
-    if precision == "32":
-        precision = "32-true"
+    precision = resolve_precision(cfg.precision, cuda)
     if cuda:
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = True
@@ -145,9 +147,13 @@ def _train(cfg: PretrainConfig, pool: FrameCache, positions: np.ndarray, data_fp
         method = method.to(memory_format=torch.channels_last)
 
     world = _world_size(cfg, cuda)
-    distributed = world > 1
+    # Under a distributed launcher (torchrun) DDP is used even for one process, so that a one-process
+    # launch runs the same code as an N-process one (process group, DDP wrapper, gathered losses).
+    distributed = world > 1 or _launched_distributed()
     if distributed:
         method.set_gather_distributed(True)
+        if cuda:  # torch's SyncBatchNorm refuses CPU tensors
+            method = sync_batchnorm(method)
     steps_per_epoch = len(positions) // (batch_size * world)
     if steps_per_epoch == 0:
         raise UserError(f"the pretraining pool has {len(positions)} frames, fewer than one global batch "
@@ -167,7 +173,7 @@ def _train(cfg: PretrainConfig, pool: FrameCache, positions: np.ndarray, data_fp
         devices=cfg.devices if cuda else 1,
         num_nodes=cfg.num_nodes,
         strategy="ddp" if distributed else "auto",
-        sync_batchnorm=distributed,
+        sync_batchnorm=False,  # converted above (sync_batchnorm), not by Lightning
         precision=precision,
         max_epochs=-(-total_steps // steps_per_epoch),  # the pool is cycled as often as the budget needs
         max_steps=total_steps,
@@ -187,7 +193,8 @@ def _train(cfg: PretrainConfig, pool: FrameCache, positions: np.ndarray, data_fp
                         "give --devices as a number")
     module = PretrainModule(method, views, cfg.resolution, method.hparams, batch_size, steps_per_epoch,
                             total_steps, cfg.seed, compile=cfg.compile)
-    module.train_dataloader = _loader_factory(module, trainer, pool, positions, cfg, batch_size, total_steps)
+    module.train_dataloader = _loader_factory(module, trainer, pool, positions, cfg, batch_size, total_steps,
+                                              frame_placement)
 
     started = time.time()
     try:
@@ -199,7 +206,10 @@ def _train(cfg: PretrainConfig, pool: FrameCache, positions: np.ndarray, data_fp
     if trainer.interrupted or trainer.global_step < total_steps:
         raise KeyboardInterrupt
     if trainer.is_global_zero:
-        encoder = method.encoder.float()
+        # A plain copy of the trained encoder: under DDP its BatchNorms are synchronised ones, whose
+        # forward passes would wait for the other ranks while this one alone measures it.
+        encoder = build_backbone(cfg.backbone, init="random").to(module.device)
+        encoder.load_state_dict({k: v.float() for k, v in method.encoder.state_dict().items()})
         diagnostics = finish_encoder(encoder, start_state, cfg, pool, positions, folder)
         meta = {
             "method": cfg.method, "hparams": method.hparams, "backbone": cfg.backbone, "init": cfg.init,
@@ -210,6 +220,9 @@ def _train(cfg: PretrainConfig, pool: FrameCache, positions: np.ndarray, data_fp
             "config_key": key, "engine_version": ENGINE_VERSION, "wall_time_s": round(time.time() - started, 1),
             "final_loss": getattr(guard, "last_value", None),
             "views_per_s": guard.views_per_second(module, world), "diagnostics": diagnostics, **arithmetic,
+            # How it ran (what Lightning and the loader chose), for reading its speed.
+            "strategy": type(trainer.strategy).__name__,
+            "frame_loader": getattr(trainer.train_dataloader, "placement", None),
         }
         save_encoder(final, encoder, meta)
         shutil.rmtree(ckpt_dir, ignore_errors=True)  # finished: the encoder is the result
@@ -289,7 +302,7 @@ def random_baseline(backbone: str, resolution: int, seed: int, pool: FrameCache,
 
 
 def _loader_factory(module, trainer, pool: FrameCache, positions: np.ndarray, cfg: PretrainConfig,
-                    batch_size: int, total_steps: int):
+                    batch_size: int, total_steps: int, frame_placement: str):
     """Built inside `fit` (Lightning's train_dataloader hook), when the rank and device are known."""
     from benchmark.pretrain.loader import make_loader
     from benchmark.pretrain.sampler import PairSampler, parse_positives
@@ -297,9 +310,32 @@ def _loader_factory(module, trainer, pool: FrameCache, positions: np.ndarray, cf
     def train_dataloader():
         sampler = PairSampler(pool.index, positions, parse_positives(cfg.positives), batch_size, cfg.seed,
                               rank=trainer.global_rank, world=trainer.world_size)
-        return make_loader(pool.frames, sampler, lambda: trainer.global_step, total_steps, module.device)
+        return make_loader(pool.frames, sampler, lambda: trainer.global_step, total_steps, module.device,
+                           frame_placement)
 
     return train_dataloader
+
+
+def sync_batchnorm(module):
+    """BatchNorm layers synchronised across DDP processes. timm's converter, not torch's (which
+    Lightning's `sync_batchnorm=True` uses): torch's turns timm's BatchNormAct2d (EfficientNet-Lite's
+    norm + ReLU6) into a plain SyncBatchNorm and silently drops the activation."""
+    from timm.layers import convert_sync_batchnorm
+
+    return convert_sync_batchnorm(module)
+
+
+def resolve_precision(precision: str, cuda: bool) -> str:
+    """A config's precision as Lightning names it: `auto` is bf16-mixed on a GPU, 32-true on a CPU."""
+    if precision == "auto":
+        return "bf16-mixed" if cuda else "32-true"
+    return "32-true" if precision == "32" else precision
+
+
+def _launched_distributed() -> bool:
+    from lightning_fabric.plugins.environments import TorchElasticEnvironment
+
+    return TorchElasticEnvironment.detect()
 
 
 def _world_size(cfg: PretrainConfig, cuda: bool) -> int:

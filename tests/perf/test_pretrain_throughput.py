@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from pathlib import Path
 
 import numpy as np
@@ -58,42 +57,10 @@ def _pool(root: Path, n: int, size: int) -> FrameCache:
     return FrameCache(root=root, frames=frames, index=index, class_names=[], meta={"fingerprint": f"perf{n}x{size}"})
 
 
-def _ceiling(backbone: str, resolution: int, batch: int, compile_: bool, steps: int) -> float:
-    """Model-only two-view step (forward, backward, SGD) on views already on the device."""
-    from benchmark.backbones import build_backbone
-    from methods.registry import get_method
-
-    method = get_method("vicreg")(build_backbone(backbone), optimizer="sgd").to(DEVICE)
-    if CUDA:
-        method = method.to(memory_format=torch.channels_last)
-    opt = torch.optim.SGD(method.parameters(), lr=0.01, momentum=0.9)
-    loss_fn = torch.compile(method.loss) if compile_ else method.loss
-    views = [torch.rand(batch, 1, resolution, resolution, device=DEVICE) for _ in range(2)]
-    if CUDA:
-        views = [v.contiguous(memory_format=torch.channels_last) for v in views]
-
-    def step():
-        with torch.autocast(DEVICE.type, dtype=torch.bfloat16, enabled=CUDA):
-            loss = loss_fn(views)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
-    for _ in range(5 if CUDA else 2):
-        step()
-    if CUDA:
-        torch.cuda.synchronize()
-    t = time.perf_counter()
-    for _ in range(steps):
-        step()
-    if CUDA:
-        torch.cuda.synchronize()
-    return 2 * batch * steps / (time.perf_counter() - t)
-
-
 @pytest.mark.parametrize("setting", SETTINGS, ids=lambda s: f"{s[0]}-{s[1]}px-b{s[2]}{'-compiled' if s[3] else ''}")
 def test_end_to_end_vs_model_only_ceiling(benchmark, tmp_path, setting):
     from benchmark.checkpoint import read_meta
+    from benchmark.pretrain.ceiling import model_only_views_per_s
     from benchmark.pretrain.config import PretrainConfig
     from benchmark.pretrain.run import pretrain
 
@@ -110,7 +77,7 @@ def test_end_to_end_vs_model_only_ceiling(benchmark, tmp_path, setting):
 
     benchmark.pedantic(run_once, rounds=1, iterations=1)
     end_to_end = result["meta"]["views_per_s"]
-    ceiling = _ceiling(backbone, resolution, batch, compile_, steps=30 if CUDA else 6)
+    ceiling = model_only_views_per_s(cfg, batch, steps=30 if CUDA else 6, device=DEVICE)
     ratio = end_to_end / ceiling
     info = {"device": torch.cuda.get_device_name() if CUDA else "cpu", "threads": torch.get_num_threads(),
             "backbone": backbone, "resolution": resolution, "batch": batch, "compile": compile_,

@@ -1,8 +1,11 @@
+import argparse
 import json
 import os
+import time
 
 import pytest
 
+from benchmark.cli.common import parse_duration
 from benchmark.errors import UserError
 from benchmark.results import (
     ensure_writable,
@@ -11,7 +14,7 @@ from benchmark.results import (
     validate_result,
     write_result,
 )
-from benchmark.runner import Job, parse_shard, run_jobs, select_shard
+from benchmark.runner import Deadline, Job, parse_shard, run_jobs, select_shard
 
 CLASSES = ["4CH", "LVOT", "RVOT"]
 
@@ -153,3 +156,39 @@ def test_a_results_folder_that_is_not_writable_is_a_clear_error(tmp_path):
         ro.chmod(0o500)
         with pytest.raises(UserError, match="not writable"):
             ensure_writable(ro / "sub")
+
+
+def test_a_deadline_stops_between_jobs_and_the_same_run_continues_later(tmp_path):
+    jobs, calls = make_jobs(tmp_path, n=5)
+    deadline = Deadline.after(3600)
+    produce = jobs[1].produce
+
+    def runs_into_the_deadline():  # the time runs out while job 1 is running: it still finishes
+        deadline.at = time.monotonic()
+        return produce()
+
+    jobs[1].produce = runs_into_the_deadline
+    first = run_jobs(jobs, progress=False, deadline=deadline)
+    assert calls == [0, 1] and first.stopped and first.left == 3
+    assert [j.output.exists() for j in jobs] == [True, True, False, False, False]
+    again = run_jobs(jobs, progress=False, deadline=Deadline.after(3600))
+    assert calls == [0, 1, 2, 3, 4] and not again.stopped and again.left == 0 and again.skipped == 2
+
+
+def test_a_deadline_already_past_starts_nothing_and_a_margin_counts(tmp_path):
+    jobs, calls = make_jobs(tmp_path, n=2)
+    assert run_jobs(jobs, progress=False, deadline=Deadline.after(-1)).left == 2 and calls == []
+    assert run_jobs(jobs, progress=False, deadline=Deadline.after(60, margin=120)).stopped and calls == []
+    assert not Deadline.after(60).allows(120) and Deadline.after(60).allows(30)
+
+
+@pytest.mark.parametrize("text,seconds", [("600", 600), ("90s", 90), ("15m", 900), ("1h30m", 5400),
+                                          ("2.5m", 150), (" 1H ", 3600)])
+def test_durations(text, seconds):
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "soon", "1h30", "0", "-5m", "5 minutes"])
+def test_bad_durations_are_named(text):
+    with pytest.raises(argparse.ArgumentTypeError, match="duration"):
+        parse_duration(text)

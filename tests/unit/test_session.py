@@ -1,0 +1,108 @@
+"""`sslbench session` pieces: what counts as done without a checkpoint, which checkpoints are kept
+for the next session, and the hard stop of a step at the session's end."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from benchmark.cli.bench import track_context
+from benchmark.cli.common import last_error_line, run_step
+from benchmark.cli.session import Session, Unit, _keep_checkpoints, count_done, planned_results
+
+TINY = Path(__file__).parents[1] / "e2e" / "tiny_preset.toml"
+
+
+def _ctx(tmp_path: Path):
+    return track_context(argparse.Namespace(preset=str(TINY), dataset=None, downstream=None, option=[],
+                                            protocol=None, results_dir=tmp_path / "results",
+                                            runs_dir=tmp_path / "runs", cache_dir=str(tmp_path / "cache")))
+
+
+def _write(path: Path, track: str, spec, overrides=None, **changes) -> None:
+    record = {"track": {"id": track}, "protocol": {"name": spec.name, "hash": spec.hash},
+              "train": {} if overrides is None else {"protocol_overrides": overrides}}
+    record.update(changes)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record))
+
+
+def test_done_means_a_result_of_the_current_protocol_and_overrides_on_this_track(tmp_path):
+    ctx = _ctx(tmp_path)
+    specs = {s.name: s for s in ctx.protocols}
+    paths = planned_results(ctx, "vicreg")
+    # tiny preset, one pretraining seed: linear_probe 2 seeds at 10 % + 1 at 100 %, finetune 2 fractions × 1 seed
+    assert len(paths) == 5 and len(set(paths)) == 5
+    assert all(p.is_relative_to(ctx.results_dir / ctx.track.id / "vicreg") for p in paths)
+    assert count_done(paths, ctx) == 0
+
+    def spec_of(path: Path):
+        return specs[path.relative_to(ctx.results_dir).parts[2]]
+
+    for path in paths:
+        spec = spec_of(path)
+        _write(path, ctx.track.id, spec, spec.overrides or None)
+    assert count_done(paths, ctx) == 5
+    old = spec_of(paths[0])
+    _write(paths[0], ctx.track.id, old, old.overrides or None, protocol={"name": old.name, "hash": "0" * 64})
+    _write(paths[1], "another-track", spec_of(paths[1]), spec_of(paths[1]).overrides or None)
+    _write(paths[2], ctx.track.id, spec_of(paths[2]), {"train": {"epochs": 99}})
+    paths[3].write_text("{not json")
+    assert count_done(paths, ctx) == 1
+
+
+def test_checkpoints_are_kept_only_for_methods_with_jobs_left(tmp_path):
+    runs, out = tmp_path / "runs", tmp_path / "out"
+    for name, mtime in (("vicreg-aaaa", 1_000), ("vicreg-bbbb", 2_000), ("simclr-cccc", 1_000)):
+        folder = runs / "pretrain" / "trk" / name
+        folder.mkdir(parents=True)
+        for file in ("encoder.safetensors", "config.json"):
+            (folder / file).write_text(name)
+            os.utime(folder / file, (mtime, mtime))
+    session = Session(out=out, preset="tiny", track="trk")
+    session.units = [Unit("vicreg", "ssl", [Path("a"), Path("b")], done=1),
+                     Unit("simclr", "ssl", [Path("c")], done=1),
+                     Unit("random", "baseline", [Path("d")], done=0)]
+    assert _keep_checkpoints(session, runs) == [str(Path("runs/pretrain/trk/vicreg-bbbb"))]
+    kept = out / "runs" / "pretrain" / "trk" / "vicreg-bbbb"
+    assert (kept / "encoder.safetensors").read_text() == "vicreg-bbbb" and (kept / "config.json").exists()
+    assert not (out / "runs" / "pretrain" / "trk" / "simclr-cccc").exists()
+
+
+def test_a_step_past_its_limit_is_interrupted_and_its_output_kept(tmp_path):
+    log = tmp_path / "step.log"
+    script = "import time\nprint('started', flush=True)\ntry:\n    time.sleep(60)\nexcept KeyboardInterrupt:\n" \
+             "    print('interrupted: finished work kept', flush=True)\n    raise SystemExit(130)\n"
+    code, seconds = run_step([sys.executable, "-c", script], log, limit_s=2.0)
+    assert code is None and seconds < 30
+    text = log.read_text()
+    assert "started" in text and "interrupted: finished work kept" in text
+    assert run_step([sys.executable, "-c", "raise SystemExit(3)"], tmp_path / "other.log", limit_s=30)[0] == 3
+
+
+def test_missing_modules_found_by_the_device_check_keep_the_grid_from_starting(tmp_path):
+    from benchmark.cli.session import _missing_dependencies
+
+    session = Session(out=tmp_path, preset="tiny", track="trk")
+    report = tmp_path / "doctor" / "doctor.json"
+    report.parent.mkdir()
+    report.write_text(json.dumps({"rows": [{"id": "dependencies", "status": "failed",
+                                            "detail": "RuntimeError: not importable: jsonschema"}]}))
+    assert _missing_dependencies(session) is None  # no device check in this session: an old report
+    session.doctor = {"status": "failed rows"}
+    assert "jsonschema" in _missing_dependencies(session)
+    report.write_text(json.dumps({"rows": [{"id": "dependencies", "status": "ok", "detail": ""},
+                                           {"id": "ddp", "status": "failed", "detail": "hang"}]}))
+    assert _missing_dependencies(session) is None  # other failures do not stop the grid
+
+
+def test_the_error_line_of_a_step_is_the_childs_not_the_launchers():
+    torchrun = ("Traceback (most recent call last):\n  File x\nValueError: bad shape (3, 4)\n"
+                "[rank0]: more\ntorch.distributed.elastic.multiprocessing.errors.ChildFailedError:\n"
+                "benchmark FAILED\n")
+    assert last_error_line(torchrun) == "ValueError: bad shape (3, 4)"
+    assert last_error_line("warning: UserWarning x\nsslbench: error: unknown backbone 'r99'\n") == \
+        "sslbench: error: unknown backbone 'r99'"
+    assert last_error_line("all fine\nlast words\n") == "last words" and last_error_line("") == "no output"

@@ -186,8 +186,8 @@ def statistics_note(track: str, runs: pd.DataFrame, track_deltas: dict) -> list[
              f"the family of every test against {ref} in this track ({family} tests: all protocols, fractions "
              "and inits), and ▲/▼ mark adjusted p < 0.05.",
              "- **No rank test.** The tasks of a track (protocol × label fraction) share one dataset and the same "
-             "checkpoints, so they are not the independent blocks a Friedman/Nemenyi test assumes; average ranks "
-             "below are descriptive."]
+             "checkpoints, so they are not the independent blocks a Friedman/Nemenyi test assumes; the average ranks "
+             "of \"Across tasks\" are descriptive."]
     if single:
         which = ", ".join(f"`{i}`" for i in single)
         lines.append(f"- **{CONDITIONAL} one pretraining run** ({which}): the interval is over the downstream seeds "

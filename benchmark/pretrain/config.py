@@ -10,7 +10,7 @@ from benchmark.errors import UserError
 # Bump when the engine changes what a given config produces (augmentation, sampling, schedule).
 # 2: the ae target shares the augmented view's crop and flip. 3: budgets in optimiser steps, LARS with
 # LARC clipping (timm), warm-up as a fraction of the run, BatchNorm statistics of the final encoder
-# estimated on the clean pool.
+# estimated on the clean pool, the method's resolved hyper-parameters in the key.
 ENGINE_VERSION = 3
 # Settings that change how fast a run goes, never what it produces: left out of the key.
 _NOT_IN_KEY = ("compile",)
@@ -37,11 +37,20 @@ class PretrainConfig:
     limit_frames: int | None = None
 
     def key(self, data_fingerprint: str) -> str:
-        """sha256 of everything that determines the checkpoint."""
+        """sha256 of everything that determines the checkpoint: the settings, the method's
+        hyper-parameters as resolved (its defaults with the overrides: a changed default is a new
+        checkpoint), the data and the engine version."""
         payload = {k: v for k, v in asdict(self).items() if k not in _NOT_IN_KEY}
+        payload["hparams"] = self.resolved_hparams()
         payload["data"] = data_fingerprint
         payload["engine"] = ENGINE_VERSION
         return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+    def resolved_hparams(self) -> dict:
+        from methods.base import resolve_hparams
+        from methods.registry import get_method
+
+        return resolve_hparams(get_method(self.method), self.hparams)
 
     @classmethod
     def from_dict(cls, values: dict) -> PretrainConfig:

@@ -38,6 +38,19 @@ def test_key_covers_what_changes_the_checkpoint_and_nothing_else():
     assert base.key("d") != base.key("e")
 
 
+def test_key_changes_when_a_method_default_changes(monkeypatch):
+    """A checkpoint made with an older default is not reused for the new one."""
+    from methods.registry import get_method
+
+    base = PretrainConfig(method="vicreg").key("d")
+    cls = get_method("vicreg")
+    monkeypatch.setattr(cls, "defaults", {**cls.defaults, "lr": cls.defaults["lr"] * 2})
+    assert PretrainConfig(method="vicreg").key("d") != base
+    # The same value given as an override is the same run as the default it matches.
+    monkeypatch.undo()
+    assert PretrainConfig(method="vicreg", hparams={"lr": cls.defaults["lr"]}).key("d") == base
+
+
 @pytest.mark.parametrize("flags, message", [
     (["--set", "lr"], "--set expects KEY=VALUE"),
     (["--positives", "neighbours"], "--positives must be"),

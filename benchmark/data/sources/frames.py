@@ -216,8 +216,19 @@ def files_identity(root: Path, rel_paths: Iterable[str], resolved: Iterable[Path
     return {"n_files": n, "files_sha256": h.hexdigest()}
 
 
+# A single input file up to this size is identified by a digest of its bytes (label tables,
+# manifests, FileLists: one label swapped keeps the size, and a copy or a coarse file-system clock
+# can keep the mtime). A larger one (an HDF5 of videos) by size and mtime: hashing gigabytes on
+# every run would cost more than the decode it guards, and rewriting such a file changes its mtime.
+CONTENT_HASH_MAX_BYTES = 64 * 2**20
+
+
 def file_identity(path: Path) -> dict:
+    """What identifies one input file in a cache fingerprint: its content, read in full when small."""
     st = os.stat(path)
+    if st.st_size <= CONTENT_HASH_MAX_BYTES:
+        with open(path, "rb") as f:
+            return {"name": path.name, "size": st.st_size, "sha256": hashlib.file_digest(f, "sha256").hexdigest()}
     return {"name": path.name, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 

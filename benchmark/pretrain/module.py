@@ -73,7 +73,7 @@ class PretrainModule(pl.LightningModule):
     def optimizer_step(self, *args, **kwargs) -> None:
         super().optimizer_step(*args, **kwargs)
         # Here, not in on_train_batch_end: the EMA update must be in the checkpoint of this step.
-        # Lightning has counted this step already: global_step = steps done.
+        # Lightning counts this step only after the hook: global_step = k, the 0-based step of BYOL's τ_k.
         self.method.update_momentum(min(1.0, self.global_step / self.total_steps))
 
     # -- optimisation ---------------------------------------------------------------------------

@@ -9,20 +9,19 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 import pytest
 import torch
 from torch import nn
 
 from benchmark.cli import build_parser
 from benchmark.cli.pretrain import build_config
-from benchmark.data.cache import FrameCache, prepare
+from benchmark.data.cache import prepare
 from benchmark.data.spec import parse_dataset_spec
 from benchmark.pretrain.config import PretrainConfig
 from benchmark.pretrain.module import NonFiniteLossError
 from benchmark.pretrain.run import pretrain
 from methods.base import SSLMethod
+from tests.fake_source import tiny_pool
 
 # 3 videos × 16 frames, batch 8 → 6 steps an epoch, 2 epochs = 12 steps; a checkpoint every 2.
 ARGS = ["pretrain", "--method", "vicreg", "--dataset", "synthetic", "-o", "subjects=3", "-o", "videos_per_subject=1",
@@ -111,14 +110,6 @@ class _NaNAfter(SSLMethod):
         return loss * float("nan") if self.calls.item() > 5 else loss
 
 
-def _tiny_pool(root: Path) -> FrameCache:
-    rng = np.random.default_rng(0)
-    frames = rng.integers(0, 256, (24, 32, 32), dtype=np.uint8)
-    index = pd.DataFrame({"video_id": [f"v{i // 8}" for i in range(24)], "subject_id": [f"s{i // 8}" for i in range(24)],
-                          "frame_idx": [i % 8 for i in range(24)], "label": -1, "split": "pretrain"})
-    return FrameCache(root=root, frames=frames, index=index, class_names=[], meta={"fingerprint": "0" * 64})
-
-
 @pytest.mark.timeout(120)
 def test_non_finite_loss_stops_with_step_method_and_hint_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
     import methods.registry
@@ -126,7 +117,7 @@ def test_non_finite_loss_stops_with_step_method_and_hint_and_keeps_the_last_good
     monkeypatch.setattr(methods.registry, "get_method", lambda name: _NaNAfter)
     cfg = PretrainConfig(method="nan_after_five", resolution=32, epochs=3, batch_size=4)
     with pytest.raises(NonFiniteLossError) as err:
-        pretrain(cfg, _tiny_pool(tmp_path / "pool"), tmp_path / "runs", progress=False, checkpoint_every=2)
+        pretrain(cfg, tiny_pool(tmp_path / "pool"), tmp_path / "runs", progress=False, checkpoint_every=2)
     message = str(err.value)
     assert "nan_after_five" in message and "at step 6" in message
     assert "Lower the learning rate" in message and "fp32" in message

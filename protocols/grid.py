@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from benchmark.data.cache import FrameCache
+from benchmark.kill_points import kill_point
 from benchmark.results import provenance, result_path
 from benchmark.runner import Job
 from protocols.spec import ProtocolSpec, canonical_hash
@@ -175,6 +176,7 @@ def runner_jobs(grid: list[GridJob], downstream: FrameCache, run_dir: Path, prog
         ident = job.init.identity + (f":seed{RANDOM_PROBE_SEED}" if job.init.name == "random" else "")
         if ident not in features:
             def make():
+                kill_point("features")
                 torch.manual_seed(RANDOM_PROBE_SEED)
                 return job.init.build_encoder()
 
@@ -195,6 +197,7 @@ def runner_jobs(grid: list[GridJob], downstream: FrameCache, run_dir: Path, prog
 
                 if progress:
                     print(f"fine-tuning: {job.label}", file=sys.stderr, flush=True)
+                kill_point("finetune")
                 out = run_finetune(job.init.build_encoder, downstream, job.protocol, job.fraction, job.seed,
                                    state_path=_state_path(run_dir, job), device=device, progress=progress)
             if job.protocol.overrides:

@@ -2,8 +2,6 @@
 tiny ready-made pretraining pool."""
 from __future__ import annotations
 
-import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,7 +30,6 @@ class FakeSource(Source):
     frames: int = 4
     seed: int = 0
     bad_every: int = 0  # every k-th video is an unreadable "file"
-    delay: float = 0.0  # seconds per clip, to make a build slow enough to kill
     roles: tuple[str, ...] = ("pretrain", "downstream")
 
     def fingerprint_parts(self, role: str) -> dict:
@@ -44,12 +41,6 @@ class FakeSource(Source):
     def items(self, role: str):
         rng = np.random.default_rng([self.seed, role == "downstream"])
         for s in range(self.subjects):
-            if self.delay:
-                time.sleep(self.delay)
-                marker = os.environ.get("FAKE_SOURCE_PROGRESS")
-                if marker:
-                    with open(marker, "a") as f:
-                        f.write(f"{s}\n")
             if self.bad_every and s % self.bad_every == self.bad_every - 1:
                 yield Skipped(f"video{s}.mp4", "truncated stream")
                 continue

@@ -31,6 +31,7 @@ import pandas as pd
 from benchmark.data.source import ROLES, UNLABELLED, Clip, Skipped, Source
 from benchmark.data.splits import assign_subject_splits
 from benchmark.errors import DataError, UserError
+from benchmark.kill_points import kill_point
 from benchmark.results import ensure_writable
 
 CACHE_FORMAT = 1
@@ -189,6 +190,7 @@ def _build(source: Source, role: str, tmp: Path, fp: str, on_error: str, progres
                 rows.append((item.video_id, item.subject_id, int(fidx[k]), int(labels[k]), item.split))
             n += t
             bar.update(t)
+            kill_point("cache_clip")
     if n == 0:
         raise UserError(f"dataset {source.describe()!r} produced no frames for {role}"
                         + (f" ({len(skipped)} files skipped, see the reasons with --on-error fail)"

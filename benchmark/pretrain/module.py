@@ -11,6 +11,7 @@ from pytorch_lightning.callbacks import TQDMProgressBar
 
 from benchmark.augment import ViewAugment, augment
 from benchmark.errors import UserError
+from benchmark.kill_points import kill_point
 from benchmark.pretrain.loader import FrameBatch
 
 OPTIMIZERS = ("lars", "sgd", "adamw")
@@ -69,6 +70,9 @@ class PretrainModule(pl.LightningModule):
         loss = self._loss_fn(self.make_views(batch))
         self.last_loss = loss.detach()
         return loss
+
+    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
+        kill_point("pretrain_step")  # Lightning runs this after the callbacks: the step's checkpoint is saved
 
     def optimizer_step(self, *args, **kwargs) -> None:
         super().optimizer_step(*args, **kwargs)

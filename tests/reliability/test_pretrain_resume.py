@@ -6,17 +6,18 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
+import benchmark.pretrain.run
 from benchmark.cli import build_parser
 from benchmark.cli.pretrain import build_config
 from benchmark.data.cache import prepare
 from benchmark.data.spec import parse_dataset_spec
+from benchmark.kill_points import ENV
 from benchmark.pretrain.config import PretrainConfig
 from benchmark.pretrain.module import NonFiniteLossError
 from benchmark.pretrain.run import pretrain
@@ -41,7 +42,7 @@ def _state(path: Path) -> dict[str, torch.Tensor]:
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-def test_killed_run_resumes_to_the_same_encoder_and_a_finished_run_is_not_redone(tmp_path):
+def test_killed_run_resumes_to_the_same_encoder_and_a_finished_run_is_not_redone(tmp_path, monkeypatch):
     cache_dir, killed_dir, clean_dir = tmp_path / "cache", tmp_path / "killed", tmp_path / "clean"
     args = build_parser().parse_args([*ARGS, "--cache-dir", str(cache_dir), "--run-dir", str(killed_dir)])
     cfg, spec, options = build_config(args)
@@ -49,20 +50,19 @@ def test_killed_run_resumes_to_the_same_encoder_and_a_finished_run_is_not_redone
     cli = [sys.executable, "-m", "benchmark", *ARGS, "--cache-dir", str(cache_dir), "--run-dir", str(killed_dir)]
     # One thread in the subprocesses too (see _one_thread): the same arithmetic as here.
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    log = killed_dir.parent / "killed.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(cli, env=env, stdout=out, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 180
-    while not list(killed_dir.glob("*/checkpoints/last.ckpt")):
-        assert proc.poll() is None, log.read_text()[-3000:]
-        assert time.monotonic() < deadline, "no last.ckpt after 180 s"
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    # SIGKILL at the end of step 3: the checkpoint of step 2 is the last one on disk.
+    killed = subprocess.run(cli, env={**env, ENV: "pretrain_step:3"}, capture_output=True, text=True, timeout=240)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
     (run,) = killed_dir.iterdir()
-    assert not (run / "encoder.safetensors").exists(), "the run finished before it could be killed"
+    assert not (run / "encoder.safetensors").exists()
     saved = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu")
-    assert 0 < saved["global_step"] < 12
+    assert saved["global_step"] == 2
+
+    # The rerun resumes at step 3: its 10th step is step 12, the last (a restart would be at step 10).
+    again = subprocess.run(cli, env={**env, ENV: "pretrain_step:10"}, capture_output=True, text=True, timeout=240)
+    assert again.returncode == -signal.SIGKILL, again.stderr[-3000:]
+    saved = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu")
+    assert saved["global_step"] == 12 and not (run / "encoder.safetensors").exists()
 
     resumed = subprocess.run(cli, env=env, capture_output=True, text=True, timeout=240)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
@@ -84,10 +84,13 @@ def test_killed_run_resumes_to_the_same_encoder_and_a_finished_run_is_not_redone
 
     # A finished run is a no-op: same path, file untouched, no training.
     mtime = final.stat().st_mtime_ns
-    t0 = time.perf_counter()
+    monkeypatch.setattr(benchmark.pretrain.run, "_train", _no_training)
     again = pretrain(cfg, pool, killed_dir, progress=False)
     assert again == final and final.stat().st_mtime_ns == mtime
-    assert time.perf_counter() - t0 < 2.0
+
+
+def _no_training(*args, **kwargs):
+    raise AssertionError("a finished run must not train again")
 
 
 class _NaNAfter(SSLMethod):

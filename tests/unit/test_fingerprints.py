@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from benchmark.data.cache import FrameCache, fingerprint, prepare
-from benchmark.data.sources import frames
+from benchmark.data.sources import identity
 from benchmark.data.spec import parse_dataset_spec
 from tests.unit.test_sources_hdf5 import video
 from tests.unit.test_sources_images import make_fetal_planes_db, write_image, write_rows
@@ -119,12 +119,12 @@ def test_an_unchanged_file_keeps_its_fingerprint_even_when_touched(kind, tmp_pat
 def test_a_file_too_large_to_hash_is_identified_by_size_and_mtime(tmp_path, monkeypatch):
     (tmp_path / "data").mkdir()
     case = hdf5_case(tmp_path / "data")
-    monkeypatch.setattr(frames, "CONTENT_HASH_MAX_BYTES", case.file.stat().st_size - 1)
-    identity = frames.file_identity(case.file)
-    assert set(identity) == {"name", "size", "mtime_ns"} and identity["size"] == case.file.stat().st_size
+    monkeypatch.setattr(identity, "CONTENT_HASH_MAX_BYTES", case.file.stat().st_size - 1)
+    ident = identity.file_identity(case.file)
+    assert set(ident) == {"name", "size", "mtime_ns"} and ident["size"] == case.file.stat().st_size
     before = fingerprint(_source(case), case.role)
     case.change()  # h5py's write moves the mtime on
-    os.utime(case.file, ns=(case.file.stat().st_atime_ns, identity["mtime_ns"] + 10**9))
+    os.utime(case.file, ns=(case.file.stat().st_atime_ns, ident["mtime_ns"] + 10**9))
     assert fingerprint(_source(case), case.role) != before
-    monkeypatch.setattr(frames, "CONTENT_HASH_MAX_BYTES", case.file.stat().st_size)
-    assert set(frames.file_identity(case.file)) == {"name", "size", "sha256"}
+    monkeypatch.setattr(identity, "CONTENT_HASH_MAX_BYTES", case.file.stat().st_size)
+    assert set(identity.file_identity(case.file)) == {"name", "size", "sha256"}

@@ -11,7 +11,7 @@ PRESET ?= auto
 DATA   ?=
 SHARD  ?=
 
-.PHONY: install test test-fast bench leaderboard perf lint clean
+.PHONY: install test test-fast bench leaderboard perf golden mutation lint clean
 
 install: $(STAMP)
 
@@ -34,8 +34,18 @@ leaderboard: $(STAMP)
 perf: $(STAMP)
 	$(BIN)/python -m pytest -q -m perf --benchmark-enable --benchmark-columns=min,mean,max,rounds tests/perf
 
+# The leaderboard's golden file changes only here, never from inside a test; review `git diff` after.
+golden: $(STAMP)
+	$(BIN)/python -m tests.regenerate_golden
+
+# Mutation testing of the modules where a silent bug corrupts results (TESTING.md): slow, niced,
+# incremental (mutants/ keeps the verdicts; only changed functions are tested again).
+mutation: $(STAMP)
+	nice -n 10 $(BIN)/mutmut run --max-children $(or $(JOBS),1)
+	$(BIN)/mutmut results
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .benchmarks
+	rm -rf $(VENV) .pytest_cache .ruff_cache .benchmarks mutants

@@ -42,7 +42,7 @@ golden: $(STAMP)
 # incremental (mutants/ keeps the verdicts; only changed functions are tested again).
 mutation: $(STAMP)
 	nice -n 10 $(BIN)/mutmut run --max-children $(or $(JOBS),1)
-	$(BIN)/mutmut results
+	$(BIN)/python -m tests.mutation_scores
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -1,0 +1,45 @@
+"""What `sslbench data prepare` prints about a cache: its summary, line by line."""
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from benchmark.data.cache import FrameCache
+
+
+def _cache(labels, splits, class_names, meta_extra) -> FrameCache:
+    n = len(labels)
+    index = pd.DataFrame({"video_id": [f"v{i // 3}" for i in range(n)], "subject_id": [f"s{i // 300}" for i in range(n)],
+                          "frame_idx": [i % 3 for i in range(n)], "label": labels, "split": splits})
+    return FrameCache(root=Path("/caches/x"), frames=np.zeros((n, 32, 32), np.uint8), index=index,
+                      class_names=class_names, meta={"fingerprint": "0123456789abcdef" * 4, "spec": "spec:/d",
+                                                     **meta_extra})
+
+
+def test_downstream_summary_counts_frames_videos_subjects_splits_classes_and_skips():
+    # 1,500 frames: 1,000 train, 300 val, 200 test; labels 0 and 2 (class 1 absent), 100 unlabelled.
+    labels = [0] * 700 + [2] * 300 + [0] * 300 + [2] * 100 + [-1] * 100
+    splits = ["train"] * 1000 + ["val"] * 300 + ["test"] * 200
+    cache = _cache(labels, splits, ["4CH", "LVOT", "RVOT"], {"role": "downstream", "skipped": 7})
+    assert cache.summary().splitlines() == [
+        "cache      /caches/x",
+        "source     spec:/d (downstream), fingerprint 0123456789abcdef",
+        "frames     1,500 of 32×32 px (1.5 MiB)",
+        "videos     500",
+        "subjects   5",
+        "splits     train 1,000, val 300, test 200",
+        "classes    4CH 1,000, LVOT 0, RVOT 400",
+        "skipped    7 files (report: /caches/x/skipped.csv)",
+    ]
+
+
+def test_pretraining_summary_has_no_classes_and_no_skips():
+    cache = _cache([-1] * 1200, ["pretrain"] * 1200, [], {"role": "pretrain", "skipped": 0})
+    assert cache.summary().splitlines() == [
+        "cache      /caches/x",
+        "source     spec:/d (pretrain), fingerprint 0123456789abcdef",
+        "frames     1,200 of 32×32 px (1.2 MiB)",
+        "videos     400",
+        "subjects   4",
+        "splits     pretrain 1,200",
+    ]

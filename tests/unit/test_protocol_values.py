@@ -104,3 +104,10 @@ def test_the_version_is_at_least_one(tmp_path, name, version, ok):
     else:
         with pytest.raises(UserError, match=rf"{re.escape(str(path))}: key 'version' must be >= 1"):
             read_protocol_file(path)
+
+
+def test_settings_are_a_copy_of_the_overrides_not_an_alias():
+    spec = load_protocol("linear_probe", {"seeds": [0, 1], "probe": {"l2_grid": [0.1]}})
+    spec.settings["seeds"].append(2)
+    spec.settings["probe"]["l2_grid"].append(1.0)
+    assert spec.overrides == {"seeds": [0, 1], "probe": {"l2_grid": [0.1]}}  # what the job key records

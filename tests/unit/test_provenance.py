@@ -64,6 +64,14 @@ def test_a_package_that_is_not_installed_is_recorded_as_such(monkeypatch):
         results.package_versions.cache_clear()
 
 
+def test_an_uninstalled_sslbench_reports_an_unknown_version(monkeypatch):
+    def missing(name):
+        raise metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(metadata, "version", missing)
+    assert results.sslbench_version() == "unknown"
+
+
 def test_outside_a_git_checkout_the_commit_is_unknown_and_dirty(monkeypatch, tmp_path):
     monkeypatch.setattr(results, "REPO_ROOT", tmp_path)
     results.git_state.cache_clear()

@@ -1,6 +1,7 @@
-"""Every range a protocol's settings must respect, checked on both sides of its boundary: a preset's
-overrides go through the same checks as the file, so each case overrides one setting of the
-shipped protocol and expects either a clear error naming the key, or a valid spec."""
+"""Protocol specs refuse bad settings clearly. Every range a setting must respect is checked on both
+sides of its boundary: a preset's overrides go through the same checks as the file, so each case
+overrides one setting of the shipped protocol and expects either the exact error message or a valid
+spec. Errors in the file itself, or in the overrides' keys, name the file or the protocol and the key."""
 from __future__ import annotations
 
 import re
@@ -10,72 +11,80 @@ import pytest
 from benchmark.errors import UserError
 from protocols.spec import PROTOCOL_DIR, load_protocol, read_protocol_file
 
-FRACTION = r"'fractions' must lie in \(0, 1\]"
-REPEAT = r"'fractions' and 'seeds' must not repeat"
-PROBE = r"'probe.l2_grid' must be >= 0, 'probe.max_iter' and 'features.batch_size' >= 1"
-TRAIN = r"'train.lr' must be > 0, 'train.weight_decay' and 'train.warmup_epochs' >= 0"
-SCALE = r"need 0 < 'augment.scale_min' <= 'augment.scale_max' <= 1"
-LEVELS = r"needs at least 3 distinct levels in increasing order"
-SUBSET = r"every level needs 1 <= subjects <= frames"
+FRACTION = "key 'fractions' must lie in (0, 1], got "
+REPEAT = "keys 'fractions' and 'seeds' must not repeat values"
+METRIC = "key 'select_metric' must be one of macro_f1, balanced_accuracy, accuracy"
+PROBE = "'probe.l2_grid' must be >= 0, 'probe.max_iter' and 'features.batch_size' >= 1"
+TRAIN = "'train.lr' must be > 0, 'train.weight_decay' and 'train.warmup_epochs' >= 0"
+SCALE = "need 0 < 'augment.scale_min' <= 'augment.scale_max' <= 1"
+SEEDS = "key 'seeds' must be distinct integers >= 0"
+STEPS = "'pretrain_steps' must be >= 1 and 'batch_size' >= 2"
+LEVELS = "needs at least 3 distinct levels in increasing order, got "
+SUBSET = "every level needs 1 <= subjects <= frames, got "
+SMALL = "; lower the batch size or raise the frame budget"
 
 CASES = [
-    # (protocol, overrides, error pattern or None when valid)
-    ("linear_probe", {"fractions": [0.0, 0.5]}, FRACTION),
-    ("linear_probe", {"fractions": [1.0]}, None),
-    ("linear_probe", {"fractions": [1.01]}, FRACTION),
-    ("linear_probe", {"fractions": [0.1, 0.1]}, REPEAT),
-    ("linear_probe", {"seeds": [3, 3]}, REPEAT),
-    ("linear_probe", {"seeds": [-1, 0]}, r"'seeds' must be >= 0"),
-    ("linear_probe", {"seeds": [0]}, None),
-    ("linear_probe", {"probe": {"select_metric": "auroc"}}, r"'select_metric' must be one of macro_f1"),
-    ("linear_probe", {"probe": {"select_metric": "accuracy"}}, None),
-    ("linear_probe", {"probe": {"l2_grid": [-1e-3, 0.1]}}, PROBE),
-    ("linear_probe", {"probe": {"l2_grid": [0.0]}}, None),
-    ("linear_probe", {"probe": {"max_iter": 0}}, PROBE),
-    ("linear_probe", {"probe": {"max_iter": 1}}, None),
-    ("linear_probe", {"features": {"batch_size": 0}}, PROBE),
-    ("linear_probe", {"features": {"batch_size": 1}}, None),
-    ("finetune", {"train": {"select_metric": "loss"}}, r"'select_metric' must be one of"),
-    ("finetune", {"train": {"epochs": 0}}, r"key 'train.epochs' must be >= 1"),
-    ("finetune", {"train": {"batch_size": 0}}, r"key 'train.batch_size' must be >= 1"),
-    ("finetune", {"train": {"min_steps_per_epoch": 0}}, r"key 'train.min_steps_per_epoch' must be >= 1"),
-    ("finetune", {"train": {"epochs": 1, "batch_size": 1, "min_steps_per_epoch": 1}}, None),
-    ("finetune", {"train": {"lr": 0.0}}, TRAIN),
-    ("finetune", {"train": {"weight_decay": -1e-6}}, TRAIN),
-    ("finetune", {"train": {"warmup_epochs": -1}}, TRAIN),
-    ("finetune", {"train": {"weight_decay": 0.0, "warmup_epochs": 0, "lr": 1e-9}}, None),
-    ("finetune", {"augment": {"scale_min": 0.0}}, SCALE),
-    ("finetune", {"augment": {"scale_min": 0.9, "scale_max": 0.8}}, SCALE),
-    ("finetune", {"augment": {"scale_max": 1.01}}, SCALE),
-    ("finetune", {"augment": {"scale_min": 1.0, "scale_max": 1.0}}, None),
-    ("finetune", {"augment": {"hflip": 1.5}}, r"key 'augment.hflip' is a probability in \[0, 1\]"),
-    ("finetune", {"augment": {"vflip": -0.1}}, r"key 'augment.vflip' is a probability in \[0, 1\]"),
-    ("finetune", {"augment": {"hflip": 1.0, "vflip": 0.0}}, None),
-    ("variance_vs_size", {"fraction": 0.0}, r"key 'fraction' must lie in \(0, 1\], got 0.0"),
-    ("variance_vs_size", {"fraction": 1.01}, r"key 'fraction' must lie in \(0, 1\]"),
-    ("variance_vs_size", {"fraction": 1.0}, None),
-    ("variance_vs_size", {"seeds": [1, 1]}, r"key 'seeds' must be distinct integers >= 0"),
-    ("variance_vs_size", {"seeds": [-1]}, r"key 'seeds' must be distinct integers >= 0"),
-    ("variance_vs_size", {"seeds": [0]}, None),
-    ("variance_vs_size", {"eval_protocols": ["linear_probe", "knn"]},
-     r"key 'eval_protocols' must name protocols among linear_probe, finetune, got \['knn'\]"),
-    ("variance_vs_size", {"eval_protocols": ["finetune"]}, None),
-    ("variance_vs_size", {"pretrain_steps": 0}, r"'pretrain_steps' must be >= 1 and 'batch_size' >= 2"),
-    ("variance_vs_size", {"batch_size": 1}, r"'pretrain_steps' must be >= 1 and 'batch_size' >= 2"),
-    ("variance_vs_size", {"pretrain_steps": 1, "batch_size": 2}, None),
-    ("variance_vs_size", {"diversity": {"subjects": [4, 8]}}, rf"key 'diversity.subjects' {LEVELS}"),
-    ("variance_vs_size", {"diversity": {"subjects": [4, 4, 8]}}, rf"key 'diversity.subjects' {LEVELS}"),
-    ("variance_vs_size", {"diversity": {"subjects": [8, 4, 16]}}, rf"key 'diversity.subjects' {LEVELS}"),
-    ("variance_vs_size", {"size": {"frames": [96, 384]}}, rf"key 'size.frames' {LEVELS}"),
-    ("variance_vs_size", {"size": {"frames": [384, 192, 96]}}, rf"key 'size.frames' {LEVELS}"),
-    ("variance_vs_size", {"diversity": {"subjects": [0, 8, 16]}}, SUBSET),
-    ("variance_vs_size", {"diversity": {"subjects": [4, 8, 16], "frames": 12}, "batch_size": 2},
-     SUBSET + r", got 16 subjects for 12 frames"),
-    ("variance_vs_size", {"diversity": {"subjects": [1, 2, 64], "frames": 64}, "batch_size": 64}, None),
-    ("variance_vs_size", {"size": {"subjects": 4, "frames": [63, 96, 192]}, "batch_size": 64},
-     r"a subset of 63 frames is smaller than 'batch_size' 64"),
-    ("variance_vs_size", {"diversity": {"subjects": [4, 8, 16], "frames": 32}, "batch_size": 33},
-     r"a subset of 32 frames is smaller than 'batch_size' 33"),
+    # (protocol, overrides, the error message after its '<file> (with overrides …): ' prefix, or None)
+    ('linear_probe', {'fractions': [0.0, 0.5]}, FRACTION + '[0.0]'),
+    ('linear_probe', {'fractions': [1.0]}, None),
+    ('linear_probe', {'fractions': [1.01]}, FRACTION + '[1.01]'),
+    ('linear_probe', {'fractions': [0.1, 0.1]}, REPEAT),
+    ('linear_probe', {'seeds': [3, 3]}, REPEAT),
+    ('linear_probe', {'seeds': [-1, 0]}, "key 'seeds' must be >= 0"),
+    ('linear_probe', {'seeds': [0]}, None),
+    ('linear_probe', {'probe': {'select_metric': 'auroc'}}, METRIC),
+    ('linear_probe', {'probe': {'select_metric': 'accuracy'}}, None),
+    ('linear_probe', {'probe': {'l2_grid': [-0.001, 0.1]}}, PROBE),
+    ('linear_probe', {'probe': {'l2_grid': [0.0]}}, None),
+    ('linear_probe', {'probe': {'max_iter': 0}}, PROBE),
+    ('linear_probe', {'probe': {'max_iter': 1}}, None),
+    ('linear_probe', {'features': {'batch_size': 0}}, PROBE),
+    ('linear_probe', {'features': {'batch_size': 1}}, None),
+    ('finetune', {'train': {'select_metric': 'loss'}}, METRIC),
+    ('finetune', {'train': {'epochs': 0}}, "key 'train.epochs' must be >= 1"),
+    ('finetune', {'train': {'batch_size': 0}}, "key 'train.batch_size' must be >= 1"),
+    ('finetune', {'train': {'min_steps_per_epoch': 0}}, "key 'train.min_steps_per_epoch' must be >= 1"),
+    ('finetune', {'train': {'epochs': 1, 'batch_size': 1, 'min_steps_per_epoch': 1}}, None),
+    ('finetune', {'train': {'lr': 0.0}}, TRAIN),
+    ('finetune', {'train': {'weight_decay': -1e-06}}, TRAIN),
+    ('finetune', {'train': {'warmup_epochs': -1}}, TRAIN),
+    ('finetune', {'train': {'weight_decay': 0.0, 'warmup_epochs': 0, 'lr': 1e-09}}, None),
+    ('finetune', {'augment': {'scale_min': 0.0}}, SCALE),
+    ('finetune', {'augment': {'scale_min': 0.9, 'scale_max': 0.8}}, SCALE),
+    ('finetune', {'augment': {'scale_max': 1.01}}, SCALE),
+    ('finetune', {'augment': {'scale_min': 1.0, 'scale_max': 1.0}}, None),
+    ('finetune', {'augment': {'hflip': 1.5}}, "key 'augment.hflip' is a probability in [0, 1]"),
+    ('finetune', {'augment': {'vflip': -0.1}}, "key 'augment.vflip' is a probability in [0, 1]"),
+    ('finetune', {'augment': {'hflip': 1.0, 'vflip': 0.0}}, None),
+    ('variance_vs_size', {'fraction': 0.0}, "key 'fraction' must lie in (0, 1], got 0.0"),
+    ('variance_vs_size', {'fraction': 1.01}, "key 'fraction' must lie in (0, 1], got 1.01"),
+    ('variance_vs_size', {'fraction': 1.0}, None),
+    ('variance_vs_size', {'seeds': [1, 1]}, SEEDS),
+    ('variance_vs_size', {'seeds': [-1]}, SEEDS),
+    ('variance_vs_size', {'seeds': [0]}, None),
+    ('variance_vs_size', {'eval_protocols': ['linear_probe', 'knn']},
+     "key 'eval_protocols' must name protocols among linear_probe, finetune, got ['knn']"),
+    ('variance_vs_size', {'eval_protocols': ['finetune']}, None),
+    ('variance_vs_size', {'pretrain_steps': 0}, STEPS),
+    ('variance_vs_size', {'batch_size': 1}, STEPS),
+    ('variance_vs_size', {'pretrain_steps': 1, 'batch_size': 2}, None),
+    ('variance_vs_size', {'diversity': {'subjects': [4, 8]}},
+     "key 'diversity.subjects' " + LEVELS + '[4, 8]'),
+    ('variance_vs_size', {'diversity': {'subjects': [4, 4, 8]}},
+     "key 'diversity.subjects' " + LEVELS + '[4, 4, 8]'),
+    ('variance_vs_size', {'diversity': {'subjects': [8, 4, 16]}},
+     "key 'diversity.subjects' " + LEVELS + '[8, 4, 16]'),
+    ('variance_vs_size', {'size': {'frames': [96, 384]}}, "key 'size.frames' " + LEVELS + '[96, 384]'),
+    ('variance_vs_size', {'size': {'frames': [384, 192, 96]}},
+     "key 'size.frames' " + LEVELS + '[384, 192, 96]'),
+    ('variance_vs_size', {'diversity': {'subjects': [0, 8, 16]}}, SUBSET + '0 subjects for 384 frames'),
+    ('variance_vs_size', {'diversity': {'subjects': [4, 8, 16], 'frames': 12}, 'batch_size': 2},
+     SUBSET + '16 subjects for 12 frames'),
+    ('variance_vs_size', {'diversity': {'subjects': [1, 2, 64], 'frames': 64}, 'batch_size': 64}, None),
+    ('variance_vs_size', {'size': {'subjects': 4, 'frames': [63, 96, 192]}, 'batch_size': 64},
+     "a subset of 63 frames is smaller than 'batch_size' 64" + SMALL),
+    ('variance_vs_size', {'diversity': {'subjects': [4, 8, 16], 'frames': 32}, 'batch_size': 33},
+     "a subset of 32 frames is smaller than 'batch_size' 33" + SMALL),
 ]
 
 
@@ -88,9 +97,9 @@ def test_each_setting_is_checked_at_its_boundary(name, overrides, error):
             got = spec.settings[key]
             assert got == ({**got, **value} if isinstance(value, dict) else value)
         return
-    with pytest.raises(UserError, match=error) as info:
+    with pytest.raises(UserError) as info:
         load_protocol(name, overrides)
-    assert f"{name}.toml (with overrides" in str(info.value)
+    assert str(info.value) == f"{PROTOCOL_DIR / f'{name}.toml'} (with overrides {overrides}): {error}"
 
 
 @pytest.mark.parametrize(("version", "ok"), [(0, False), (-3, False), (1, True), (7, True)])
@@ -111,3 +120,66 @@ def test_settings_are_a_copy_of_the_overrides_not_an_alias():
     spec.settings["seeds"].append(2)
     spec.settings["probe"]["l2_grid"].append(1.0)
     assert spec.overrides == {"seeds": [0, 1], "probe": {"l2_grid": [0.1]}}  # what the job key records
+
+
+@pytest.fixture
+def protocol_dir(tmp_path, monkeypatch):
+    """An empty protocols folder in place of the shipped one."""
+    import protocols.spec
+
+    monkeypatch.setattr(protocols.spec, "PROTOCOL_DIR", tmp_path)
+    return tmp_path
+
+
+def _shipped(name: str) -> str:
+    return (PROTOCOL_DIR / f"{name}.toml").read_text()
+
+
+def test_file_errors_name_the_file_and_what_is_wrong(protocol_dir):
+    path = protocol_dir / "linear_probe.toml"
+    with pytest.raises(UserError) as info:
+        load_protocol("linear_probe")
+    assert str(info.value) == f"protocol file {path} does not exist"
+
+    path.write_text(_shipped("finetune"))
+    with pytest.raises(UserError) as info:
+        load_protocol("linear_probe")
+    assert str(info.value) == f"{path}: key 'name' is 'finetune' but the file is for 'linear_probe'"
+
+    path.write_text(_shipped("linear_probe").replace('name = "linear_probe"', 'name = "knn"'))
+    with pytest.raises(UserError) as info:
+        load_protocol("linear_probe")
+    assert str(info.value) == f"{path}: key 'name' must be one of linear_probe, finetune, variance_vs_size, got 'knn'"
+
+    path.write_text("name = \n")
+    with pytest.raises(UserError) as info:
+        load_protocol("linear_probe")
+    assert str(info.value).startswith(f"{path}: not valid TOML (")
+
+    path.write_text(re.sub(r"(?m)^fractions = .*$", "fractions = [1.5]", _shipped("linear_probe")))
+    with pytest.raises(UserError) as info:
+        load_protocol("linear_probe")  # no overrides: the message names the file alone
+    assert str(info.value) == f"{path}: key 'fractions' must lie in (0, 1], got [1.5]"
+
+
+def test_override_errors_name_the_protocol_and_the_key():
+    prefix = "overrides of protocol 'linear_probe': "
+    cases = [({"version": 2}, "key 'version' cannot be overridden"),
+             ({"name": "finetune"}, "key 'name' cannot be overridden"),
+             ({"probe": 3}, "key 'probe' must be a table, got int"),
+             ({"probe": {"zzz": 1}}, "unknown key 'probe.zzz' (known keys: probe.solver, probe.l2_grid, "
+                                     "probe.max_iter, probe.tolerance, probe.class_weighted, probe.select_metric)"),
+             ({"probe": {"max_iters": 1}}, "unknown key 'probe.max_iters' (did you mean 'probe.max_iter'?)")]
+    for overrides, message in cases:
+        with pytest.raises(UserError) as info:
+            load_protocol("linear_probe", overrides)
+        assert str(info.value) == prefix + message
+
+
+def test_a_spec_keeps_its_file_and_its_own_copy_of_the_overrides():
+    overrides = {"probe": {"l2_grid": [0.1]}, "seeds": [0]}
+    spec = load_protocol("linear_probe", overrides)
+    assert spec.path == PROTOCOL_DIR / "linear_probe.toml"
+    overrides["probe"]["l2_grid"] = [9.0]  # the caller's preset table changes afterwards
+    overrides["seeds"].append(1)
+    assert spec.key["overrides"] == {"probe": {"l2_grid": [0.1]}, "seeds": [0]}

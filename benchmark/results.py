@@ -129,7 +129,7 @@ def remove_stale_temp_files(folder: Path) -> int:
         try:
             pid = int(p.name.rsplit(TMP_MARK, 1)[1])
             if pid != os.getpid():
-                os.kill(pid, 0)
+                os.kill(pid, 0)  # pragma: no mutate (another signal number would hit a live process)
                 continue  # a live writer
         except (ValueError, ProcessLookupError):
             pass

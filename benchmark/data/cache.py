@@ -153,7 +153,7 @@ def _remove_stale_tmp(cache_dir: Path, name: str) -> None:
     for p in cache_dir.glob(f".tmp-{name}-*"):
         try:
             pid = int(p.name.rsplit("-", 2)[-2])
-            os.kill(pid, 0)  # a live build of another process: leave it alone
+            os.kill(pid, 0)  # a live build of another process: leave it alone  # pragma: no mutate
         except (ValueError, ProcessLookupError):
             shutil.rmtree(p, ignore_errors=True)
         except PermissionError:

@@ -152,3 +152,8 @@ def test_a_results_folder_that_is_not_writable_is_a_clear_error(tmp_path):
         ro.chmod(0o500)
         with pytest.raises(UserError, match="not writable"):
             ensure_writable(ro / "sub")
+
+
+def test_no_results_folder_means_nothing_to_clean(tmp_path):
+    assert remove_stale_temp_files(tmp_path / "not-there") == 0
+    assert not (tmp_path / "not-there").exists()

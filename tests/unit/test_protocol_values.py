@@ -183,3 +183,27 @@ def test_a_spec_keeps_its_file_and_its_own_copy_of_the_overrides():
     overrides["probe"]["l2_grid"] = [9.0]  # the caller's preset table changes afterwards
     overrides["seeds"].append(1)
     assert spec.key["overrides"] == {"probe": {"l2_grid": [0.1]}, "seeds": [0]}
+
+
+@pytest.mark.parametrize(("name", "key", "value", "type_name"), [
+    ("linear_probe", "fractions", [], "list[float]"),
+    ("linear_probe", "fractions", ["0.1"], "list[float]"),
+    ("linear_probe", "fractions", 0.1, "list[float]"),
+    ("linear_probe", "seeds", [], "list[int]"),
+    ("linear_probe", "seeds", [0.5], "list[int]"),
+    ("linear_probe", "seeds", [True], "list[int]"),
+    ("variance_vs_size", "eval_protocols", [], "list[str]"),
+    ("variance_vs_size", "eval_protocols", [1], "list[str]"),
+    ("variance_vs_size", "pretrain_steps", 1.0, "int"),
+    ("variance_vs_size", "fraction", "0.1", "float"),
+])
+def test_a_value_of_the_wrong_type_is_named_with_the_type_expected(name, key, value, type_name):
+    with pytest.raises(UserError) as info:
+        load_protocol(name, {key: value})
+    assert str(info.value) == (f"overrides of protocol {name!r}: key {key!r} must be {type_name}, "
+                               f"got {value!r} ({type(value).__name__})")
+
+
+def test_an_integer_is_a_fine_float():
+    assert load_protocol("finetune", {"train": {"lr": 1}}).settings["train"]["lr"] == 1
+    assert load_protocol("linear_probe", {"fractions": [1]}).fractions == [1]

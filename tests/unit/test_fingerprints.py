@@ -128,3 +128,36 @@ def test_a_file_too_large_to_hash_is_identified_by_size_and_mtime(tmp_path, monk
     assert fingerprint(_source(case), case.role) != before
     monkeypatch.setattr(identity, "CONTENT_HASH_MAX_BYTES", case.file.stat().st_size)
     assert set(identity.file_identity(case.file)) == {"name", "size", "sha256"}
+
+
+def _tree(root: Path, sizes: dict[str, int]) -> list[str]:
+    for rel, size in sizes.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(b"x" * size)
+    return list(sizes)
+
+
+def test_a_folder_of_files_is_identified_by_their_names_sizes_and_mtimes(tmp_path):
+    rels = _tree(tmp_path, {"a/1.mp4": 10, "a/2.mp4": 20, "b/3.mp4": 30})
+    first = identity.files_identity(tmp_path, rels)
+    assert set(first) == {"n_files", "files_sha256"} and first["n_files"] == 3
+    assert identity.files_identity(tmp_path, rels) == first
+    assert identity.files_identity(tmp_path, rels[:2])["n_files"] == 2
+    assert identity.files_identity(tmp_path, list(reversed(rels))) != first  # the listing order is the clip order
+    (tmp_path / "b/3.mp4").write_bytes(b"y" * 31)
+    assert identity.files_identity(tmp_path, rels) != first
+    st = (tmp_path / "b/3.mp4").stat()
+    second = identity.files_identity(tmp_path, rels)
+    os.utime(tmp_path / "b/3.mp4", ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    assert identity.files_identity(tmp_path, rels) != second
+
+
+def test_missing_files_count_under_their_own_names_and_locations_can_differ_from_root(tmp_path):
+    assert identity.files_identity(tmp_path, ["gone/a.mp4"]) != identity.files_identity(tmp_path, ["gone/b.mp4"])
+    assert identity.files_identity(tmp_path, ["gone/a.mp4"])["n_files"] == 1
+    elsewhere = tmp_path / "elsewhere"
+    rels = _tree(elsewhere, {"img/1.png": 5, "img/2.png": 7})
+    resolved = [elsewhere / r for r in rels]
+    assert identity.files_identity(tmp_path / "manifest-dir", rels, resolved) == identity.files_identity(elsewhere, rels)
+    with pytest.raises(ValueError):
+        identity.files_identity(tmp_path, rels, resolved[:1])

@@ -76,3 +76,19 @@ def test_the_target_follows_the_online_network_by_ema_under_pretrain(name, tmp_p
         assert any(not torch.equal(g, i) for g, i in zip(got, initial, strict=True)), "the target never moved"
         for g, w in zip(got, want, strict=True):
             torch.testing.assert_close(g, w, rtol=1e-5, atol=1e-7)
+
+
+def test_momentum_progress_is_clamped_to_the_schedule():
+    """Progress below 0 uses momentum_base; above 1 it is 1 and the target stays where it is."""
+    torch.manual_seed(0)
+    method = methods.registry.get_method("byol")(TinyEncoder(), **SMALL["byol"])
+    with torch.no_grad():
+        for p in method.encoder.parameters():
+            p.add_(1.0)  # the online network moved away from its copy
+    target = _params(method.target_encoder)
+    method.update_momentum(7.0)
+    assert all(torch.equal(a, b) for a, b in zip(_params(method.target_encoder), target, strict=True))
+    method.update_momentum(-3.0)
+    base = SMALL["byol"]["momentum_base"]
+    for got, old, online in zip(_params(method.target_encoder), target, _params(method.encoder), strict=True):
+        torch.testing.assert_close(got, base * old + (1 - base) * online)

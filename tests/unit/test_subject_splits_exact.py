@@ -52,3 +52,18 @@ def test_two_subjects_cannot_make_three_disjoint_splits():
     with pytest.raises(UserError) as info:
         assign_subject_splits(_index([3, 3]))
     assert str(info.value) == "need at least 3 distinct subjects for a subject-disjoint train/val/test split, found 2"
+
+
+def test_equal_subjects_split_exactly_at_the_ratios():
+    index = _index([2] * 10)
+    split = assign_subject_splits(index)
+    assert _by_subject(index, split) == {
+        "p0": "train", "p1": "test", "p2": "train", "p3": "train", "p4": "train", "p5": "train", "p6": "val",
+        "p7": "train", "p8": "val", "p9": "test"}
+    assert split.value_counts().to_dict() == {"train": 12, "val": 4, "test": 4}  # 6/2/2 subjects, no rounding
+
+
+def test_ratios_short_of_one_leave_the_rest_to_the_last_split():
+    index = _index([1] * 10)
+    split = assign_subject_splits(index, ratios={"train": 0.5, "val": 0.2, "test": 0.2})
+    assert split.value_counts().to_dict() == {"train": 5, "test": 3, "val": 2}

@@ -79,7 +79,10 @@ class FrameCache:
         n, h, w = meta["shape"]
         frames = np.memmap(root / "frames.u8", dtype=np.uint8, mode="r", shape=(n, h, w)) if n else \
             np.zeros((0, h, w), np.uint8)
-        index = pd.read_csv(root / "index.csv", dtype={"video_id": str, "subject_id": str, "split": str})
+        # Ids are text as the source gave them: "007" stays "007", and a subject called "NA" or "nan"
+        # is not turned into a missing value (which groupby would then drop from every split).
+        index = pd.read_csv(root / "index.csv", dtype={"video_id": str, "subject_id": str, "split": str},
+                            keep_default_na=False)
         return cls(root=root, frames=frames, index=index, class_names=list(meta["class_names"]), meta=meta)
 
     def summary(self) -> str:

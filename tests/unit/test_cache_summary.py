@@ -43,3 +43,40 @@ def test_pretraining_summary_has_no_classes_and_no_skips():
         "subjects   4",
         "splits     pretrain 1,200",
     ]
+
+
+def test_a_cache_loads_read_only_with_ids_kept_as_text(tmp_path):
+    import tests.fake_source  # noqa: F401  (registers the fake source)
+    from benchmark.data.cache import prepare
+    from benchmark.data.spec import parse_dataset_spec
+
+    cache = prepare(parse_dataset_spec("fake", subjects=3), "pretrain", tmp_path, progress=False)
+    index = cache.index.copy()
+    index["subject_id"] = ["007", "007", "010", "010", "0", "0", "00", "00", "1e3", "1e3", "nan", "nan"]
+    index["video_id"] = index["subject_id"] + "1"
+    index.to_csv(cache.root / "index.csv", index=False)
+    loaded = FrameCache.load(cache.root)
+    assert loaded.index["subject_id"].tolist() == index["subject_id"].tolist()  # "007" stays "007"
+    assert loaded.index["video_id"].tolist() == index["video_id"].tolist()
+    assert loaded.frames.dtype == np.uint8 and not loaded.frames.flags.writeable
+    assert np.array_equal(loaded.frames, cache.frames)
+
+
+def test_an_empty_cache_and_an_unfinished_one(tmp_path):
+    import json
+
+    import pytest
+
+    from benchmark.errors import UserError
+
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "frames.u8").write_bytes(b"")
+    (tmp_path / "empty" / "index.csv").write_text("video_id,subject_id,frame_idx,label,split\n")
+    (tmp_path / "empty" / "meta.json").write_text(json.dumps({"shape": [0, 8, 8], "class_names": []}))
+    empty = FrameCache.load(tmp_path / "empty")
+    assert empty.frames.shape == (0, 8, 8) and empty.frames.dtype == np.uint8 and len(empty.index) == 0
+    (tmp_path / "half").mkdir()
+    with pytest.raises(UserError) as info:
+        FrameCache.load(tmp_path / "half")
+    assert str(info.value) == (f"{tmp_path / 'half'} is not a finished frame cache (no meta.json); "
+                               "run `sslbench data prepare` again to build it")

@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytest
 
-from benchmark.data.cache import prepare
+import benchmark.data.cache as cache_mod
+from benchmark.data.cache import fingerprint, prepare
 from benchmark.data.source import Clip, Skipped, Source
 from benchmark.errors import DataError, UserError
 
@@ -20,7 +21,8 @@ class ListSource(Source):
     kind = "listed"
 
     def fingerprint_parts(self, role: str) -> dict:
-        return {"n": len(self.given), "ids": [getattr(i, "video_id", getattr(i, "path", "")) for i in self.given]}
+        return {"n": len(self.given), "ids": [getattr(i, "video_id", getattr(i, "path", "")) for i in self.given],
+                "role": role}
 
     def class_names(self, role: str) -> list[str]:
         return []
@@ -69,3 +71,68 @@ def test_a_clip_of_the_wrong_size_is_refused_naming_it(tmp_path):
     with pytest.raises(ValueError) as info:
         prepare(ListSource(given=[_clip("a", 2), _clip("odd", 2, res=5)]), "pretrain", tmp_path, progress=False)
     assert str(info.value) == "listed: clip odd has frames (5, 5), expected (4, 4)"
+
+
+def test_the_fingerprint_of_a_source_is_stable_across_versions(tmp_path):
+    """It keys the cache and every result's job: an unintended change orphans every result (bump
+    CACHE_FORMAT when a change is intended)."""
+    source = ListSource(given=[_clip("a", 2)])
+    fp = fingerprint(source, "pretrain")
+    assert fp == "25615a74559cd6b5ccc7ba2f0ca802a1cecbddab0ae1f13448ea25c6895e154a"
+    assert fingerprint(source, "downstream") != fp
+    cache = prepare(source, "pretrain", tmp_path, progress=False)
+    assert cache.root == tmp_path / f"listed-pretrain-{fp[:16]}" and cache.fingerprint == fp
+
+
+def test_roles_are_checked_by_name(tmp_path):
+    with pytest.raises(UserError) as info:
+        prepare(ListSource(given=[_clip("a", 1)]), "finetune", tmp_path, progress=False)
+    assert str(info.value) == "role must be one of ('pretrain', 'downstream'), got 'finetune'"
+    with pytest.raises(UserError) as info:
+        prepare(ListSource(given=[_clip("a", 1)], roles=("pretrain",)), "downstream", tmp_path, progress=False)
+    assert str(info.value) == "dataset 'ListSource' cannot be used for downstream (it serves: pretrain)"
+
+
+def test_the_default_cache_dir_and_a_forced_rebuild(tmp_path, monkeypatch):
+    monkeypatch.setenv("SSLBENCH_CACHE_DIR", str(tmp_path / "env"))
+    source = ListSource(given=[_clip("a", 2)])
+    first = prepare(source, "pretrain", None, progress=False)
+    assert first.root.parent == tmp_path / "env"
+    (first.root / "marker").write_text("")
+    again = prepare(source, "pretrain", None, progress=False, rebuild=True)
+    assert again.root == first.root and not (again.root / "marker").exists()
+
+
+def test_an_unwritable_cache_dir_and_a_full_disk_say_so_exactly(tmp_path, monkeypatch):
+    import errno
+    import shutil
+
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(UserError) as info:
+        prepare(ListSource(given=[_clip("a", 1)]), "pretrain", blocker / "cache", progress=False)
+    assert str(info.value).startswith(f"cache directory {blocker / 'cache'} is not writable (")
+    assert str(info.value).endswith("); pass --cache-dir or set SSLBENCH_CACHE_DIR to a writable folder")
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(cache_mod, "_build", full)
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10 * 2**30, 7 * 2**30, 3 * 2**30))
+    with pytest.raises(UserError) as info:
+        prepare(ListSource(given=[_clip("a", 1)]), "pretrain", tmp_path / "c", progress=False)
+    assert str(info.value) == (f"out of disk space while building the frame cache in {tmp_path / 'c'} (3.0 GiB free); "
+                               "free space or point --cache-dir / SSLBENCH_CACHE_DIR elsewhere")
+
+
+def test_a_live_build_of_another_process_is_left_alone_and_a_dead_one_removed(tmp_path):
+    import os
+
+    source = ListSource(given=[_clip("a", 2)])
+    name = f"listed-pretrain-{fingerprint(source, 'pretrain')[:16]}"
+    live = tmp_path / f".tmp-{name}-{os.getppid()}-0a1b2c3d"
+    dead = tmp_path / f".tmp-{name}-999999999-0a1b2c3d"
+    live.mkdir()
+    dead.mkdir()
+    prepare(source, "pretrain", tmp_path, progress=False)
+    assert live.exists() and not dead.exists()

@@ -183,9 +183,22 @@ def test_a_schema_error_names_the_file_and_the_first_field_in_path_order(tmp_pat
 def test_stale_temporary_files_are_all_removed_beside_a_live_one(tmp_path):
     folder = tmp_path / "t" / "random" / "linear_probe" / "10pct"
     folder.mkdir(parents=True)
-    live = folder / f".seed0.json.tmp-{os.getppid()}"
-    live.write_text("{")
-    for k in range(20):
-        (folder / f".seed{k + 1}.json.tmp-{999_999_000 + k}").write_text("{")  # writers long gone
-    assert remove_stale_temp_files(tmp_path) == 20
-    assert [p.name for p in folder.iterdir()] == [live.name]
+    live = []
+    for k in range(20):  # live and dead writers interleaved, so whatever order the folder lists them in
+        if k % 2:
+            live.append(folder / f".seed{k}.json.tmp-{os.getppid()}")
+            live[-1].write_text("{")
+        else:
+            (folder / f".seed{k}.json.tmp-{999_999_000 + k}").write_text("{")  # writers long gone
+    assert remove_stale_temp_files(tmp_path) == 10
+    assert sorted(folder.iterdir()) == sorted(live)
+
+
+def test_a_writable_check_creates_nested_folders_and_a_failure_says_what_to_pass(tmp_path):
+    ensure_writable(tmp_path / "a" / "b" / "c")
+    assert (tmp_path / "a" / "b" / "c").is_dir() and not list((tmp_path / "a" / "b" / "c").iterdir())
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(UserError) as info:
+        ensure_writable(blocker / "x", what="runs folder", flag="--runs-dir")
+    assert str(info.value) == f"runs folder {blocker / 'x'} is not writable (Not a directory); pass --runs-dir to a writable folder"

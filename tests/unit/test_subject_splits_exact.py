@@ -67,3 +67,10 @@ def test_ratios_short_of_one_leave_the_rest_to_the_last_split():
     index = _index([1] * 10)
     split = assign_subject_splits(index, ratios={"train": 0.5, "val": 0.2, "test": 0.2})
     assert split.value_counts().to_dict() == {"train": 5, "test": 3, "val": 2}
+
+
+def test_val_takes_a_quarter_of_the_train_subjects_and_is_carved_even_without_a_test_split():
+    given = _index([1] * 25, ["train"] * 20 + ["test"] * 5)
+    assert assign_subject_splits(given).value_counts().to_dict() == {"train": 15, "val": 5, "test": 5}  # 0.2 / 0.8
+    only_train = _index([1] * 8, ["train"] * 8)
+    assert assign_subject_splits(only_train).value_counts().to_dict() == {"train": 6, "val": 2}

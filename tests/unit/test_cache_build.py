@@ -136,3 +136,36 @@ def test_a_live_build_of_another_process_is_left_alone_and_a_dead_one_removed(tm
     dead.mkdir()
     prepare(source, "pretrain", tmp_path, progress=False)
     assert live.exists() and not dead.exists()
+
+
+@dataclass
+class LabelledSource(ListSource):
+    classes: list = field(default_factory=list)
+    roles: tuple = ("downstream",)
+
+    def class_names(self, role: str) -> list[str]:
+        return list(self.classes)
+
+
+def _labelled(labels: list[int]) -> list[Clip]:
+    return [Clip(frames=np.zeros((1, 4, 4), np.uint8), video_id=f"v{i}", subject_id=f"s{i}",
+                 labels=np.array([label])) for i, label in enumerate(labels)]
+
+
+def test_a_downstream_set_needs_labels_and_one_class_of_label_0_is_labels(tmp_path):
+    for classes, labels in ((["a", "b"], [-1] * 6), ([], [0] * 6)):
+        with pytest.raises(UserError) as info:
+            prepare(LabelledSource(given=_labelled(labels), classes=classes), "downstream", tmp_path, progress=False)
+        assert str(info.value) == "dataset 'LabelledSource' has no labels, so it cannot be a downstream set"
+    cache = prepare(LabelledSource(given=_labelled([0] * 6), classes=["only"]), "downstream", tmp_path, progress=False)
+    assert cache.index["label"].tolist() == [0] * 6
+
+
+def test_on_error_must_be_fail_or_skip_and_meta_records_the_source(tmp_path):
+    source = ListSource(given=[_clip("a", 2)])
+    with pytest.raises(UserError) as info:
+        prepare(source, "pretrain", tmp_path, on_error="ignore", progress=False)
+    assert str(info.value) == "--on-error must be 'fail' or 'skip', got 'ignore'"
+    meta = prepare(source, "pretrain", tmp_path, progress=False).meta
+    assert meta["format"] == cache_mod.CACHE_FORMAT and meta["kind"] == "listed"
+    assert meta["settings"] == source.fingerprint_parts("pretrain") and meta["settings"]["role"] == "pretrain"

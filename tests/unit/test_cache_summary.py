@@ -56,9 +56,14 @@ def test_a_cache_loads_read_only_with_ids_kept_as_text(tmp_path):
     index["video_id"] = index["subject_id"] + "1"
     index.to_csv(cache.root / "index.csv", index=False)
     loaded = FrameCache.load(cache.root)
-    assert loaded.index["subject_id"].tolist() == index["subject_id"].tolist()  # "007" stays "007"
+    assert loaded.index["subject_id"].tolist() == index["subject_id"].tolist()  # "NA"-like ids stay text
     assert loaded.index["video_id"].tolist() == index["video_id"].tolist()
     assert loaded.frames.dtype == np.uint8 and not loaded.frames.flags.writeable
+    digits = [f"{k:03d}" for k in range(len(index))]  # ids that look like numbers: "007" stays "007"
+    index["subject_id"], index["video_id"] = digits, [f"0{d}" for d in digits]
+    index.to_csv(cache.root / "index.csv", index=False)
+    loaded = FrameCache.load(cache.root)
+    assert loaded.index["subject_id"].tolist() == digits and loaded.index["video_id"].tolist() == [f"0{d}" for d in digits]
     assert np.array_equal(loaded.frames, cache.frames)
 
 

@@ -202,3 +202,7 @@ def test_a_writable_check_creates_nested_folders_and_a_failure_says_what_to_pass
     with pytest.raises(UserError) as info:
         ensure_writable(blocker / "x", what="runs folder", flag="--runs-dir")
     assert str(info.value) == f"runs folder {blocker / 'x'} is not writable (Not a directory); pass --runs-dir to a writable folder"
+    with pytest.raises(UserError) as info:
+        ensure_writable(blocker / "y")
+    assert str(info.value) == (f"results folder {blocker / 'y'} is not writable (Not a directory); pass --results-dir "
+                               "to a writable folder")

@@ -11,7 +11,7 @@ PRESET ?= auto
 DATA   ?=
 SHARD  ?=
 
-.PHONY: install test test-fast bench leaderboard perf lint gpu-check clean
+.PHONY: install test test-fast bench leaderboard perf golden mutation lint gpu-check clean
 
 install: $(STAMP)
 
@@ -34,6 +34,16 @@ leaderboard: $(STAMP)
 perf: $(STAMP)
 	$(BIN)/python -m pytest -q -m perf --benchmark-enable --benchmark-columns=min,mean,max,rounds tests/perf
 
+# The leaderboard's golden file changes only here, never from inside a test; review `git diff` after.
+golden: $(STAMP)
+	$(BIN)/python -m tests.regenerate_golden
+
+# Mutation testing of the modules where a silent bug corrupts results (TESTING.md): slow, niced,
+# incremental (mutants/ keeps the verdicts; only changed functions are tested again).
+mutation: $(STAMP)
+	nice -n 10 $(BIN)/mutmut run --max-children $(or $(JOBS),1)
+	$(BIN)/python -m tests.mutation_scores
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
@@ -42,4 +52,4 @@ gpu-check: $(STAMP)
 	$(BIN)/sslbench doctor $(if $(OUT),--out $(OUT))
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .benchmarks
+	rm -rf $(VENV) .pytest_cache .ruff_cache .benchmarks mutants

@@ -58,7 +58,9 @@ def save_encoder(path: Path, encoder: Encoder, meta: dict) -> str:
     os.close(fd)
     try:
         save_file(tensors, tmp, metadata={META_KEY: header})
-        os.replace(tmp, path)  # atomic: a reader sees the old file or the whole new one
+        # Atomic: a reader sees the old file or the whole new one (safetensors' own save_file is atomic
+        # only from 0.8 on, and a failed write must never leave half a checkpoint under the final name).
+        os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)

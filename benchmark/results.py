@@ -7,6 +7,7 @@ process leaves either the old file, the new one, or a `.*.tmp-<pid>` file that n
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import functools
 import json
@@ -81,15 +82,17 @@ def write_result(path: Path, record: dict) -> Path:
 
 def atomic_write_text(path: Path, text: str) -> None:
     path = Path(path)
+    tmp = path.with_name(f".{path.name}{TMP_MARK}{os.getpid()}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}{TMP_MARK}{os.getpid()}")
         with open(tmp, "w") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except OSError as exc:  # permissions, read-only or full disk, a file where a folder should be
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)  # the half-written temporary file; the target is untouched
         raise UserError(f"cannot write {path}: {exc.strerror or exc} ({exc.filename or path.parent}); pass "
                         "--results-dir (or set SSLBENCH_RESULTS_DIR) to a writable folder") from exc
 
@@ -132,7 +135,7 @@ def remove_stale_temp_files(folder: Path) -> int:
         try:
             pid = int(p.name.rsplit(TMP_MARK, 1)[1])
             if pid != os.getpid():
-                os.kill(pid, 0)
+                os.kill(pid, 0)  # pragma: no mutate (another signal number would hit a live process)
                 continue  # a live writer
         except (ValueError, ProcessLookupError):
             pass

@@ -29,6 +29,9 @@ from leaderboard.load import (
 from protocols.spec import canonical_hash  # no torch there: the leaderboard stays torch-free
 
 PROTOCOLS_DIR = PACKAGE_DIR.parent / "protocols"
+# Hashes of earlier protocol versions whose results stay valid, relative to the protocols folder.
+RETIRED_FILE = Path("retired") / "hashes.toml"
+HASH = re.compile(r"^[0-9a-f]{64}$")
 # Reported metrics are rounded floats; recomputing them from the confusion matrix must agree this closely.
 TOLERANCE = 1e-4
 SEED_FILE = re.compile(r"^seed(\d+)\.json$")
@@ -57,6 +60,27 @@ def known_protocol_hashes(protocols_dir: Path = PROTOCOLS_DIR) -> dict[str, str]
     if not Path(protocols_dir).is_dir():
         return {}
     return {p.stem: protocol_hash(p) for p in sorted(Path(protocols_dir).glob("*.toml"))}
+
+
+def retired_protocol_hashes(protocols_dir: Path = PROTOCOLS_DIR) -> dict[str, dict[str, int]]:
+    """name → {hash: version} of the earlier protocol versions listed in `<protocols_dir>/retired/hashes.toml`."""
+    path = Path(protocols_dir) / RETIRED_FILE
+    if not path.is_file():
+        return {}
+    try:
+        with open(path, "rb") as fh:
+            table = tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise DataError(path, f"not valid TOML ({exc})") from exc
+    out: dict[str, dict[str, int]] = {}
+    for name, entries in table.items():
+        for i, entry in enumerate(entries if isinstance(entries, list) else [entries]):
+            ok = isinstance(entry, dict) and isinstance(entry.get("version"), int) \
+                and isinstance(entry.get("hash"), str) and HASH.match(entry["hash"])
+            if not ok:
+                raise DataError(path, f"[[{name}]] entry {i + 1} needs version = <int> and hash = <64 hex digits>")
+            out.setdefault(name, {})[entry["hash"]] = entry["version"]
+    return out
 
 
 def metrics_from_confusion(cm: np.ndarray) -> dict[str, object]:
@@ -142,8 +166,10 @@ def check_layout(result: dict, path: Path) -> list[tuple[str, str]]:
     return []
 
 
-def check_result(result: dict, path: Path, known: dict[str, str]) -> list[tuple[str, str]]:
-    """Every check of one schema-valid result except duplicates; (field, message) pairs."""
+def check_result(result: dict, path: Path, known: dict[str, str],
+                 retired: dict[str, dict[str, int]] | None = None) -> list[tuple[str, str]]:
+    """Every check of one schema-valid result except duplicates; (field, message) pairs. `known`: the
+    current hash of each protocol; `retired`: the earlier versions whose results stay valid."""
     out = []
     job, proto, init, prov = result["job"], result["protocol"], result["init"], result["provenance"]
     if job["init"] != init["name"]:
@@ -153,9 +179,15 @@ def check_result(result: dict, path: Path, known: dict[str, str]) -> list[tuple[
     if proto["name"] not in known:
         out.append(("protocol.name", f"unknown protocol {proto['name']!r}; known: {', '.join(sorted(known)) or 'none'}"))
     elif proto["hash"] != known[proto["name"]]:
-        out.append(("protocol.hash",
-                    f"{proto['hash'][:12]}… is not the hash of the current protocols/{proto['name']}.toml "
-                    f"({known[proto['name']][:12]}…); rerun with the current protocol"))
+        earlier = (retired or {}).get(proto["name"], {})
+        if proto["hash"] not in earlier:
+            out.append(("protocol.hash",
+                        f"{proto['hash'][:12]}… is not the hash of the current protocols/{proto['name']}.toml "
+                        f"({known[proto['name']][:12]}…) nor of an earlier version listed in protocols/"
+                        f"{RETIRED_FILE.as_posix()}; rerun with the current protocol"))
+        elif earlier[proto["hash"]] != proto["version"]:
+            out.append(("protocol.version", f"{proto['version']} but protocols/{RETIRED_FILE.as_posix()} lists "
+                                            f"hash {proto['hash'][:12]}… as version {earlier[proto['hash']]}"))
     out += check_layout(result, path)
     for split in ("val", "test"):
         bad = [f"metrics.{split}.{name}" for name in ("macro_f1", "balanced_accuracy", "accuracy")
@@ -195,6 +227,7 @@ def validate_paths(paths: list, protocols_dir: Path = PROTOCOLS_DIR) -> tuple[li
     """All problems of the result files under `paths` (files or folders), and how many files were read."""
     files = find_result_files(list(paths))
     known = known_protocol_hashes(protocols_dir)
+    retired = retired_protocol_hashes(protocols_dir)
     problems: list[Problem] = []
     rows = []
     for path in files:
@@ -207,7 +240,7 @@ def validate_paths(paths: list, protocols_dir: Path = PROTOCOLS_DIR) -> tuple[li
         if errors:
             problems += [Problem(str(path), f, msg) for f, msg in errors]
             continue
-        problems += [Problem(str(path), f, msg) for f, msg in check_result(result, path, known)]
+        problems += [Problem(str(path), f, msg) for f, msg in check_result(result, path, known, retired)]
         rows.append(flatten(result, path))
     if rows:
         for job, dup_paths in duplicate_jobs(pd.DataFrame(rows)):

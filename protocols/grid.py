@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from benchmark.data.cache import FrameCache
+from benchmark.kill_points import kill_point
 from benchmark.results import provenance, result_path
 from benchmark.runner import Job
 from protocols.spec import ProtocolSpec, canonical_hash
@@ -211,7 +212,11 @@ def runner_jobs(grid: list[GridJob], downstream: FrameCache, run_dir: Path, prog
 
         ident = job.init.identity
         if ident not in features:
-            features[ident] = cached_features(job.init.build_encoder, ident, downstream, run_dir,
+            def make():
+                kill_point("features")
+                return job.init.build_encoder()
+
+            features[ident] = cached_features(make, ident, downstream, run_dir,
                                               job.protocol.settings["features"]["batch_size"], device,
                                               progress=progress)
         return features[ident]
@@ -228,6 +233,7 @@ def runner_jobs(grid: list[GridJob], downstream: FrameCache, run_dir: Path, prog
 
                 if progress:
                     print(f"fine-tuning: {job.label}", file=sys.stderr, flush=True)
+                kill_point("finetune")
                 out = run_finetune(job.init.build_encoder, downstream, job.protocol, job.fraction, job.subset_seed,
                                    state_path=_state_path(run_dir, job), device=device, progress=progress)
             if job.protocol.overrides:

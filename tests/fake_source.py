@@ -1,14 +1,25 @@
-"""A tiny in-memory Source for tests of the cache and CLI plumbing (no simulator, no files)."""
+"""A tiny in-memory Source for tests of the cache and CLI plumbing (no simulator, no files), and a
+tiny ready-made pretraining pool."""
 from __future__ import annotations
 
-import os
-import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
+from benchmark.data.cache import FrameCache
 from benchmark.data.source import Clip, Skipped, Source
 from benchmark.data.spec import register_source
+
+
+def tiny_pool(root: Path) -> FrameCache:
+    """24 random 32×32 frames: 3 videos of 8 frames, one subject each, all in the pretrain split."""
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, (24, 32, 32), dtype=np.uint8)
+    index = pd.DataFrame({"video_id": [f"v{i // 8}" for i in range(24)], "subject_id": [f"s{i // 8}" for i in range(24)],
+                          "frame_idx": [i % 8 for i in range(24)], "label": -1, "split": "pretrain"})
+    return FrameCache(root=root, frames=frames, index=index, class_names=[], meta={"fingerprint": "0" * 64})
 
 
 @register_source("fake", needs_path=False)
@@ -19,7 +30,6 @@ class FakeSource(Source):
     frames: int = 4
     seed: int = 0
     bad_every: int = 0  # every k-th video is an unreadable "file"
-    delay: float = 0.0  # seconds per clip, to make a build slow enough to kill
     roles: tuple[str, ...] = ("pretrain", "downstream")
 
     def fingerprint_parts(self, role: str) -> dict:
@@ -31,12 +41,6 @@ class FakeSource(Source):
     def items(self, role: str):
         rng = np.random.default_rng([self.seed, role == "downstream"])
         for s in range(self.subjects):
-            if self.delay:
-                time.sleep(self.delay)
-                marker = os.environ.get("FAKE_SOURCE_PROGRESS")
-                if marker:
-                    with open(marker, "a") as f:
-                        f.write(f"{s}\n")
             if self.bad_every and s % self.bad_every == self.bad_every - 1:
                 yield Skipped(f"video{s}.mp4", "truncated stream")
                 continue

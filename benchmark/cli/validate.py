@@ -8,7 +8,8 @@ from pathlib import Path
 def register(sub) -> None:
     p = sub.add_parser("validate", help="check result files (schema, protocol hash, metrics, provenance, duplicates)",
                        description="Check result JSON files, or every *.json under folders: the result schema, "
-                                   "a protocol hash equal to the current protocols/<name>.toml, metrics "
+                                   "a protocol hash equal to the current protocols/<name>.toml (or listed in "
+                                   "protocols/retired/hashes.toml), metrics "
                                    "consistent with the confusion matrix, the folder layout, provenance, and "
                                    "no two files for one job. Prints one line per problem (file: field: what).")
     p.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="result files or folders")

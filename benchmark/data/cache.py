@@ -31,6 +31,7 @@ import pandas as pd
 from benchmark.data.source import ROLES, UNLABELLED, Clip, Skipped, Source
 from benchmark.data.splits import assign_subject_splits
 from benchmark.errors import DataError, UserError
+from benchmark.kill_points import kill_point
 from benchmark.results import ensure_writable
 
 CACHE_FORMAT = 1
@@ -78,7 +79,10 @@ class FrameCache:
         n, h, w = meta["shape"]
         frames = np.memmap(root / "frames.u8", dtype=np.uint8, mode="r", shape=(n, h, w)) if n else \
             np.zeros((0, h, w), np.uint8)
-        index = pd.read_csv(root / "index.csv", dtype={"video_id": str, "subject_id": str, "split": str})
+        # Ids are text as the source gave them: "007" stays "007", and a subject called "NA" or "nan"
+        # is not turned into a missing value (which groupby would then drop from every split).
+        index = pd.read_csv(root / "index.csv", dtype={"video_id": str, "subject_id": str, "split": str},
+                            keep_default_na=False)
         return cls(root=root, frames=frames, index=index, class_names=list(meta["class_names"]), meta=meta)
 
     def summary(self) -> str:
@@ -152,7 +156,7 @@ def _remove_stale_tmp(cache_dir: Path, name: str) -> None:
     for p in cache_dir.glob(f".tmp-{name}-*"):
         try:
             pid = int(p.name.rsplit("-", 2)[-2])
-            os.kill(pid, 0)  # a live build of another process: leave it alone
+            os.kill(pid, 0)  # a live build of another process: leave it alone  # pragma: no mutate
         except (ValueError, ProcessLookupError):
             shutil.rmtree(p, ignore_errors=True)
         except PermissionError:
@@ -189,6 +193,7 @@ def _build(source: Source, role: str, tmp: Path, fp: str, on_error: str, progres
                 rows.append((item.video_id, item.subject_id, int(fidx[k]), int(labels[k]), item.split))
             n += t
             bar.update(t)
+            kill_point("cache_clip")
     if n == 0:
         raise UserError(f"dataset {source.describe()!r} produced no frames for {role}"
                         + (f" ({len(skipped)} files skipped, see the reasons with --on-error fail)"

@@ -64,7 +64,8 @@ class Source(abc.ABC):
     @abc.abstractmethod
     def fingerprint_parts(self, role: str) -> dict:
         """Everything that identifies the cache content for `role`: settings + the input files'
-        identity (path, size, mtime). JSON-serialisable. A change here rebuilds the cache."""
+        identity (a single label/manifest file: its content digest; the files of a folder: path,
+        size, mtime). JSON-serialisable. A change here rebuilds the cache."""
 
     @abc.abstractmethod
     def class_names(self, role: str) -> list[str]:

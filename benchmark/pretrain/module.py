@@ -11,6 +11,7 @@ from pytorch_lightning.callbacks import TQDMProgressBar
 
 from benchmark.augment import ViewAugment, augment
 from benchmark.errors import UserError
+from benchmark.kill_points import kill_point
 from benchmark.pretrain.loader import FrameBatch
 
 OPTIMIZERS = ("lars", "sgd", "adamw")
@@ -70,10 +71,13 @@ class PretrainModule(pl.LightningModule):
         self.last_loss = loss.detach()
         return loss
 
+    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
+        kill_point("pretrain_step")  # Lightning runs this after the callbacks: the step's checkpoint is saved
+
     def optimizer_step(self, *args, **kwargs) -> None:
         super().optimizer_step(*args, **kwargs)
         # Here, not in on_train_batch_end: the EMA update must be in the checkpoint of this step.
-        # Lightning has counted this step already: global_step = steps done.
+        # Lightning counts this step only after the hook: global_step = k, the 0-based step of BYOL's τ_k.
         self.method.update_momentum(min(1.0, self.global_step / self.total_steps))
 
     # -- optimisation ---------------------------------------------------------------------------

@@ -2,9 +2,13 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
+from PIL import Image
 
 from benchmark.cli import main
 from benchmark.results import validate_result
@@ -44,8 +48,12 @@ def test_ablation_writes_results_renders_its_section_and_resumes(tmp_path, capsy
     board = (tmp_path / "LEADERBOARD.md").read_text()
     assert "## Ablation: variance vs size of the pretraining videos" in board
     assert "#### simclr, linear_probe at 1 % labels" in board
-    assert any(w in board for w in ("Diversity helps", "Diversity hurts", "Diversity shows no detectable effect"))
-    assert (tmp_path / "figures" / f"variance_vs_size_{TRACK}.png").exists()
+    check_verdict(board, files)
+    figure = np.asarray(Image.open(tmp_path / "figures" / f"variance_vs_size_{TRACK}.png").convert("L"), float)
+    height, width = figure.shape
+    assert width > 1.8 * height > 700  # two panels side by side (10 × 4 in at 120 dpi, legend below)
+    halves = figure[:, : width // 2], figure[:, width // 2:]
+    assert all(h.std() > 10 and (h < 128).mean() > 0.01 for h in halves)  # both panels drawn, not blank
 
     # A rerun finds every job finished: no file is rewritten.
     stamps = {p: p.stat().st_mtime_ns for p in files}
@@ -53,6 +61,51 @@ def test_ablation_writes_results_renders_its_section_and_resumes(tmp_path, capsy
     assert main(_args(tmp_path, "--no-leaderboard")) == 0
     assert {p: p.stat().st_mtime_ns for p in files} == stamps
     assert "0 runs written" in capsys.readouterr().err
+
+
+EFFECT = r"(helps|hurts|shows no detectable effect)"
+NUM = r"([+-]\d+\.\d)"
+VERDICT = re.compile(
+    rf"Diversity {EFFECT} \({NUM} F1 points per doubling of subjects at a fixed frame budget, CI \[{NUM}, {NUM}\]\); "
+    rf"size {EFFECT} \({NUM} F1 points per doubling of frames at fixed subjects, CI \[{NUM}, {NUM}\]\); "
+    r"(diversity helps more than size|size helps more than diversity|the data do not separate diversity from size) "
+    rf"\(difference of slopes {NUM} \[{NUM}, {NUM}\], p=(\d\.\d{{3}}), (\d+) subsets\)\.")
+
+
+def _effect(low: float, high: float) -> str:
+    return "helps" if low > 0 else "hurts" if high < 0 else "shows no detectable effect"
+
+
+def check_verdict(board: str, files: list[Path]) -> None:
+    """The section's sentence is one the renderer defines, and says what an independent least-squares
+    fit (statsmodels) of the subset means on log2(subjects) and log2(frames) gives."""
+    import statsmodels.api as sm
+
+    rows = [json.loads(p.read_text()) for p in files]
+    runs = pd.DataFrame([{"axis": r["ablation"]["axis"], "level": r["ablation"]["level"],
+                          "subjects": r["ablation"]["subjects"], "frames": r["ablation"]["frames"],
+                          "f1": r["metrics"]["test"]["macro_f1"]} for r in rows])
+    means = runs.groupby(["axis", "level", "subjects", "frames"], as_index=False)["f1"].mean()
+    means = means.drop_duplicates(["subjects", "frames"])  # one point per distinct subset
+    x = sm.add_constant(np.column_stack([np.log2(means["subjects"]), np.log2(means["frames"])]))
+    fit = sm.OLS(means["f1"].to_numpy(), x).fit()
+    ci = 100 * fit.conf_int(0.05)
+    contrast = fit.t_test([0, 1, -1])
+    diff_ci = 100 * np.asarray(contrast.conf_int(0.05)).ravel()
+
+    (line,) = [ln for ln in board.splitlines() if ln.startswith(("Diversity ", "Too few"))]
+    m = VERDICT.fullmatch(line)
+    assert m, line
+    div_word, div, div_lo, div_hi, size_word, size, size_lo, size_hi, compare, d, d_lo, d_hi, p, n = m.groups()
+    got = np.array([float(v) for v in (div, div_lo, div_hi, size, size_lo, size_hi, d, d_lo, d_hi)])
+    want = np.array([100 * fit.params[1], *ci[1], 100 * fit.params[2], *ci[2], 100 * float(contrast.effect[0]),
+                     *diff_ci])
+    assert np.abs(got - want).max() <= 0.051, (got, want)  # the sentence rounds to 0.1 point
+    assert float(p) == pytest.approx(float(contrast.pvalue), abs=5e-4) and int(n) == len(means)
+    assert div_word == _effect(*ci[1]) and size_word == _effect(*ci[2])
+    assert compare == {"helps": "diversity helps more than size", "hurts": "size helps more than diversity",
+                       "shows no detectable effect": "the data do not separate diversity from size"}[
+        _effect(*diff_ci)]
 
 
 def test_infeasible_levels_are_a_clear_error(tmp_path, capsys):

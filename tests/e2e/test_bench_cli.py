@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from benchmark.cli import main
+from benchmark.cli.leaderboard import render_markdown
 from benchmark.results import validate_result
 
 TINY = Path(__file__).with_name("tiny_preset.toml")
@@ -62,7 +63,14 @@ def test_bench_writes_valid_results_for_the_method_and_its_baselines_and_a_rerun
     random = json.loads(next(p for p in files if "random" in p.parts).read_text())
     assert random["init"]["pretrain"]["steps"] == 0 and random["init"]["pretrain"]["diagnostics"]["encoder_change"] == 0
     assert random["init"]["checkpoint_hash"] != vicreg["init"]["checkpoint_hash"]
-    assert (tmp_path / "LEADERBOARD.md").exists() or "leaderboard not refreshed" in first.stderr
+    # The leaderboard beside the results was refreshed: it is exactly what these results give, and it
+    # holds the method and both baselines.
+    board = tmp_path / "LEADERBOARD.md"
+    assert "leaderboard not refreshed" not in first.stderr and f"leaderboard: {board}" in first.stderr
+    text = board.read_text()
+    assert text == render_markdown(tmp_path / "results")[0]
+    assert all(f"| {init}" in text for init in ("vicreg", "imagenet", "random"))
+    assert (tmp_path / "figures" / f"f1_vs_fraction_{TRACK}_linear_probe.png").exists()
     assert not list((tmp_path / "results").rglob(".*tmp-*"))
 
     mtimes = {p: p.stat().st_mtime_ns for p in files}

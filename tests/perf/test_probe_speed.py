@@ -1,5 +1,6 @@
 """Linear-probe grid speed: 3 fractions × 5 seeds for one checkpoint, after feature extraction,
-at the smoke size (efficientnet_lite0 features: 1,280-d; ~216 training images). Target ≤ 10 s on CPU."""
+at the smoke size (efficientnet_lite0 features: 1,280-d; ~216 training images). A measurement (the
+target is ≤ 10 s on CPU, BENCHMARKS.md); it also runs once, unmeasured, outside `make perf`."""
 import numpy as np
 import pytest
 import torch
@@ -22,4 +23,3 @@ def test_linear_probe_grid_for_one_checkpoint(benchmark, tmp_path):
 
     results = benchmark.pedantic(grid, rounds=3, iterations=1)
     assert len(results) == 15
-    assert benchmark.stats.stats.min < 10.0

@@ -1,4 +1,6 @@
-"""Simulator throughput: at least 20,000 frames of 128×128 in under 60 s on a 2-core machine."""
+"""Simulator throughput: 20,096 frames of 128×128, generated as the cache builder does. A measurement
+(frames/s in pytest-benchmark's extra_info; BENCHMARKS.md has the 2-core figure, about 1,200
+frames/s), not a pass/fail budget: a loaded machine is slower without anything being wrong."""
 from __future__ import annotations
 
 import time
@@ -8,12 +10,11 @@ import pytest
 from benchmark.data.simulator.source import SyntheticSource
 
 FRAMES = 20_000
-BUDGET_S = 60.0
 
 
 @pytest.mark.perf
-def test_twenty_thousand_frames_in_a_minute(benchmark):
-    # 157 subjects × 2 videos × 64 frames = 20,096 frames, generated as the cache builder does.
+def test_twenty_thousand_frames(benchmark):
+    # 157 subjects × 2 videos × 64 frames = 20,096 frames.
     source = SyntheticSource(resolution=128, subjects=157, videos_per_subject=2, frames_per_video=64)
 
     def generate() -> int:
@@ -25,4 +26,3 @@ def test_twenty_thousand_frames_in_a_minute(benchmark):
     benchmark.extra_info["frames_per_s"] = round(frames / elapsed)
     print(f"\n{frames} frames in {elapsed:.1f} s: {frames / elapsed:.0f} frames/s")
     assert frames >= FRAMES
-    assert elapsed < BUDGET_S, f"{frames} frames took {elapsed:.1f} s ({frames / elapsed:.0f} frames/s)"

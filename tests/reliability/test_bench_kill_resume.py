@@ -2,40 +2,31 @@
 and in the end every job has exactly one valid result and no partial file exists anywhere."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
+from benchmark.kill_points import ENV
 from benchmark.results import validate_result
 from tests.e2e.test_bench_cli import EXPECTED_JOBS, bench_command, result_files
 
 
-def run_until(tmp: Path, marker: str, delay: float = 0.0) -> str:
-    """Start the bench, SIGKILL its whole process group `delay` s after `marker` appears on stderr."""
-    proc = subprocess.Popen(bench_command(tmp), stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"}, start_new_session=True)
-    seen = []
+def run_killed_at(tmp: Path, stage: str) -> str:
+    """Run the bench until it SIGKILLs itself at `stage` (benchmark.kill_points); returns its stderr."""
+    proc = subprocess.Popen(bench_command(tmp), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1", ENV: stage}, start_new_session=True)
     try:
-        for line in proc.stderr:
-            seen.append(line)
-            if marker in line:
-                time.sleep(delay)
-                os.killpg(proc.pid, signal.SIGKILL)
-                break
-        proc.wait(timeout=600)
+        _, err = proc.communicate(timeout=600)
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    out = "".join(seen)
-    assert marker in out, f"the bench never reached {marker!r}:\n{out[-3000:]}"
-    assert proc.returncode == -signal.SIGKILL, "the bench finished before it could be killed"
-    return out
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # a worker it may have left behind
+    assert proc.returncode == -signal.SIGKILL, f"the bench was not killed at {stage}:\n{err[-3000:]}"
+    return err
 
 
 def partial_files(tmp: Path) -> list[Path]:
@@ -48,17 +39,20 @@ def finished_jobs(tmp: Path) -> int:
 
 @pytest.mark.slow
 def test_bench_killed_anywhere_resumes_without_losing_or_repeating_a_job(tmp_path):
-    run_until(tmp_path, "pretraining vicreg", delay=2.0)
+    out = run_killed_at(tmp_path, "pretrain_step")  # after the first of 2 pretraining steps
+    assert "pretraining vicreg" in out and finished_jobs(tmp_path) == 0
+    assert not list((tmp_path / "runs").rglob("encoder.safetensors"))
+
+    out = run_killed_at(tmp_path, "features")
+    assert "pretraining vicreg" in out  # the killed pretraining was picked up again, not skipped
+    assert list((tmp_path / "runs").rglob("encoder.safetensors"))
+    assert not list((tmp_path / "runs").rglob("features/*.npy"))  # killed before any features were saved
     assert finished_jobs(tmp_path) == 0
 
-    out = run_until(tmp_path, "extracting features")
-    assert "pretraining vicreg" in out  # the killed pretraining was picked up again, not skipped
-    assert not list((tmp_path / "runs").rglob("features/*.npy"))  # killed before the features were saved
-
-    out = run_until(tmp_path, "fine-tuning:")
-    before = finished_jobs(tmp_path)
-    assert 0 < before < EXPECTED_JOBS
+    out = run_killed_at(tmp_path, "finetune")  # as the first fine-tune job starts
     assert "pretraining vicreg" not in out  # the checkpoint was finished by now
+    before = finished_jobs(tmp_path)
+    assert before == 4  # vicreg's linear-probe jobs (2 fractions × 2 seeds) come before its fine-tunes
 
     final = subprocess.run(bench_command(tmp_path), capture_output=True, text=True, timeout=600)
     assert final.returncode == 0, final.stderr[-3000:]

@@ -6,23 +6,23 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 import pytest
 import torch
 from torch import nn
 
+import benchmark.pretrain.run
 from benchmark.cli import build_parser
 from benchmark.cli.pretrain import build_config
-from benchmark.data.cache import FrameCache, prepare
+from benchmark.data.cache import prepare
 from benchmark.data.spec import parse_dataset_spec
+from benchmark.kill_points import ENV
 from benchmark.pretrain.config import PretrainConfig
 from benchmark.pretrain.module import NonFiniteLossError
 from benchmark.pretrain.run import pretrain
 from methods.base import SSLMethod
+from tests.fake_source import tiny_pool
 
 # 3 videos × 16 frames, batch 8 → 6 steps a pass over the pool, 12 steps (two passes); a checkpoint every 2.
 ARGS = ["pretrain", "--method", "vicreg", "--dataset", "synthetic", "-o", "subjects=3", "-o", "videos_per_subject=1",
@@ -42,7 +42,7 @@ def _state(path: Path) -> dict[str, torch.Tensor]:
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-def test_killed_run_resumes_to_the_same_encoder_and_a_finished_run_is_not_redone(tmp_path):
+def test_killed_run_resumes_to_the_same_encoder_and_a_finished_run_is_not_redone(tmp_path, monkeypatch):
     cache_dir, killed_dir, clean_dir = tmp_path / "cache", tmp_path / "killed", tmp_path / "clean"
     args = build_parser().parse_args([*ARGS, "--cache-dir", str(cache_dir), "--run-dir", str(killed_dir)])
     cfg, spec, options = build_config(args)
@@ -50,20 +50,19 @@ def test_killed_run_resumes_to_the_same_encoder_and_a_finished_run_is_not_redone
     cli = [sys.executable, "-m", "benchmark", *ARGS, "--cache-dir", str(cache_dir), "--run-dir", str(killed_dir)]
     # One thread in the subprocesses too (see _one_thread): the same arithmetic as here.
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    log = killed_dir.parent / "killed.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(cli, env=env, stdout=out, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 180
-    while not list(killed_dir.glob("*/checkpoints/last.ckpt")):
-        assert proc.poll() is None, log.read_text()[-3000:]
-        assert time.monotonic() < deadline, "no last.ckpt after 180 s"
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    # SIGKILL at the end of step 3: the checkpoint of step 2 is the last one on disk.
+    killed = subprocess.run(cli, env={**env, ENV: "pretrain_step:3"}, capture_output=True, text=True, timeout=240)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
     (run,) = killed_dir.iterdir()
-    assert not (run / "encoder.safetensors").exists(), "the run finished before it could be killed"
+    assert not (run / "encoder.safetensors").exists()
     saved = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu")
-    assert 0 < saved["global_step"] < 12
+    assert saved["global_step"] == 2
+
+    # The rerun resumes at step 3: its 10th step is step 12, the last (a restart would be at step 10).
+    again = subprocess.run(cli, env={**env, ENV: "pretrain_step:10"}, capture_output=True, text=True, timeout=240)
+    assert again.returncode == -signal.SIGKILL, again.stderr[-3000:]
+    saved = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu")
+    assert saved["global_step"] == 12 and not (run / "encoder.safetensors").exists()
 
     resumed = subprocess.run(cli, env=env, capture_output=True, text=True, timeout=240)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
@@ -85,10 +84,13 @@ def test_killed_run_resumes_to_the_same_encoder_and_a_finished_run_is_not_redone
 
     # A finished run is a no-op: same path, file untouched, no training.
     mtime = final.stat().st_mtime_ns
-    t0 = time.perf_counter()
+    monkeypatch.setattr(benchmark.pretrain.run, "_train", _no_training)
     again = pretrain(cfg, pool, killed_dir, progress=False)
     assert again == final and final.stat().st_mtime_ns == mtime
-    assert time.perf_counter() - t0 < 2.0
+
+
+def _no_training(*args, **kwargs):
+    raise AssertionError("a finished run must not train again")
 
 
 class _NaNAfter(SSLMethod):
@@ -111,14 +113,6 @@ class _NaNAfter(SSLMethod):
         return loss * float("nan") if self.calls.item() > 5 else loss
 
 
-def _tiny_pool(root: Path) -> FrameCache:
-    rng = np.random.default_rng(0)
-    frames = rng.integers(0, 256, (24, 32, 32), dtype=np.uint8)
-    index = pd.DataFrame({"video_id": [f"v{i // 8}" for i in range(24)], "subject_id": [f"s{i // 8}" for i in range(24)],
-                          "frame_idx": [i % 8 for i in range(24)], "label": -1, "split": "pretrain"})
-    return FrameCache(root=root, frames=frames, index=index, class_names=[], meta={"fingerprint": "0" * 64})
-
-
 @pytest.mark.timeout(120)
 def test_non_finite_loss_stops_with_step_method_and_hint_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
     import methods.registry
@@ -126,7 +120,7 @@ def test_non_finite_loss_stops_with_step_method_and_hint_and_keeps_the_last_good
     monkeypatch.setattr(methods.registry, "get_method", lambda name: _NaNAfter)
     cfg = PretrainConfig(method="nan_after_five", resolution=32, steps=18, batch_size=4)
     with pytest.raises(NonFiniteLossError) as err:
-        pretrain(cfg, _tiny_pool(tmp_path / "pool"), tmp_path / "runs", progress=False, checkpoint_every=2)
+        pretrain(cfg, tiny_pool(tmp_path / "pool"), tmp_path / "runs", progress=False, checkpoint_every=2)
     message = str(err.value)
     assert "nan_after_five" in message and "at step 6" in message
     assert "Lower the learning rate" in message and "fp32" in message

@@ -6,7 +6,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -206,10 +205,7 @@ def generate(results: Path, protocols: Path, out: Path) -> str:
 
 def test_golden_markdown(generated):
     text, _ = generated
-    if os.environ.get("SSLBENCH_UPDATE_GOLDEN"):
-        GOLDEN.parent.mkdir(parents=True, exist_ok=True)
-        GOLDEN.write_text(text)
-    assert text == GOLDEN.read_text(), "rerun with SSLBENCH_UPDATE_GOLDEN=1 after an intended change, and review"
+    assert text == GOLDEN.read_text(), "after an intended change run `make golden` and review its diff"
 
 
 FIXTURE_FILES = len(list(fixture_jobs())) + 1  # + the ablation run

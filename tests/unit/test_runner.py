@@ -192,3 +192,57 @@ def test_durations(text, seconds):
 def test_bad_durations_are_named(text):
     with pytest.raises(argparse.ArgumentTypeError, match="duration"):
         parse_duration(text)
+
+
+def test_no_results_folder_means_nothing_to_clean(tmp_path):
+    assert remove_stale_temp_files(tmp_path / "not-there") == 0
+    assert not (tmp_path / "not-there").exists()
+
+
+def test_a_result_file_is_sorted_one_space_indented_json(tmp_path):
+    rec = record("c" * 64)
+    path = write_result(tmp_path / "r.json", rec)
+    assert path.read_text() == json.dumps(rec, indent=1, sort_keys=True) + "\n"  # same record, same bytes
+
+
+def test_a_schema_error_names_the_file_and_the_first_field_in_path_order(tmp_path):
+    bad = record("0" * 64)
+    bad["metrics"]["val"]["accuracy"] = 2.0
+    bad["metrics"]["test"]["macro_f1"] = -1.0
+    bad["provenance"]["wall_time_s"] = "slow"
+    target = tmp_path / "x" / "seed0.json"
+    with pytest.raises(ValueError) as info:
+        write_result(target, bad)
+    assert str(info.value).startswith(f"{target}: field metrics/test/macro_f1: -1.0 is less than")
+    assert not target.exists()
+    with pytest.raises(ValueError) as info:
+        validate_result({k: v for k, v in record("0" * 64).items() if k != "schema_version"})
+    assert str(info.value) == "result: field (top level): 'schema_version' is a required property"
+
+
+def test_stale_temporary_files_are_all_removed_beside_a_live_one(tmp_path):
+    folder = tmp_path / "t" / "random" / "linear_probe" / "10pct"
+    folder.mkdir(parents=True)
+    live = []
+    for k in range(20):  # live and dead writers interleaved, so whatever order the folder lists them in
+        if k % 2:
+            live.append(folder / f".seed{k}.json.tmp-{os.getppid()}")
+            live[-1].write_text("{")
+        else:
+            (folder / f".seed{k}.json.tmp-{999_999_000 + k}").write_text("{")  # writers long gone
+    assert remove_stale_temp_files(tmp_path) == 10
+    assert sorted(folder.iterdir()) == sorted(live)
+
+
+def test_a_writable_check_creates_nested_folders_and_a_failure_says_what_to_pass(tmp_path):
+    ensure_writable(tmp_path / "a" / "b" / "c")
+    assert (tmp_path / "a" / "b" / "c").is_dir() and not list((tmp_path / "a" / "b" / "c").iterdir())
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(UserError) as info:
+        ensure_writable(blocker / "x", what="runs folder", flag="--runs-dir")
+    assert str(info.value) == f"runs folder {blocker / 'x'} is not writable (Not a directory); pass --runs-dir to a writable folder"
+    with pytest.raises(UserError) as info:
+        ensure_writable(blocker / "y")
+    assert str(info.value) == (f"results folder {blocker / 'y'} is not writable (Not a directory); pass --results-dir "
+                               "to a writable folder")

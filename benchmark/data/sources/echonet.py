@@ -16,11 +16,10 @@ from benchmark.data.sources.csv_manifest import missing_columns_message
 from benchmark.data.sources.frames import (
     check_settings,
     compile_subject_pattern,
-    file_identity,
-    files_identity,
     require_dir,
     subject_from_pattern,
 )
+from benchmark.data.sources.identity import file_identity, files_identity
 from benchmark.data.sources.parallel import decode_all
 from benchmark.data.sources.readers import FileTask, decode_file
 from benchmark.data.spec import register_source

@@ -21,10 +21,9 @@ from benchmark.data.sources.csv_manifest import missing_columns_message
 from benchmark.data.sources.frames import (
     IMAGE_EXTENSIONS,
     check_settings,
-    file_identity,
-    files_identity,
     require_dir,
 )
+from benchmark.data.sources.identity import file_identity, files_identity
 from benchmark.data.sources.parallel import decode_all
 from benchmark.data.sources.readers import FileTask, decode_file
 from benchmark.data.spec import register_source

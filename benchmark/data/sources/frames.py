@@ -8,8 +8,6 @@ against its dark background; small text blocks are separate, smaller regions).
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import re
 from collections.abc import Iterable
@@ -196,29 +194,6 @@ def list_files(root: Path, extensions: Iterable[str]) -> list[str]:
             if not name.startswith(".") and name.lower().endswith(exts):
                 found.append(Path(dirpath, name).relative_to(root).as_posix())
     return sorted(found)
-
-
-def files_identity(root: Path, rel_paths: Iterable[str], resolved: Iterable[Path] | None = None) -> dict:
-    """Identity of input files without reading them: count + a digest of (relative path, size, mtime_ns).
-    `resolved` gives the files' locations when they are not `root / rel`."""
-    h = hashlib.sha256()
-    n = 0
-    rel_paths = list(rel_paths)
-    locations = list(resolved) if resolved is not None else [root / rel for rel in rel_paths]
-    for rel, location in zip(rel_paths, locations, strict=True):
-        try:
-            st = os.stat(location)
-            ident = [rel, st.st_size, st.st_mtime_ns]
-        except OSError:
-            ident = [rel, None, None]  # a missing file is reported by items(); it still changes the key
-        h.update(json.dumps(ident).encode())
-        n += 1
-    return {"n_files": n, "files_sha256": h.hexdigest()}
-
-
-def file_identity(path: Path) -> dict:
-    st = os.stat(path)
-    return {"name": path.name, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
 def require_dir(path: str, kind: str, what: str) -> Path:

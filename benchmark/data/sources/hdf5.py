@@ -8,10 +8,10 @@ from benchmark.data.source import Clip, Skipped, Source
 from benchmark.data.sources.frames import (
     check_settings,
     compile_subject_pattern,
-    file_identity,
     require_file,
     subject_from_pattern,
 )
+from benchmark.data.sources.identity import file_identity
 from benchmark.data.sources.parallel import decode_all
 from benchmark.data.sources.readers import FileTask, decode_file
 from benchmark.data.spec import register_source

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmark.data.source import Clip, Skipped, Source
-from benchmark.data.sources.frames import check_settings, files_identity, prepare_frames
+from benchmark.data.sources.frames import check_settings, prepare_frames
+from benchmark.data.sources.identity import files_identity
 from benchmark.data.sources.parallel import decode_all
 from benchmark.data.sources.readers import read_image
 from benchmark.data.spec import register_source

@@ -10,11 +10,11 @@ from benchmark.data.sources.frames import (
     IMAGE_EXTENSIONS,
     check_settings,
     compile_subject_pattern,
-    files_identity,
     list_files,
     require_dir,
     subject_from_pattern,
 )
+from benchmark.data.sources.identity import files_identity
 from benchmark.data.sources.parallel import decode_all
 from benchmark.data.sources.readers import FileTask, decode_file
 from benchmark.data.spec import register_source

@@ -9,10 +9,10 @@ from benchmark.data.sources.frames import (
     VIDEO_EXTENSIONS,
     check_settings,
     compile_subject_pattern,
-    files_identity,
     list_files,
     require_dir,
 )
+from benchmark.data.sources.identity import files_identity
 from benchmark.data.sources.readers import decode_clip_files
 from benchmark.data.spec import register_source
 from benchmark.errors import UserError

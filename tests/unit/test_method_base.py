@@ -1,0 +1,106 @@
+"""The method base class: hyper-parameter resolution, weight-decay groups, the fp32 loss guard and the
+momentum schedule, exactly (what every method inherits decides how every method is trained)."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from benchmark.errors import UserError
+from methods.base import SSLMethod, fp32_loss, resolve_hparams
+from tests.unit.downstream_fakes import TinyEncoder
+
+
+class Toy(SSLMethod):
+    name = "toy"
+    family = "information"
+    defaults = {"optimizer": "sgd", "lr": 0.1, "weight_decay": 1e-4, "warmup": 0.0, "batch_size": 4,
+                "flag": False, "maybe": None, "label": "x"}
+
+    def __init__(self, encoder, **hparams):
+        super().__init__(encoder, **hparams)
+        self.head = nn.Sequential(nn.Linear(encoder.feat_dim, 4), nn.BatchNorm1d(4), nn.Linear(4, 2))
+        self.frozen = nn.Linear(2, 2)
+        self.frozen.requires_grad_(False)
+
+
+def test_overrides_keep_defaults_convert_ints_to_floats_and_keep_types():
+    got = resolve_hparams(Toy, {"lr": 1, "batch_size": 8, "flag": True, "maybe": 3, "label": "y"})
+    assert got == {"optimizer": "sgd", "lr": 1.0, "weight_decay": 1e-4, "warmup": 0.0, "batch_size": 8,
+                   "flag": True, "maybe": 3, "label": "y"}
+    assert type(got["lr"]) is float and type(got["batch_size"]) is int
+    assert resolve_hparams(Toy, {}) == Toy.defaults and resolve_hparams(Toy, {}) is not Toy.defaults
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    ({"tau": 1, "alpha": 2}, "method 'toy' has no hyper-parameter(s) alpha, tau; known: batch_size, flag, label, "
+                             "lr, maybe, optimizer, warmup, weight_decay"),
+    ({"lr": "fast"}, "method 'toy': hyper-parameter lr expects float (default 0.1), got 'fast'"),
+    ({"lr": True}, "method 'toy': hyper-parameter lr expects float (default 0.1), got True"),
+    ({"batch_size": 8.0}, "method 'toy': hyper-parameter batch_size expects int (default 4), got 8.0"),
+    ({"batch_size": False}, "method 'toy': hyper-parameter batch_size expects int (default 4), got False"),
+    ({"flag": 1}, "method 'toy': hyper-parameter flag expects bool (default False), got 1"),
+    ({"label": 5}, "method 'toy': hyper-parameter label expects str (default 'x'), got 5"),
+    ({"optimizer": "adagrad"}, "method 'toy': optimizer must be one of lars, sgd, adamw, got 'adagrad'"),
+])
+def test_bad_overrides_are_refused_with_the_name_the_type_and_the_default(overrides, message):
+    with pytest.raises(UserError) as info:
+        resolve_hparams(Toy, overrides)
+    assert str(info.value) == message
+
+
+def test_weights_decay_biases_and_norms_do_not_and_frozen_parameters_are_left_out():
+    method = Toy(TinyEncoder())
+    groups = method.parameter_groups()
+    assert [(g["name"], g.get("weight_decay")) for g in groups] == [("weights", None), ("bias_norm", 0.0)]
+    names = {id(p): n for n, p in method.named_parameters()}
+    weights = sorted(names[id(p)] for p in groups[0]["params"])
+    no_decay = sorted(names[id(p)] for p in groups[1]["params"])
+    assert weights == ["encoder.body.0.weight", "encoder.body.3.weight", "encoder.proj.weight", "head.0.weight",
+                       "head.2.weight"]
+    assert no_decay == ["encoder.body.0.bias", "encoder.body.1.bias", "encoder.body.1.weight", "encoder.body.3.bias",
+                        "encoder.proj.bias", "head.0.bias", "head.1.bias", "head.1.weight", "head.2.bias"]
+
+
+def test_fp32_loss_runs_the_criterion_in_float32_with_autocast_off():
+    seen = []
+
+    def criterion(*tensors):
+        seen.append(([t.dtype for t in tensors], torch.is_autocast_enabled("cpu")))
+        return sum((t @ t.T).sum() for t in tensors)
+
+    a, b = torch.randn(3, 4), torch.randn(3, 4)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert torch.is_autocast_enabled("cpu")
+        loss = fp32_loss(criterion, a.bfloat16(), b.bfloat16())
+        single = fp32_loss(criterion, a.bfloat16())
+    assert seen == [([torch.float32, torch.float32], False), ([torch.float32], False)]
+    assert loss.dtype == torch.float32 and single.dtype == torch.float32
+
+
+@pytest.mark.parametrize("progress", [0.0, 0.25, 0.5, 0.9])
+def test_the_momentum_follows_byols_cosine_from_its_base_to_one(progress):
+    """τ = 1 − (1 − τ_base)(cos(π · progress) + 1)/2, applied as target ← τ · target + (1 − τ) · online."""
+
+    class Pair(Toy):
+        defaults = {**Toy.defaults, "momentum_base": 0.9}
+
+        def momentum_pairs(self):
+            return [(self.head, self.frozen_head)]
+
+        def __init__(self, encoder, **hparams):
+            super().__init__(encoder, **hparams)
+            self.frozen_head = nn.Sequential(nn.Linear(encoder.feat_dim, 4), nn.BatchNorm1d(4), nn.Linear(4, 2))
+
+    method = Pair(TinyEncoder())
+    with torch.no_grad():
+        for p in method.head.parameters():
+            p.fill_(1000.0)
+        for p in method.frozen_head.parameters():
+            p.zero_()
+    method.update_momentum(progress)
+    tau = 1 - 0.1 * (math.cos(math.pi * progress) + 1) / 2
+    for p in method.frozen_head.parameters():
+        torch.testing.assert_close(p, torch.full_like(p, 1000.0 * (1 - tau)), rtol=1e-6, atol=1e-4)

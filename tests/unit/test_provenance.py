@@ -1,0 +1,111 @@
+"""What a result records about where it came from, and where files go by default: the provenance
+block, the default results/runs/cache folders and their environment overrides, the protocol record."""
+from __future__ import annotations
+
+import datetime as dt
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+
+from benchmark import results
+from benchmark.data.cache import default_cache_dir
+from protocols.spec import load_protocol
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_default_folders_and_their_environment_overrides(monkeypatch, tmp_path):
+    for name in ("SSLBENCH_RESULTS_DIR", "SSLBENCH_RUNS_DIR", "SSLBENCH_CACHE_DIR", "XDG_CACHE_HOME"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert results.default_results_dir() == REPO / "leaderboard" / "results"
+    assert results.default_runs_dir() == REPO / "runs"
+    assert default_cache_dir() == tmp_path / "home" / ".cache" / "sslbench"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert default_cache_dir() == tmp_path / "xdg" / "sslbench"
+    monkeypatch.setenv("SSLBENCH_RESULTS_DIR", "~/r")
+    monkeypatch.setenv("SSLBENCH_RUNS_DIR", "~/runs")
+    monkeypatch.setenv("SSLBENCH_CACHE_DIR", "~/c")
+    assert results.default_results_dir() == tmp_path / "home" / "r"
+    assert results.default_runs_dir() == tmp_path / "home" / "runs"
+    assert default_cache_dir() == tmp_path / "home" / "c"
+
+
+def test_provenance_records_the_commit_data_packages_device_time_and_command(monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["/usr/bin/sslbench", "bench", "--method", "vicreg", "--dataset", "a b"])
+    before = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    prov = results.provenance(dataset_fingerprints={"downstream": "d" * 64, "pretrain": "p" * 64},
+                              device="CPU: test (2 cores)", gpu=False, wall_time_s=12.34567)
+    after = dt.datetime.now(dt.UTC)
+    sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+    assert prov["git_sha"] == sha and isinstance(prov["git_dirty"], bool)
+    assert prov["dataset_fingerprints"] == {"downstream": "d" * 64, "pretrain": "p" * 64}
+    assert prov["device"] == "CPU: test (2 cores)" and prov["gpu"] is False
+    assert prov["wall_time_s"] == 12.346
+    assert before <= dt.datetime.fromisoformat(prov["date"]) <= after
+    assert prov["command"] == "sslbench bench --method vicreg --dataset 'a b'"
+    assert prov["packages"]["python"] == ".".join(map(str, sys.version_info[:3]))
+    assert prov["packages"]["torch"] == metadata.version("torch")
+    assert set(prov["packages"]) == {"python", *results.PROVENANCE_PACKAGES}
+    assert prov["sslbench_version"] == metadata.version("sslbench")
+    assert results.provenance(dataset_fingerprints={}, device="x", gpu=True, wall_time_s=1,
+                              command="given")["command"] == "given"
+
+
+def test_a_package_that_is_not_installed_is_recorded_as_such(monkeypatch):
+    monkeypatch.setattr(results, "PROVENANCE_PACKAGES", ("torch", "no-such-package-here"))
+    results.package_versions.cache_clear()
+    try:
+        assert results.package_versions()["no-such-package-here"] == "not installed"
+    finally:
+        results.package_versions.cache_clear()
+
+
+def test_an_uninstalled_sslbench_reports_an_unknown_version(monkeypatch):
+    def missing(name):
+        raise metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(metadata, "version", missing)
+    assert results.sslbench_version() == "unknown"
+
+
+def test_outside_a_git_checkout_the_commit_is_unknown_and_dirty(monkeypatch, tmp_path):
+    monkeypatch.setattr(results, "REPO_ROOT", tmp_path)
+    results.git_state.cache_clear()
+    try:
+        assert results.git_state() == ("unknown", True)
+    finally:
+        results.git_state.cache_clear()
+
+
+def test_the_protocol_record_names_its_file_version_and_hash():
+    spec = load_protocol("linear_probe", {"probe": {"max_iter": 5}})
+    assert spec.record() == {"name": "linear_probe", "version": spec.version, "hash": spec.hash}
+    assert spec.key == {"name": "linear_probe", "hash": spec.hash, "overrides": {"probe": {"max_iter": 5}}}
+
+
+def test_distributed_gathering_reaches_every_loss_of_a_method():
+    from benchmark.backbones import build_backbone
+    from methods.registry import get_method
+
+    method = get_method("moco")(build_backbone("resnet18"), proj_hidden_dim=8, proj_output_dim=8, queue_size=8)
+    holders = [m for m in method.modules() if hasattr(m, "gather_distributed")]
+    assert holders and not any(m.gather_distributed for m in holders)
+    method.set_gather_distributed(True)
+    assert all(m.gather_distributed is True for m in holders)
+    method.set_gather_distributed(False)
+    assert not any(m.gather_distributed for m in holders)
+
+
+def test_a_method_without_a_loss_says_so():
+    from methods.base import SSLMethod
+
+    class NoLoss(SSLMethod):
+        family = "information"
+        defaults = {"optimizer": "sgd", "lr": 0.1, "weight_decay": 0.0, "warmup": 0.0, "batch_size": 2}
+
+    with pytest.raises(NotImplementedError, match="NoLoss must implement loss"):
+        NoLoss(encoder=None).loss([])

@@ -6,7 +6,8 @@ named place instead of racing a timer. Unset (always, outside those tests) it co
 
 Stages: `cache_clip` (a clip was written into a cache being built), `pretrain_step` (a pretraining
 step ended and its checkpoint, if one was due, is on disk), `features` (feature extraction for the
-linear probe begins), `finetune` (a fine-tune job begins).
+linear probe begins), `finetune` (a fine-tune job begins), `finetune_epoch` (a fine-tune epoch ended
+and its resume state, if one was due, is on disk).
 """
 from __future__ import annotations
 

@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from benchmark.data.cache import FrameCache
+from benchmark.kill_points import kill_point
 from protocols.linear_probe import _labelled, class_weights, default_device, training_subset
 from protocols.metrics import select_score, split_metrics
 from protocols.spec import ProtocolSpec
@@ -257,6 +258,7 @@ def run_finetune(make_encoder: Callable[[], nn.Module], cache: FrameCache, spec:
             if state_path is not None and time.monotonic() - last_save >= save_every_s:
                 _save_state(state_path, model, opt, sched, state)
                 last_save = time.monotonic()
+            kill_point("finetune_epoch")
 
     model.load_state_dict(state["best_model"])
     test_metrics = split_metrics(labels[te], predict(model, frames, te, eval_batch, device), cache.class_names)

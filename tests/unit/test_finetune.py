@@ -127,3 +127,38 @@ def test_finetune_is_not_chosen_over_its_probe_start_unless_validation_prefers_i
     else:
         assert best_trained > out["train"]["val_epoch0"]
     assert out["metrics"]["val"]["macro_f1"] == pytest.approx(max(best_trained, out["train"]["val_epoch0"]), abs=1e-6)
+
+
+def test_a_finetune_killed_at_an_epoch_end_resumes_from_its_saved_state(tmp_path):
+    """SIGKILL at the end of the second fine-tune epoch (state saved every epoch), then a rerun: the
+    same result as an uninterrupted job."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    state = tmp_path / "state.pt"
+    script = tmp_path / "job.py"
+    script.write_text(
+        "import json, sys, torch\n"
+        "import protocols.finetune as ft\n"
+        "from protocols.spec import load_protocol\n"
+        "from tests.unit.downstream_fakes import TinyEncoder, fake_downstream\n"
+        "torch.set_num_threads(1)\n"
+        f"cache = fake_downstream({str(tmp_path / 'data')!r})\n"
+        f"spec = load_protocol('finetune', {SMALL!r})\n"
+        "out = ft.run_finetune(TinyEncoder, cache, spec, 1.0, seed=4, state_path=sys.argv[1] or None,\n"
+        "                      device=torch.device('cpu'), progress=True, save_every_s=0)\n"
+        "print(json.dumps(out['metrics']['test']))\n")
+    repo = str(__import__("pathlib").Path(__file__).resolve().parents[2])
+    env = {**os.environ, "PYTHONPATH": repo, "OMP_NUM_THREADS": "1"}
+    killed = subprocess.run([sys.executable, str(script), str(state)], capture_output=True, text=True, cwd=repo,
+                            env={**env, "SSLBENCH_TEST_KILL_AT": "finetune_epoch:2"}, timeout=600)
+    assert killed.returncode == -9 and state.exists(), killed.stderr[-2000:]
+    resumed = subprocess.run([sys.executable, str(script), str(state)], capture_output=True, text=True, cwd=repo,
+                             env=env, timeout=600)
+    clean = subprocess.run([sys.executable, str(script), ""], capture_output=True, text=True, cwd=repo,
+                           env=env, timeout=600)
+    assert resumed.returncode == 0 and clean.returncode == 0, resumed.stderr[-2000:] + clean.stderr[-2000:]
+    assert "resuming fine-tune at lr 0.01, epoch 2" in resumed.stderr  # it continued, it did not start over
+    assert json.loads(resumed.stdout) == json.loads(clean.stdout)

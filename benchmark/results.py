@@ -1,9 +1,8 @@
-"""Result files: where they go, atomic validated writes, and the provenance every result carries.
+"""Result files: where they go, validated writes, and the provenance every result carries.
 
-One JSON per job at `<results>/<track>/<init>/<protocol>/<fraction>/pretrain-seed<p>/seed<k>.json`. A write goes to a
-hidden temporary file in the same folder and is renamed into place (`os.replace`), so a killed
-process leaves either the old file, the new one, or a `.*.tmp-<pid>` file that no reader globs for
-`*.json` and that `remove_stale_temp_files` clears.
+One JSON per job at `<results>/<track>/<init>/<protocol>/<fraction>/pretrain-seed<p>/seed<k>.json`,
+written atomically (leaderboard.atomic): a killed process leaves the old file, the new one, or a
+hidden temporary file that no reader globs for `*.json` and that the runner clears.
 """
 from __future__ import annotations
 
@@ -19,22 +18,16 @@ from importlib import metadata
 from pathlib import Path
 
 from benchmark.errors import UserError
+from benchmark.folders import REPO_ROOT
+from leaderboard.atomic import atomic_write_text
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 SCHEMA_PATH = REPO_ROOT / "leaderboard" / "result.schema.json"
 PROVENANCE_PACKAGES = ("torch", "torchvision", "lightly", "timm", "pytorch-lightning", "numpy")
-TMP_MARK = ".tmp-"
 
 
 def default_results_dir() -> Path:
     env = os.environ.get("SSLBENCH_RESULTS_DIR")
     return Path(env).expanduser() if env else REPO_ROOT / "leaderboard" / "results"
-
-
-def default_runs_dir() -> Path:
-    """Pretraining runs, checkpoints, cached features and fine-tune states (not committed)."""
-    env = os.environ.get("SSLBENCH_RUNS_DIR")
-    return Path(env).expanduser() if env else REPO_ROOT / "runs"
 
 
 def fraction_label(fraction: float) -> str:
@@ -75,23 +68,12 @@ def write_result(path: Path, record: dict) -> Path:
     """Validate `record` against the schema and write it atomically to `path`."""
     path = Path(path)
     validate_result(record, str(path))
-    atomic_write_text(path, json.dumps(record, indent=1, sort_keys=True) + "\n")
-    return path
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    path = Path(path)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}{TMP_MARK}{os.getpid()}")
-        with open(tmp, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        atomic_write_text(path, json.dumps(record, indent=1, sort_keys=True) + "\n")
     except OSError as exc:  # permissions, read-only or full disk, a file where a folder should be
         raise UserError(f"cannot write {path}: {exc.strerror or exc} ({exc.filename or path.parent}); pass "
                         "--results-dir (or set SSLBENCH_RESULTS_DIR) to a writable folder") from exc
+    return path
 
 
 def read_result(path: Path) -> dict | None:
@@ -108,39 +90,6 @@ def result_key(path: Path) -> str | None:
         return record["job"]["key"] if record else None
     except (KeyError, TypeError):
         return None
-
-
-def ensure_writable(folder: Path, what: str = "results folder", flag: str = "--results-dir") -> None:
-    """Fail before any work when `folder` cannot take files."""
-    folder = Path(folder)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / f".write-test{TMP_MARK}{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise UserError(f"{what} {folder} is not writable ({exc.strerror}); pass {flag} to a "
-                        "writable folder") from exc
-
-
-def remove_stale_temp_files(folder: Path) -> int:
-    """Remove temporary files left by killed writers (their process is gone). Returns how many."""
-    removed = 0
-    if not Path(folder).exists():
-        return 0
-    for p in Path(folder).rglob(f".*{TMP_MARK}*"):
-        try:
-            pid = int(p.name.rsplit(TMP_MARK, 1)[1])
-            if pid != os.getpid():
-                os.kill(pid, 0)
-                continue  # a live writer
-        except (ValueError, ProcessLookupError):
-            pass
-        except PermissionError:
-            continue
-        p.unlink(missing_ok=True)
-        removed += 1
-    return removed
 
 
 # ---------------------------------------------------------------------------------------- provenance

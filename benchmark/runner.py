@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from benchmark.errors import UserError
-from benchmark.results import remove_stale_temp_files, result_key, write_result
+from benchmark.results import result_key, write_result
+from leaderboard.atomic import remove_stale_temp_files
 
 
 @dataclass

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import copy
 import math
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -29,6 +28,7 @@ import torch
 from torch import nn
 
 from benchmark.data.cache import FrameCache
+from leaderboard.atomic import atomic_path
 from protocols.linear_probe import _labelled, class_weights, default_device, training_subset
 from protocols.metrics import select_score, split_metrics
 from protocols.spec import ProtocolSpec
@@ -270,9 +270,6 @@ def run_finetune(make_encoder: Callable[[], nn.Module], cache: FrameCache, spec:
 
 
 def _save_state(path: Path, model: nn.Module, opt, sched, state: dict) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                "state": copy.deepcopy(state)}, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                    "state": copy.deepcopy(state)}, tmp)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -23,7 +22,7 @@ from torch import nn
 from benchmark.data.cache import FrameCache
 from benchmark.data.splits import label_fraction
 from benchmark.errors import UserError
-from benchmark.results import remove_stale_temp_files
+from leaderboard.atomic import atomic_path, remove_stale_temp_files
 from protocols.metrics import select_score, split_metrics
 from protocols.spec import ProtocolSpec
 
@@ -67,12 +66,9 @@ def cached_features(make_encoder: Callable[[], nn.Module], init_id: str, cache: 
         print(f"extracting features: {init_id} on {cache.meta.get('spec', '?')} "
               f"({len(cache.index):,} frames, {cache.resolution} px)", file=sys.stderr, flush=True)
     feats = extract_features(make_encoder(), cache.frames, batch_size, device, progress)
-    path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temp_files(path.parent)  # left by a run killed while writing
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:  # an open file: np.save would append ".npy" to the temporary name
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:  # an open file: np.save would add ".npy" to a name
         np.save(f, feats)
-    os.replace(tmp, path)
     return feats
 
 

@@ -98,7 +98,7 @@ def time_limit(text: str):
 def child_env(**extra: str) -> dict[str, str]:
     """The environment of an `sslbench` subprocess: this checkout first on the import path (so the
     child runs the same code, installed or not), unbuffered output for its log."""
-    from benchmark.results import REPO_ROOT
+    from benchmark.folders import REPO_ROOT
 
     path = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
     return {**os.environ, "PYTHONPATH": path, "PYTHONUNBUFFERED": "1", **extra}

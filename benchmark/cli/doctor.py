@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from benchmark.errors import UserError
-from benchmark.results import atomic_write_text
+from leaderboard.atomic import atomic_write_text
 
 DDP_TIMEOUT_S = 300  # a process-group set-up that hangs must not hang the doctor
 
@@ -292,7 +292,8 @@ def _dependencies_check(ctx: DoctorContext) -> Figures:
     import importlib.util
     from importlib import metadata
 
-    from benchmark.results import REPO_ROOT, package_versions
+    from benchmark.folders import REPO_ROOT
+    from benchmark.results import package_versions
 
     def importable(names: str) -> bool:
         return any(importlib.util.find_spec(n) is not None for n in names.split("|"))

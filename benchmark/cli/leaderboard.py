@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import difflib
-import os
 import sys
 from pathlib import Path
 
@@ -46,14 +45,12 @@ def render_markdown(results_dir: Path, protocols_dir: Path | None = None):
 
 def regenerate(results_dir: Path | str, out_md: Path | str, protocols_dir: Path | str | None = None) -> Path:
     """Write `out_md` and the figures in `figures/` beside it from the results under `results_dir`."""
+    from leaderboard.atomic import atomic_write_text
     from leaderboard.figures import write_figures
 
     out_md = Path(out_md)
     text, results, known = render_markdown(Path(results_dir), Path(protocols_dir) if protocols_dir else None)
-    out_md.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_md.with_name(f".{out_md.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, out_md)  # never leave a half-written leaderboard
+    atomic_write_text(out_md, text)  # never leave a half-written leaderboard
     write_figures(results, known, out_md.parent / "figures")
     return out_md
 

@@ -111,8 +111,8 @@ def _pretrain(args: argparse.Namespace) -> int:
 
     from benchmark.data.cache import prepare
     from benchmark.data.spec import parse_dataset_spec
+    from benchmark.folders import default_runs_dir
     from benchmark.pretrain.run import CHECKPOINT_EVERY_STEPS, pretrain
-    from benchmark.results import default_runs_dir
 
     for name in ("pytorch_lightning", "lightning_fabric"):
         logging.getLogger(name).setLevel(logging.WARNING)  # the hardware banner and tips are noise here

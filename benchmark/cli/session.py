@@ -96,7 +96,8 @@ class Session:
 
 def _session(args: argparse.Namespace) -> int:
     from benchmark.cli.bench import parse_methods, track_context
-    from benchmark.results import default_results_dir, default_runs_dir
+    from benchmark.folders import default_runs_dir
+    from benchmark.results import default_results_dir
     from protocols.presets import resolve_preset
 
     out = args.out.resolve()

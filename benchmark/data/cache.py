@@ -31,7 +31,7 @@ import pandas as pd
 from benchmark.data.source import ROLES, UNLABELLED, Clip, Skipped, Source
 from benchmark.data.splits import assign_subject_splits
 from benchmark.errors import DataError, UserError
-from benchmark.results import ensure_writable
+from benchmark.folders import ensure_writable
 
 CACHE_FORMAT = 1
 INDEX_COLUMNS = ["video_id", "subject_id", "frame_idx", "label", "split"]

@@ -13,7 +13,8 @@ import pytest
 
 from benchmark.cli import main
 from benchmark.cli.doctor import CHECKS
-from benchmark.results import REPO_ROOT, validate_result
+from benchmark.folders import REPO_ROOT
+from benchmark.results import validate_result
 from tests.e2e.test_bench_cli import TINY, TRACK
 
 SCRIPT = REPO_ROOT / "benchmark" / "gpu-run.sh"

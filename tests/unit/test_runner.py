@@ -7,14 +7,10 @@ import pytest
 
 from benchmark.cli.common import parse_duration
 from benchmark.errors import UserError
-from benchmark.results import (
-    ensure_writable,
-    remove_stale_temp_files,
-    result_path,
-    validate_result,
-    write_result,
-)
+from benchmark.folders import ensure_writable
+from benchmark.results import result_path, validate_result, write_result
 from benchmark.runner import Deadline, Job, parse_shard, run_jobs, select_shard
+from leaderboard.atomic import remove_stale_temp_files
 
 CLASSES = ["4CH", "LVOT", "RVOT"]
 

@@ -4,7 +4,7 @@ Generic over what a job computes: a `Job` is a key (the hash of everything that 
 path of its result file and a callable returning the result record. A job whose file exists with the
 same key is finished and skipped (`force` reruns it); `shard=(i, n)` keeps every n-th job starting
 at i, so n processes (a SLURM array, any scheduler) share one grid and meet in one results folder.
-Results are written atomically and validated (benchmark.results), so a killed run loses at most
+Results are written atomically and validated (leaderboard.results), so a killed run loses at most
 the job in progress and leaves no partial file. A `Deadline` stops a run cleanly between jobs when
 the next one is not expected to finish in the time left (a scheduler's time limit, a GPU lease).
 """
@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from benchmark.errors import UserError
-from benchmark.results import result_key, write_result
 from leaderboard.atomic import remove_stale_temp_files
+from leaderboard.results import result_key, write_result
 
 
 @dataclass

@@ -8,7 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from leaderboard import analysis
-from leaderboard.load import Results, fraction_title
+from leaderboard.load import Results
+from leaderboard.results import fraction_title
 
 DPI = 120
 # PNG text chunks without the "Software: Matplotlib x.y" entry; Agg adds no date to PNGs.

@@ -14,7 +14,8 @@ import pandas as pd
 from tabulate import tabulate
 
 from leaderboard import analysis, figures, stats
-from leaderboard.load import Results, fraction_title
+from leaderboard.load import Results
+from leaderboard.results import fraction_title
 
 FIGURES_DIR = "figures"
 NOT_RUN = "— (not run)"

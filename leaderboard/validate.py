@@ -14,16 +14,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmark.errors import DataError
-from leaderboard.load import (
-    JOB_COLUMNS,
+from leaderboard.errors import ResultFileError
+from leaderboard.load import JOB_COLUMNS, duplicate_jobs, flatten
+from leaderboard.results import (
     PACKAGE_DIR,
-    duplicate_jobs,
     find_result_files,
-    flatten,
-    fraction_label,
     job_variant,
     read_json,
+    record_parts,
     schema_errors,
 )
 from protocols.spec import canonical_hash  # no torch there: the leaderboard stays torch-free
@@ -32,7 +30,6 @@ PROTOCOLS_DIR = PACKAGE_DIR.parent / "protocols"
 # Reported metrics are rounded floats; recomputing them from the confusion matrix must agree this closely.
 TOLERANCE = 1e-4
 SEED_FILE = re.compile(r"^seed(\d+)\.json$")
-RUN_FOLDER = "pretrain-seed{}"  # benchmark.results.run_folder_name, without importing the engine
 
 
 @dataclass(frozen=True, order=True)
@@ -129,10 +126,8 @@ def check_split(result: dict, split: str) -> list[tuple[str, str]]:
 def check_layout(result: dict, path: Path) -> list[tuple[str, str]]:
     """Where the file lies must match its job:
     <track>/<init>/<protocol>/<fraction>/pretrain-seed<p>/seed<k>.json."""
-    job = result["job"]
     variant = job_variant(result)
-    expected = [result["track"]["id"], job["init"], job["protocol"], *(variant.split("/") if variant else []),
-                fraction_label(job["fraction"]), RUN_FOLDER.format(job["pretrain_seed"]), f"seed{job['seed']}.json"]
+    expected = record_parts(result)
     parts = path.parts
     if SEED_FILE.match(path.name) is None or len(parts) < len(expected):
         return [("(path)", f"result files are named <track>/<init>/<protocol>/{'<subset>/<eval protocol>/' if variant else ''}"
@@ -200,7 +195,7 @@ def validate_paths(paths: list, protocols_dir: Path = PROTOCOLS_DIR) -> tuple[li
     for path in files:
         try:
             result = read_json(path)
-        except DataError as exc:
+        except ResultFileError as exc:
             problems.append(Problem(str(path), "(file)", exc.reason))
             continue
         errors = schema_errors(result)

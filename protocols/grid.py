@@ -23,8 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from benchmark.data.cache import FrameCache
-from benchmark.results import provenance, result_path
+from benchmark.provenance import provenance
 from benchmark.runner import Job
+from leaderboard.results import build_record, result_path
 from protocols.spec import ProtocolSpec, canonical_hash
 
 BASELINES = ("imagenet", "random")
@@ -232,21 +233,13 @@ def runner_jobs(grid: list[GridJob], downstream: FrameCache, run_dir: Path, prog
                                    state_path=_state_path(run_dir, job), device=device, progress=progress)
             if job.protocol.overrides:
                 out["train"]["protocol_overrides"] = job.protocol.overrides
-            return {
-                "schema_version": 2,
-                "job": {"key": job.key, "init": job.init.name, "protocol": job.protocol.name,
-                        "fraction": float(job.fraction), "pretrain_seed": int(job.pretrain_seed),
-                        "seed": int(job.seed)},
-                "track": job.track.record(),
-                "protocol": job.protocol.record(),
-                "init": job.init.record(),
-                "class_names": list(downstream.class_names),
-                "metrics": out["metrics"],
-                "train": out["train"],
-                "provenance": {**provenance(dataset_fingerprints=job.fingerprints, device=device_name,
-                                            gpu=device.type == "cuda", wall_time_s=time.perf_counter() - start,
-                                            command=command), **arithmetic},
-            }
+            return build_record(
+                key=job.key, track=job.track.record(), protocol=job.protocol.record(), init=job.init.record(),
+                fraction=job.fraction, pretrain_seed=job.pretrain_seed, seed=job.seed,
+                class_names=downstream.class_names, metrics=out["metrics"], train=out["train"],
+                provenance={**provenance(dataset_fingerprints=job.fingerprints, device=device_name,
+                                         gpu=device.type == "cuda", wall_time_s=time.perf_counter() - start,
+                                         command=command), **arithmetic})
 
         return produce
 

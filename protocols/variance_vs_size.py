@@ -18,11 +18,11 @@ import pandas as pd
 from benchmark.data.cache import FrameCache
 from benchmark.data.splits import _stable_rank
 from benchmark.errors import UserError
-from benchmark.results import fraction_label, run_folder_name
 from benchmark.runner import Job
+from leaderboard.results import VARIANCE_VS_SIZE, ablation_record, result_path, subset_tag
 from protocols.spec import ProtocolSpec, canonical_hash, load_protocol
 
-NAME = "variance_vs_size"
+NAME = VARIANCE_VS_SIZE
 AXES = ("diversity", "size")
 
 
@@ -39,7 +39,7 @@ class Subset:
 
     @property
     def tag(self) -> str:
-        return f"{self.axis}-L{self.level}"
+        return subset_tag(self.axis, self.level)
 
     def record(self, eval_protocol: str, eval_hash: str) -> dict:
         return {"axis": self.axis, "level": self.level, "subjects": self.subjects, "videos": self.videos,
@@ -103,12 +103,6 @@ def eval_protocols(spec: ProtocolSpec, preset_overrides: dict) -> list[ProtocolS
             for name in s["eval_protocols"]]
 
 
-def result_path(results_dir: Path, track_id: str, method: str, subset: Subset, eval_protocol: str,
-                fraction: float, pretrain_seed: int, seed: int) -> Path:
-    return (Path(results_dir) / track_id / method / NAME / subset.tag / eval_protocol / fraction_label(fraction)
-            / run_folder_name(pretrain_seed) / f"seed{seed}.json")
-
-
 def ablation_jobs(spec: ProtocolSpec, method: str, subset: Subset, init, evals: list[ProtocolSpec], track,
                   downstream: FrameCache, pool_fingerprint: str, results_dir: Path, runs_dir: Path,
                   progress: bool = True) -> list[Job]:
@@ -124,8 +118,8 @@ def ablation_jobs(spec: ProtocolSpec, method: str, subset: Subset, init, evals: 
         for seed in ev.seeds:
             grid.append(GridJob(init=init, protocol=ev, fraction=ev.fractions[0], seed=seed, track=track,
                                 fingerprints={"downstream": downstream.fingerprint, "pretrain": subset_fp},
-                                output=result_path(results_dir, track.id, method, subset, ev.name,
-                                                   ev.fractions[0], init.pretrain_seed, seed)))
+                                output=result_path(results_dir, track.id, method, NAME, ev.fractions[0],
+                                                   init.pretrain_seed, seed, variant=f"{subset.tag}/{ev.name}")))
     jobs = []
     for g, job in zip(grid, runner_jobs(grid, downstream, runs_dir, progress=progress), strict=True):
         key = canonical_hash({"ablation": spec.key, "subset": subset.tag, "eval_job": job.key})
@@ -137,11 +131,8 @@ def ablation_jobs(spec: ProtocolSpec, method: str, subset: Subset, init, evals: 
 
 def _as_ablation(produce: Callable[[], dict], key: str, spec: ProtocolSpec, subset: Subset, g) -> Callable[[], dict]:
     def run() -> dict:
-        record = produce()
-        record["job"] = {**record["job"], "key": key, "protocol": NAME}
-        record["protocol"] = spec.record()
-        record["ablation"] = subset.record(g.protocol.name, g.protocol.hash)
-        return record
+        return ablation_record(produce(), key=key, protocol=spec.record(),
+                               ablation=subset.record(g.protocol.name, g.protocol.hash))
 
     return run
 

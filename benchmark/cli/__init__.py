@@ -12,6 +12,7 @@ import importlib
 import sys
 
 from benchmark.errors import UserError
+from leaderboard.errors import ResultsError
 
 # Order = order shown in `sslbench --help`.
 COMMANDS = [
@@ -47,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except UserError as exc:
+    except (UserError, ResultsError) as exc:
         print(f"sslbench: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

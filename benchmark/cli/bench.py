@@ -102,7 +102,7 @@ def track_context(args: argparse.Namespace, *, need_pretrain_data: bool = True) 
     from benchmark.cli.common import dataset_options
     from benchmark.data.spec import parse_dataset_spec
     from benchmark.folders import default_runs_dir, ensure_writable
-    from benchmark.results import default_results_dir
+    from leaderboard.results import default_results_dir
     from protocols.grid import make_track
     from protocols.presets import load_preset, resolve_preset
     from protocols.spec import PROTOCOLS, load_protocol

@@ -293,7 +293,7 @@ def _dependencies_check(ctx: DoctorContext) -> Figures:
     from importlib import metadata
 
     from benchmark.folders import REPO_ROOT
-    from benchmark.results import package_versions
+    from benchmark.provenance import package_versions
 
     def importable(names: str) -> bool:
         return any(importlib.util.find_spec(n) is not None for n in names.split("|"))
@@ -426,7 +426,7 @@ def environment_info(device) -> dict:
 
     import torch
 
-    from benchmark.results import git_state, package_versions
+    from benchmark.provenance import git_state, package_versions
 
     info = {"device": _device_label(device)}
     versions = package_versions()

@@ -97,7 +97,7 @@ class Session:
 def _session(args: argparse.Namespace) -> int:
     from benchmark.cli.bench import parse_methods, track_context
     from benchmark.folders import default_runs_dir
-    from benchmark.results import default_results_dir
+    from leaderboard.results import default_results_dir
     from protocols.presets import resolve_preset
 
     out = args.out.resolve()
@@ -153,7 +153,7 @@ def _session(args: argparse.Namespace) -> int:
 def planned_results(ctx, init: str) -> list[Path]:
     """The result files of `init` on the track: every protocol × fraction × pretraining seed × seed
     the grid runs (protocols.grid.job_seeds)."""
-    from benchmark.results import result_path
+    from leaderboard.results import result_path
     from protocols.grid import job_seeds
 
     return [result_path(ctx.results_dir, ctx.track.id, init, spec.name, fraction, pretrain_seed, seed)
@@ -165,7 +165,7 @@ def count_done(paths: list[Path], ctx) -> int:
     """Result files that exist for the current protocols of the track. Without the checkpoint an SSL
     job's key cannot be computed, so this compares what a result records: the track, the protocol's
     hash and the preset's overrides of it; the runner compares keys when the job is run."""
-    from benchmark.results import read_result
+    from leaderboard.results import read_result
 
     specs = {spec.name: spec for spec in ctx.protocols}
     done = 0

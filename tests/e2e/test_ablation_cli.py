@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from benchmark.cli import main
-from benchmark.results import validate_result
+from leaderboard.results import validate_result
 from protocols.spec import load_protocol
 
 TINY = Path(__file__).with_name("tiny_preset.toml")

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from benchmark.cli import main
-from benchmark.results import validate_result
+from leaderboard.results import validate_result
 
 TINY = Path(__file__).with_name("tiny_preset.toml")
 TRACK = "synthetic-efficientnet_lite0-32px-tiny"

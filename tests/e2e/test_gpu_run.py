@@ -14,7 +14,7 @@ import pytest
 from benchmark.cli import main
 from benchmark.cli.doctor import CHECKS
 from benchmark.folders import REPO_ROOT
-from benchmark.results import validate_result
+from leaderboard.results import validate_result
 from tests.e2e.test_bench_cli import TINY, TRACK
 
 SCRIPT = REPO_ROOT / "benchmark" / "gpu-run.sh"

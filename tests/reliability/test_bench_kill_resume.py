@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmark.results import validate_result
+from leaderboard.results import validate_result
 from tests.e2e.test_bench_cli import EXPECTED_JOBS, bench_command, result_files
 
 

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 from benchmark.cli import main as cli_main
-from benchmark.errors import UserError
 from leaderboard import render
+from leaderboard.errors import ResultsError
 from leaderboard.load import load_results
 from leaderboard.validate import validate_paths
 
@@ -399,7 +399,7 @@ def test_duplicate_results_for_one_job_are_an_error_naming_both(tmp_path):
     copy_path = results / "resubmitted" / TRACK["id"] / "simclr" / "linear_probe" / "1pct" / "pretrain-seed0" / "seed2.json"
     copy_path.parent.mkdir(parents=True)
     copy_path.write_bytes(original.read_bytes())
-    with pytest.raises(UserError, match="duplicate results for one job") as err:
+    with pytest.raises(ResultsError, match="duplicate results for one job") as err:
         load_results(results)
     assert str(original) in str(err.value) and str(copy_path) in str(err.value)
     problems, _ = validate_paths([results], tmp_path / "protocols")
@@ -433,7 +433,7 @@ def test_an_invalid_result_file_stops_the_leaderboard_with_its_name(tmp_path):
     result = json.loads(bad.read_text())
     del result["metrics"]["test"]["accuracy"]
     bad.write_text(json.dumps(result))
-    with pytest.raises(UserError, match="seed0.json: not a valid result file: metrics.test: 'accuracy' is a required"):
+    with pytest.raises(ResultsError, match="seed0.json: not a valid result file: metrics.test: 'accuracy' is a required"):
         load_results(results)
 
 
@@ -542,7 +542,7 @@ def test_validation_of_layout_and_unreadable_files(tmp_path):
     assert ("broken.json", "(file)") in found
     assert "but its job says synthetic-resnet18-64px-smoke/vicreg/linear_probe/10pct/pretrain-seed0/seed3.json" \
         in str(problems)
-    with pytest.raises(UserError, match="no such file or folder"):
+    with pytest.raises(ResultsError, match="no such file or folder"):
         validate_paths([tmp_path / "missing"], protocols)
 
 

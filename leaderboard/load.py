@@ -11,10 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from leaderboard.errors import ResultFileError, ResultsError
-from leaderboard.results import PACKAGE_DIR, find_result_files, job_variant, read_json, schema_errors
-
-DEFAULT_RESULTS_DIR = PACKAGE_DIR / "results"
-DEFAULT_LEADERBOARD = PACKAGE_DIR / "LEADERBOARD.md"
+from leaderboard.results import find_result_files, job_variant, read_json, schema_errors
 
 # What identifies one job; `variant` tells apart the runs of an ablation (subset × evaluation protocol).
 JOB_COLUMNS = ["track", "init", "protocol", "variant", "fraction", "pretrain_seed", "seed"]

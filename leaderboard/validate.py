@@ -1,12 +1,13 @@
 """Check submitted result files: the JSON Schema, a known protocol hash, plausible and mutually
 consistent metrics (confusion matrix vs accuracy, balanced accuracy, macro-F1, per-class F1, n),
 the results-folder layout, provenance, and no two files for one job. One message per file and field.
+
+The known protocol hashes (name → hash of the current protocol file) are passed in by the caller.
 """
 from __future__ import annotations
 
 import math
 import re
-import tomllib
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -17,16 +18,13 @@ import pandas as pd
 from leaderboard.errors import ResultFileError
 from leaderboard.load import JOB_COLUMNS, duplicate_jobs, flatten
 from leaderboard.results import (
-    PACKAGE_DIR,
     find_result_files,
     job_variant,
     read_json,
     record_parts,
     schema_errors,
 )
-from protocols.spec import canonical_hash  # no torch there: the leaderboard stays torch-free
 
-PROTOCOLS_DIR = PACKAGE_DIR.parent / "protocols"
 # Reported metrics are rounded floats; recomputing them from the confusion matrix must agree this closely.
 TOLERANCE = 1e-4
 SEED_FILE = re.compile(r"^seed(\d+)\.json$")
@@ -40,20 +38,6 @@ class Problem:
 
     def __str__(self) -> str:
         return f"{self.path}: {self.field}: {self.message}"
-
-
-def protocol_hash(toml_path: Path) -> str:
-    """The hash of a protocol file as the protocol runner records it: `protocols.spec.canonical_hash`
-    (sha256 of canonical JSON) of the parsed TOML."""
-    with open(toml_path, "rb") as fh:
-        return canonical_hash(tomllib.load(fh))
-
-
-def known_protocol_hashes(protocols_dir: Path = PROTOCOLS_DIR) -> dict[str, str]:
-    """name → hash of every `protocols/<name>.toml` as it is now."""
-    if not Path(protocols_dir).is_dir():
-        return {}
-    return {p.stem: protocol_hash(p) for p in sorted(Path(protocols_dir).glob("*.toml"))}
 
 
 def metrics_from_confusion(cm: np.ndarray) -> dict[str, object]:
@@ -186,10 +170,10 @@ def check_result(result: dict, path: Path, known: dict[str, str]) -> list[tuple[
     return out
 
 
-def validate_paths(paths: list, protocols_dir: Path = PROTOCOLS_DIR) -> tuple[list[Problem], int]:
-    """All problems of the result files under `paths` (files or folders), and how many files were read."""
+def validate_paths(paths: list, known: dict[str, str]) -> tuple[list[Problem], int]:
+    """All problems of the result files under `paths` (files or folders), and how many files were read.
+    `known`: protocol name → the hash of its current file."""
     files = find_result_files(list(paths))
-    known = known_protocol_hashes(protocols_dir)
     problems: list[Problem] = []
     rows = []
     for path in files:

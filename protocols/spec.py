@@ -4,7 +4,8 @@ A protocol file is data; its hash (sha256 of the parsed content serialised as ca
 into every result, so results of a changed protocol never mix with old ones. A preset may override
 settings for its track (e.g. fewer fine-tune epochs on a CPU); the overrides are validated against
 the same schema and recorded beside the file's hash (they enter every job key).
-No torch here: the leaderboard imports `canonical_hash` to recognise known protocol hashes.
+No torch here: `sslbench leaderboard` and `sslbench validate` hash the protocol files with
+`known_protocol_hashes` and pass the hashes to the leaderboard, which reads result files only.
 """
 from __future__ import annotations
 
@@ -67,6 +68,21 @@ def canonical_hash(obj: Any) -> str:
     """sha256 of `obj` as canonical JSON (sorted keys, no whitespace): independent of key order,
     comments and formatting of the TOML it was parsed from."""
     return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def protocol_hash(toml_path: Path) -> str:
+    """The hash of a protocol file as the protocol runner records it: `canonical_hash` of the parsed
+    TOML (no schema check: any file's hash can be compared with a result's)."""
+    with open(toml_path, "rb") as fh:
+        return canonical_hash(tomllib.load(fh))
+
+
+def known_protocol_hashes(protocols_dir: Path | None = None) -> dict[str, str]:
+    """name → hash of every `<name>.toml` in `protocols_dir` (default: this package's) as it is now."""
+    protocols_dir = Path(protocols_dir) if protocols_dir is not None else PROTOCOL_DIR
+    if not protocols_dir.is_dir():
+        return {}
+    return {p.stem: protocol_hash(p) for p in sorted(protocols_dir.glob("*.toml"))}
 
 
 @dataclass(frozen=True)

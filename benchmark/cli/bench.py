@@ -234,13 +234,11 @@ def out_of_time(deadline, expected_s: float, what: str) -> bool:
 
 
 def refresh_leaderboard(results_dir: Path) -> None:
-    try:
-        from benchmark.cli.leaderboard import regenerate
-    except ImportError as exc:
-        print(f"leaderboard not refreshed: its generator is not available ({exc}); "
-              "results are saved, run `sslbench leaderboard` later", file=sys.stderr)
-        return
-    out = regenerate(Path(results_dir), Path(results_dir).parent / "LEADERBOARD.md")
+    """Regenerate the LEADERBOARD.md beside `results_dir` (and its figures)."""
+    from leaderboard.regenerate import default_leaderboard, regenerate
+    from protocols.spec import known_protocol_hashes
+
+    out = regenerate(Path(results_dir), default_leaderboard(results_dir), known_protocol_hashes())
     print(f"leaderboard: {out}", file=sys.stderr)
 
 

@@ -20,6 +20,10 @@ from benchmark.errors import UserError
 from leaderboard.atomic import remove_stale_temp_files
 from leaderboard.results import result_key, write_result
 
+# Exit status when a deadline stopped the work before the end: EX_TEMPFAIL of sysexits.h (a temporary
+# condition; run the same command again to continue), for schedulers that requeue.
+TIME_LIMIT_EXIT = 75
+
 
 @dataclass
 class Job:
@@ -61,6 +65,16 @@ class Deadline:
 
     def allows(self, expected_s: float = 0.0) -> bool:
         return self.left() >= expected_s + self.margin
+
+
+def out_of_time(deadline: Deadline | None, expected_s: float, what: str) -> bool:
+    """True (and says so) when `deadline` (or None: no limit) leaves no time for `what`."""
+    if deadline is None or deadline.allows(expected_s):
+        return False
+    print(f"time limit: {deadline.left():.0f} s left, not enough to {what} (expected {expected_s:.0f} s, the "
+          "longest so far); finished work is kept, run the same command again to continue",
+          file=sys.stderr, flush=True)
+    return True
 
 
 def parse_shard(text: str | None) -> tuple[int, int] | None:

@@ -1,4 +1,5 @@
-"""Arguments shared by several subcommands (dataset selection, cache, error policy)."""
+"""Arguments shared by several subcommands (dataset selection, cache, error policy, a track and its
+grid, durations), and what they become as library arguments."""
 from __future__ import annotations
 
 import argparse
@@ -11,6 +12,7 @@ import time
 from pathlib import Path
 
 from benchmark.errors import UserError
+from benchmark.runner import TIME_LIMIT_EXIT
 
 # Source settings with their own flag; any other source setting goes through --option KEY=VALUE.
 # Each maps to the dataclass field of the same name on the sources that have it.
@@ -58,6 +60,44 @@ def add_dataset_arguments(parser: argparse.ArgumentParser, *, default: str | Non
 def add_cache_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache-dir", default=None,
                         help="frame cache folder (default: $SSLBENCH_CACHE_DIR or ~/.cache/sslbench)")
+
+
+def add_track_arguments(p: argparse.ArgumentParser, *, grid: bool = True) -> None:
+    p.add_argument("--preset", default="auto",
+                   help="smoke | standard | paper | auto (standard on a GPU, smoke on a CPU) | a preset .toml")
+    p.add_argument("--dataset", default=None, metavar="SPEC",
+                   help="pretraining data instead of the preset's (e.g. videos:/data/clips); also the "
+                        "downstream data when the source has labels, unless --downstream is given")
+    p.add_argument("--downstream", default=None, metavar="SPEC",
+                   help="labelled downstream data instead of the preset's (e.g. fetal_planes_db:/data/fpdb)")
+    p.add_argument("--option", "-o", action="append", default=[], metavar="KEY=VALUE",
+                   help="a source setting for --dataset/--downstream (e.g. -o stride=5)")
+    p.add_argument("--protocol", action="append", default=None, metavar="NAME",
+                   help="run only this protocol (linear_probe, finetune; repeatable; default: all)")
+    if grid:
+        p.add_argument("--force", action="store_true", help="rerun jobs whose results exist")
+        p.add_argument("--shard", default=None, metavar="i/N",
+                       help="run every N-th job starting at i (0 <= i < N), for SLURM arrays or any "
+                            "scheduler; all shards write into one results folder")
+        p.add_argument("--time-limit", type=time_limit, default=None, metavar="DURATION",
+                       help="e.g. 50m, 1h30m, 600: start no pretraining or job that is not expected to "
+                            "end within this time from now (expected = the longest so far), then exit "
+                            f"with status {TIME_LIMIT_EXIT}; finished work is kept, the same command continues")
+    p.add_argument("--results-dir", type=Path, default=None,
+                   help="where result files go (default: leaderboard/results or $SSLBENCH_RESULTS_DIR)")
+    p.add_argument("--runs-dir", type=Path, default=None,
+                   help="pretraining runs, cached features and fine-tune states "
+                        "(default: runs/ or $SSLBENCH_RUNS_DIR)")
+    add_cache_argument(p)
+
+
+def track_context_from_args(args: argparse.Namespace, *, need_pretrain_data: bool = True):
+    """The track that the arguments of `add_track_arguments` name (benchmark.track.track_context)."""
+    from benchmark.track import track_context
+
+    return track_context(args.preset, dataset=args.dataset, downstream=args.downstream, options=dataset_options(args),
+                         protocols=args.protocol, results_dir=args.results_dir, runs_dir=args.runs_dir,
+                         cache_dir=args.cache_dir, need_pretrain_data=need_pretrain_data)
 
 
 def dataset_options(args: argparse.Namespace) -> dict:

@@ -95,8 +95,8 @@ class Session:
 
 
 def _session(args: argparse.Namespace) -> int:
-    from benchmark.cli.bench import parse_methods, track_context
     from benchmark.folders import default_runs_dir
+    from benchmark.track import parse_methods, track_context
     from leaderboard.results import default_results_dir
     from protocols.presets import resolve_preset
 
@@ -105,9 +105,8 @@ def _session(args: argparse.Namespace) -> int:
     deadline = args.time_limit
     preset = resolve_preset(args.preset)  # once, so every step runs the same track
     runs_dir = (args.runs_dir or default_runs_dir()).resolve()
-    ctx = track_context(argparse.Namespace(
-        preset=preset, dataset=None, downstream=None, option=[], protocol=args.protocol,
-        results_dir=out / "results", runs_dir=runs_dir, cache_dir=args.cache_dir))
+    ctx = track_context(preset, protocols=args.protocol, results_dir=out / "results", runs_dir=runs_dir,
+                        cache_dir=args.cache_dir)
     track = ctx.track.id
     session = Session(out=out, preset=preset, track=track)
     _seed_results(Path(args.from_results or default_results_dir()) / track, ctx.results_dir / track)

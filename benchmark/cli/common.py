@@ -3,12 +3,7 @@ grid, durations), and what they become as library arguments."""
 from __future__ import annotations
 
 import argparse
-import os
 import re
-import shlex
-import signal
-import subprocess
-import time
 from pathlib import Path
 
 from benchmark.errors import UserError
@@ -29,7 +24,7 @@ SOURCE_FLAGS = {
 }
 
 
-def _parse_value(text: str):
+def parse_value(text: str):
     low = text.lower()
     if low in ("true", "false"):
         return low == "true"
@@ -107,7 +102,7 @@ def dataset_options(args: argparse.Namespace) -> dict:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise UserError(f"--option expects KEY=VALUE, got {item!r}")
-        opts[key.strip().replace("-", "_")] = _parse_value(value.strip())
+        opts[key.strip().replace("-", "_")] = parse_value(value.strip())
     return opts
 
 
@@ -133,62 +128,3 @@ def time_limit(text: str):
     from benchmark.runner import Deadline
 
     return Deadline.after(parse_duration(text))
-
-
-def child_env(**extra: str) -> dict[str, str]:
-    """The environment of an `sslbench` subprocess: this checkout first on the import path (so the
-    child runs the same code, installed or not), unbuffered output for its log."""
-    from benchmark.folders import REPO_ROOT
-
-    path = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
-    return {**os.environ, "PYTHONPATH": path, "PYTHONUNBUFFERED": "1", **extra}
-
-
-def last_error_line(output: str) -> str:
-    """The line of a command's output that says what went wrong: our own error line, else the last
-    error line that is not a launcher's wrapper around its child's (torchrun's ChildFailedError),
-    else the last line."""
-    lines = [ln.strip() for ln in output.splitlines() if ln.strip()]
-    ours = [ln for ln in lines if ln.startswith("sslbench: error:")]
-    errors = [ln for ln in lines if ("Error" in ln or "error:" in ln) and "ChildFailedError" not in ln]
-    found = ours or errors or lines
-    return found[-1][:300] if found else "no output"
-
-
-INTERRUPT_GRACE_S = 20.0  # after SIGINT, before SIGKILL
-
-
-def run_step(command: list[str], log: Path, limit_s: float | None,
-             env: dict[str, str] | None = None) -> tuple[int | None, float]:
-    """Run `command` (in its own process group: launchers such as torchrun have children) with its
-    output in `log`; past `limit_s` the group is interrupted (SIGINT, as Ctrl-C: finished work is
-    kept), then killed. Returns (exit status, or None if it was stopped; seconds)."""
-    started = time.monotonic()
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "w") as handle:
-        handle.write(f"$ {shlex.join(command)}\n")
-        handle.flush()
-        proc = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, env=env or child_env(),
-                                start_new_session=True)
-        try:
-            code = proc.wait(timeout=limit_s)
-        except subprocess.TimeoutExpired:
-            _signal_group(proc, signal.SIGINT)
-            try:
-                proc.wait(timeout=INTERRUPT_GRACE_S)
-            except subprocess.TimeoutExpired:
-                _signal_group(proc, signal.SIGKILL)
-                proc.wait()
-            code = None
-        finally:
-            if proc.poll() is None:  # this process was interrupted
-                _signal_group(proc, signal.SIGKILL)
-                proc.wait()
-    return code, time.monotonic() - started
-
-
-def _signal_group(proc: subprocess.Popen, sig: int) -> None:
-    try:
-        os.killpg(proc.pid, sig)
-    except ProcessLookupError:
-        pass

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from benchmark.cli import main
-from benchmark.cli.doctor import CHECKS
+from benchmark.doctor import CHECKS
 from benchmark.folders import REPO_ROOT
 from leaderboard.results import validate_result
 from tests.e2e.test_bench_cli import TINY, TRACK

@@ -28,8 +28,9 @@ import torch
 from torch import nn
 
 from benchmark.data.cache import FrameCache
+from benchmark.device import default_device
 from leaderboard.atomic import atomic_path
-from protocols.linear_probe import _labelled, class_weights, default_device, training_subset
+from protocols.linear_probe import class_weights, training_subset
 from protocols.metrics import select_score, split_metrics
 from protocols.spec import ProtocolSpec
 
@@ -180,7 +181,7 @@ def run_finetune(make_encoder: Callable[[], nn.Module], cache: FrameCache, spec:
     labels = cache.index["label"].to_numpy()
     k = cache.num_classes
     tr = training_subset(cache, fraction, seed)
-    val, te = _labelled(cache, "val"), _labelled(cache, "test")
+    val, te = cache.labelled_positions("val"), cache.labelled_positions("test")
     frames = cache.frames
     eval_batch = t["batch_size"] * 2
 

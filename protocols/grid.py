@@ -197,13 +197,11 @@ def build_grid(inits: list[Init], protocols: list[ProtocolSpec], track: Track, d
 def runner_jobs(grid: list[GridJob], downstream: FrameCache, run_dir: Path, progress: bool = True,
                 command: str | None = None) -> list[Job]:
     """Wrap grid jobs for benchmark.runner: each produces its validated result record."""
-    import torch
-
     from benchmark import determinism
-    from protocols.linear_probe import default_device
+    from benchmark.device import default_device, device_name
 
     device = default_device()
-    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name()
+    name = device_name(device)
     arithmetic = determinism.configure(device.type)
     features: dict[str, object] = {}
 
@@ -237,7 +235,7 @@ def runner_jobs(grid: list[GridJob], downstream: FrameCache, run_dir: Path, prog
                 key=job.key, track=job.track.record(), protocol=job.protocol.record(), init=job.init.record(),
                 fraction=job.fraction, pretrain_seed=job.pretrain_seed, seed=job.seed,
                 class_names=downstream.class_names, metrics=out["metrics"], train=out["train"],
-                provenance={**provenance(dataset_fingerprints=job.fingerprints, device=device_name,
+                provenance={**provenance(dataset_fingerprints=job.fingerprints, device=name,
                                          gpu=device.type == "cuda", wall_time_s=time.perf_counter() - start,
                                          command=command), **arithmetic})
 
@@ -252,17 +250,3 @@ def runner_jobs(grid: list[GridJob], downstream: FrameCache, run_dir: Path, prog
 
 def _state_path(run_dir: Path, job: GridJob) -> Path:
     return Path(run_dir) / "finetune" / f"{job.key[:32]}.pt"
-
-
-def _cpu_name() -> str:
-    import os
-    import platform
-
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return f"CPU: {line.split(':', 1)[1].strip()} ({os.cpu_count()} cores)"
-    except OSError:
-        pass
-    return f"CPU: {platform.processor() or platform.machine()} ({os.cpu_count()} cores)"

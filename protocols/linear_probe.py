@@ -21,14 +21,11 @@ from torch import nn
 
 from benchmark.data.cache import FrameCache
 from benchmark.data.splits import label_fraction
+from benchmark.device import default_device
 from benchmark.errors import UserError
 from leaderboard.atomic import atomic_path, remove_stale_temp_files
 from protocols.metrics import select_score, split_metrics
 from protocols.spec import ProtocolSpec
-
-
-def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def feature_path(run_dir: Path, init_id: str, data_fingerprint: str, resolution: int) -> Path:
@@ -171,8 +168,8 @@ def _run_probe(features: np.ndarray, cache: FrameCache, spec: ProtocolSpec, frac
     labels = cache.index["label"].to_numpy()
     k = cache.num_classes
     tr = training_subset(cache, fraction, seed)
-    val = _labelled(cache, "val")
-    te = _labelled(cache, "test")
+    val = cache.labelled_positions("val")
+    te = cache.labelled_positions("test")
 
     x = torch.from_numpy(np.asarray(features, dtype=np.float32)).to(device)
     constant = 0
@@ -209,15 +206,10 @@ def training_subset(cache: FrameCache, fraction: float, seed: int) -> np.ndarray
     present in the train split, so a small fraction never drops a class; a class with no training
     image at all cannot be learnt and is an error naming it."""
     positions = label_fraction(cache.index, fraction, seed)
-    train = cache.index["label"].to_numpy()[_labelled(cache, "train")]
+    train = cache.index["label"].to_numpy()[cache.labelled_positions("train")]
     missing = [cache.class_names[c] for c in range(cache.num_classes) if not (train == c).any()]
     if missing:
         raise UserError(f"downstream data {cache.meta.get('spec', cache.root)}: class(es) {', '.join(missing)} "
                         "have no labelled image in the train split, so no label fraction can include them; "
                         "add images of those classes (or more subjects)")
     return positions
-
-
-def _labelled(cache: FrameCache, split: str) -> np.ndarray:
-    pos = cache.split_positions(split)
-    return pos[cache.index["label"].to_numpy()[pos] >= 0]

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from benchmark.data.cache import FrameCache
-from benchmark.data.splits import _stable_rank
+from benchmark.data.splits import stable_rank
 from benchmark.errors import UserError
 from benchmark.runner import Job
 from leaderboard.results import VARIANCE_VS_SIZE, ablation_record, result_path, subset_tag
@@ -62,7 +62,7 @@ def select_subset(index: pd.DataFrame, candidates: np.ndarray, n_subjects: int, 
         raise UserError(f"{NAME}: the pretraining pool has {len(subjects)} subjects, the protocol asks for "
                         f"{n_subjects}; use a larger pool (e.g. the simulator's -o subjects=N) or lower "
                         "the protocol's subject levels in the preset")
-    chosen = subjects[_stable_rank(subjects, seed)][:n_subjects]
+    chosen = subjects[stable_rank(subjects, seed)][:n_subjects]
     quota = np.full(n_subjects, n_frames // n_subjects)
     quota[: n_frames % n_subjects] += 1
     picked = []

@@ -67,6 +67,11 @@ class FrameCache:
     def split_positions(self, split: str) -> np.ndarray:
         return np.flatnonzero(self.index["split"].to_numpy() == split)
 
+    def labelled_positions(self, split: str) -> np.ndarray:
+        """Row positions of the labelled frames of `split`."""
+        pos = self.split_positions(split)
+        return pos[self.index["label"].to_numpy()[pos] >= 0]
+
     @classmethod
     def load(cls, root: str | Path) -> FrameCache:
         root = Path(root)

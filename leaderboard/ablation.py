@@ -25,14 +25,12 @@ import pandas as pd
 from scipy import stats as sps
 
 from leaderboard import analysis, stats
-
-NAME = "variance_vs_size"
-AXES = ("diversity", "size")
+from leaderboard.results import VARIANCE_VS_SIZE
 
 
 def expand(runs: pd.DataFrame) -> pd.DataFrame:
     """The ablation runs of `runs` with their subset fields as columns."""
-    runs = runs[runs["protocol"] == NAME]
+    runs = runs[runs["protocol"] == VARIANCE_VS_SIZE]
     if runs.empty:
         return pd.DataFrame(columns=[*runs.columns, "axis", "level", "subjects", "frames", "videos",
                                      "eval_protocol"])

@@ -19,7 +19,6 @@ from leaderboard.results import fraction_title
 
 FIGURES_DIR = "figures"
 NOT_RUN = "— (not run)"
-TOO_FEW = "— (fewer than 2 seeds)"
 
 
 @dataclass(frozen=True)

@@ -132,10 +132,10 @@ def checkpoint_init(name: str, checkpoint: Path, pretrain_seed: int, kind: str =
     from benchmark.checkpoint import checkpoint_identity, load_encoder
 
     encoder, meta = load_encoder(Path(checkpoint))  # validates the file (corrupt → UserError)
-    pretrain = {k: v for k, v in meta.items() if k not in ("sha256", "weights_sha256")}
+    pretrain = {k: v for k, v in meta.items() if k != "weights_sha256"}
     return Init(name=name, kind=kind, backbone=encoder.name, pretrain_seed=pretrain_seed, family=family,
                 checkpoint=Path(checkpoint), checkpoint_hash=checkpoint_identity(Path(checkpoint)), pretrain=pretrain,
-                pretrain_fingerprint=meta.get("data_fingerprint") or meta.get("fingerprint"))
+                pretrain_fingerprint=meta.get("data_fingerprint"))
 
 
 @dataclass

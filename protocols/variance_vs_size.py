@@ -23,7 +23,6 @@ from leaderboard.results import VARIANCE_VS_SIZE, ablation_record, result_path, 
 from protocols.spec import ProtocolSpec, canonical_hash, load_protocol
 
 NAME = VARIANCE_VS_SIZE
-AXES = ("diversity", "size")
 
 
 @dataclass(frozen=True)

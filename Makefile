@@ -21,8 +21,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	@touch $(STAMP)
 
-# The committed results and page, named: $SSLBENCH_RESULTS_DIR (a user's own results) is not what CI checks.
-test: $(STAMP)
+# Lint first (seconds), then the tests. The committed results and page are named: $SSLBENCH_RESULTS_DIR
+# (a user's own results) is not what CI checks.
+test: $(STAMP) lint
 	$(BIN)/python -m pytest -q -m "not perf"
 	$(BIN)/sslbench leaderboard --check --results leaderboard/results --out leaderboard/LEADERBOARD.md
 
@@ -35,12 +36,14 @@ leaderboard: $(STAMP)
 perf: $(STAMP)
 	$(BIN)/python -m pytest -q -m perf --benchmark-enable --benchmark-columns=min,mean,max,rounds tests/perf
 
+# ruff, then import-linter: the layers and "never" rules of DESIGN.md ([tool.importlinter] in pyproject.toml).
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 # Every device path for a few steps (GPU cache, pinned gather, bf16, compile, DDP, protocols); OUT=dir keeps the table.
 gpu-check: $(STAMP)
 	$(BIN)/sslbench doctor $(if $(OUT),--out $(OUT))
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .benchmarks
+	rm -rf $(VENV) .pytest_cache .ruff_cache .benchmarks .import_linter_cache

@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 
 from benchmark.backbones import Encoder, build_backbone
 from benchmark.errors import UserError
+from leaderboard.atomic import atomic_path
 
 META_KEY = "sslbench"
 
@@ -53,17 +52,8 @@ def save_encoder(path: Path, encoder: Encoder, meta: dict) -> str:
         header = json.dumps(meta, sort_keys=True)
     except TypeError as exc:
         raise UserError(f"checkpoint metadata for {path} must be JSON-serialisable: {exc}") from exc
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata={META_KEY: header})
-        # Atomic: a reader sees the old file or the whole new one (safetensors' own save_file is atomic
-        # only from 0.8 on, and a failed write must never leave half a checkpoint under the final name).
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path) as tmp:  # a reader sees the old file or the whole new one
+        save_file(tensors, str(tmp), metadata={META_KEY: header})
     return file_sha256(path)
 
 

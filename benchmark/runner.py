@@ -4,7 +4,7 @@ Generic over what a job computes: a `Job` is a key (the hash of everything that 
 path of its result file and a callable returning the result record. A job whose file exists with the
 same key is finished and skipped (`force` reruns it); `shard=(i, n)` keeps every n-th job starting
 at i, so n processes (a SLURM array, any scheduler) share one grid and meet in one results folder.
-Results are written atomically and validated (benchmark.results), so a killed run loses at most
+Results are written atomically and validated (leaderboard.results), so a killed run loses at most
 the job in progress and leaves no partial file. A `Deadline` stops a run cleanly between jobs when
 the next one is not expected to finish in the time left (a scheduler's time limit, a GPU lease).
 """
@@ -17,7 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from benchmark.errors import UserError
-from benchmark.results import remove_stale_temp_files, result_key, write_result
+from leaderboard.atomic import remove_stale_temp_files
+from leaderboard.results import result_key, write_result
+
+# Exit status when a deadline stopped the work before the end: EX_TEMPFAIL of sysexits.h (a temporary
+# condition; run the same command again to continue), for schedulers that requeue.
+TIME_LIMIT_EXIT = 75
 
 
 @dataclass
@@ -60,6 +65,16 @@ class Deadline:
 
     def allows(self, expected_s: float = 0.0) -> bool:
         return self.left() >= expected_s + self.margin
+
+
+def out_of_time(deadline: Deadline | None, expected_s: float, what: str) -> bool:
+    """True (and says so) when `deadline` (or None: no limit) leaves no time for `what`."""
+    if deadline is None or deadline.allows(expected_s):
+        return False
+    print(f"time limit: {deadline.left():.0f} s left, not enough to {what} (expected {expected_s:.0f} s, the "
+          "longest so far); finished work is kept, run the same command again to continue",
+          file=sys.stderr, flush=True)
+    return True
 
 
 def parse_shard(text: str | None) -> tuple[int, int] | None:

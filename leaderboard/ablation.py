@@ -1,4 +1,5 @@
-"""The variance-vs-size section: macro-F1 along the diversity and size axes, and a test of the claim.
+"""The variance-vs-size ablation's statistics: macro-F1 along the diversity and size axes, and a test of
+the claim (its section is rendered by `render.ablation_section`, its figure drawn by `figures`).
 
 The claim (Benjamin et al., ASMUS 2023): for SSL pretraining on ultrasound video, the variance of
 the video set (distinct subjects) matters more than its size (frames). Per track × method × eval
@@ -18,25 +19,18 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from leaderboard import stats
-
-NAME = "variance_vs_size"
-AXES = ("diversity", "size")
-
-
-def figure_name(track: str) -> str:
-    return f"variance_vs_size_{track}.png"
+from leaderboard import analysis, stats
+from leaderboard.results import VARIANCE_VS_SIZE
 
 
 def expand(runs: pd.DataFrame) -> pd.DataFrame:
     """The ablation runs of `runs` with their subset fields as columns."""
-    runs = runs[runs["protocol"] == NAME]
+    runs = runs[runs["protocol"] == VARIANCE_VS_SIZE]
     if runs.empty:
         return pd.DataFrame(columns=[*runs.columns, "axis", "level", "subjects", "frames", "videos",
                                      "eval_protocol"])
@@ -123,11 +117,9 @@ def verdict(s: Slopes | None, n_fits: int = 1) -> str:
 def subset_means(group: pd.DataFrame) -> pd.DataFrame:
     """One row per subset: mean and interval over its pretraining runs (over its downstream seeds when
     it was pretrained once: `conditional`)."""
-    from leaderboard.analysis import nested_interval
-
     rows = []
     for (axis, level), g in group.groupby(["axis", "level"], sort=True):
-        cell = nested_interval(g, "macro_f1")
+        cell = analysis.nested_interval(g, "macro_f1")
         rows.append({"axis": axis, "level": level, "subjects": int(g["subjects"].iloc[0]),
                      "videos": int(g["videos"].iloc[0]), "frames": int(g["frames"].iloc[0]),
                      "macro_f1": cell.interval.mean, "interval": cell.interval, "cell": cell})
@@ -146,88 +138,3 @@ def run_points(group: pd.DataFrame) -> pd.DataFrame:
         rows.append({"subjects": int(subjects), "frames": int(frames), "macro_f1": float(v.mean()),
                      "noise_var": float(v.var(ddof=1) / len(v)) if len(v) > 1 else np.nan})
     return pd.DataFrame(rows)
-
-
-def section(page) -> list[str]:
-    """Markdown lines of the ablation section (empty when there are no ablation runs)."""
-    from leaderboard.render import FIGURES_DIR, interval_text, markdown_table, runs_text
-
-    runs = expand(page.results.ablation)
-    if runs.empty:
-        return []
-    lines = ["## Ablation: variance vs size of the pretraining videos", "",
-             "Does a diverse pretraining set (more distinct subjects) beat a merely larger one (more frames)? "
-             "Subsets of the pretraining pool along two axes (`protocols/variance_vs_size.toml`), each "
-             "pretrained for the same number of steps once per pretraining seed, evaluated at the protocol's "
-             "label fraction; test macro-F1, mean [95 % interval over the pretraining runs] (runs × seeds; † = "
-             "one pretraining run, the interval then covers its downstream seeds only). The slopes come from a "
-             "least-squares fit of macro-F1 on log2(subjects) and log2(frames) with one point per pretraining "
-             "run (its mean over the downstream seeds, which vary the labels and the head, not the "
-             "pretraining); the residual variance is floored at the variance the points have from their "
-             "downstream seeds alone; with several fits in a track (methods × protocols) their intervals and "
-             "p-values are Bonferroni-adjusted for that number.", ""]
-    for track in sorted(runs["track"].unique()):
-        tr = runs[runs["track"] == track]
-        lines += [f"### `{track}`", "", f"![variance vs size]({FIGURES_DIR}/{figure_name(track)})", ""]
-        groups = list(tr.groupby(["init", "eval_protocol"], sort=True))
-        n_fits = len(groups)
-        level = 1 - (1 - stats.CONFIDENCE) / n_fits  # Bonferroni across the fits of this track
-        for (init, ev), g in groups:
-            hashes = sorted(g["protocol_hash"].unique())
-            means = subset_means(g)
-            fraction = g["fraction"].iloc[0]
-            lines += [f"#### {init}, {ev} at {100 * fraction:g} % labels "
-                      f"(protocol `{hashes[0][:12]}`{' + older versions' if len(hashes) > 1 else ''})", ""]
-            rows = [[m.axis, str(m.level), str(m.subjects), str(m.videos), str(m.frames),
-                     f"{interval_text(m.interval)}{'†' if m.cell.conditional else ''} ({runs_text(m.cell)})"
-                     if m.interval.n >= 2 else f"{100 * m.interval.mean:.1f} ({runs_text(m.cell)}, no interval)"]
-                    for m in means.itertuples()]
-            lines += markdown_table(rows, ["axis", "level", "subjects", "videos", "frames", "macro-F1"],
-                                    ["left", "right", "right", "right", "right", "left"]) + [""]
-            lines += [verdict(fit_slopes(run_points(g), confidence=level), n_fits), ""]
-    return lines
-
-
-def write_figures(results, figures_dir: Path) -> list[Path]:
-    """One two-panel figure per track: macro-F1 vs subjects (diversity) and vs frames (size)."""
-    from matplotlib.figure import Figure
-
-    from leaderboard.figures import DPI, PNG_METADATA
-
-    runs = expand(results.ablation)
-    written = []
-    for track in sorted(runs["track"].unique()):
-        tr = runs[runs["track"] == track]
-        fig = Figure(figsize=(10.0, 4.0))
-        axes = fig.subplots(1, 2, sharey=True)
-        for ax, axis, xcol, title in ((axes[0], "diversity", "subjects", "diversity: subjects at a fixed frame budget"),
-                                      (axes[1], "size", "frames", "size: frames at fixed subjects")):
-            series = list(tr[tr["axis"] == axis].groupby(["init", "eval_protocol"], sort=True))
-            for i, ((init, ev), g) in enumerate(series):
-                m = subset_means(g)
-                dodge = 2 ** (0.06 * (i - (len(series) - 1) / 2))  # side by side, so the error bars do not hide each other
-                ivs = list(m["interval"])
-                yerr = np.array([[100 * (iv.mean - iv.low) if iv.n > 1 else 0 for iv in ivs],
-                                 [100 * (iv.high - iv.mean) if iv.n > 1 else 0 for iv in ivs]])
-                ax.errorbar(m[xcol] * dodge, 100 * m["macro_f1"], yerr=yerr, marker="o", capsize=3,
-                            linestyle="-" if ev == "finetune" else "--", label=f"{init}, {ev}")
-            ax.set_xscale("log", base=2)
-            ticks = sorted(tr.loc[tr["axis"] == axis, xcol].unique())
-            ax.set_xticks(ticks, [str(t) for t in ticks])
-            ax.minorticks_off()
-            ax.set_xlabel(xcol)
-            ax.set_title(title, fontsize=10)
-            ax.grid(alpha=0.3)
-        axes[0].set_ylabel("test macro-F1 (%)")
-        handles = {}
-        for ax in axes:  # an axis may have no runs (e.g. only the diversity levels were run)
-            handles.update(zip(*reversed(ax.get_legend_handles_labels()), strict=True))
-        if handles:
-            fig.legend(list(handles.values()), list(handles), fontsize=8, loc="lower center",
-                       ncol=min(4, len(handles)), bbox_to_anchor=(0.5, -0.08))
-        fig.suptitle(f"variance vs size — {track}", fontsize=10)
-        figures_dir.mkdir(parents=True, exist_ok=True)
-        path = figures_dir / figure_name(track)
-        fig.savefig(path, dpi=DPI, metadata=PNG_METADATA, bbox_inches="tight")
-        written.append(path)
-    return written

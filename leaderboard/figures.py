@@ -1,14 +1,18 @@
 """The leaderboard's figures (PNG, Agg backend, no timestamp metadata: same results → same bytes).
 
 - macro-F1 vs label fraction with 95 % interval bands, one per track × protocol (current version);
-- the per-class F1 heatmap of a track's best-ranked init.
+- the per-class F1 heatmap of a track's best-ranked init;
+- the variance-vs-size ablation: macro-F1 vs subjects (diversity) and vs frames (size), per track.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-from leaderboard import analysis
-from leaderboard.load import Results, fraction_title
+import numpy as np
+
+from leaderboard import ablation, analysis
+from leaderboard.load import Results
+from leaderboard.results import fraction_title
 
 DPI = 120
 # PNG text chunks without the "Software: Matplotlib x.y" entry; Agg adds no date to PNGs.
@@ -21,6 +25,10 @@ def f1_vs_fraction_name(track: str, protocol: str) -> str:
 
 def per_class_f1_name(track: str) -> str:
     return f"per_class_f1_{track}.png"
+
+
+def variance_vs_size_name(track: str) -> str:
+    return f"variance_vs_size_{track}.png"
 
 
 def _colors(inits: list[str]) -> dict[str, tuple]:
@@ -83,6 +91,49 @@ def plot_per_class_f1(runs, init: str, track: str, path: Path) -> Path:
     return _save(fig, path)
 
 
+def plot_variance_vs_size(results: Results, figures_dir: Path) -> list[Path]:
+    """One two-panel figure per track: macro-F1 vs subjects (diversity) and vs frames (size)."""
+    from matplotlib.figure import Figure
+
+    runs = ablation.expand(results.ablation)
+    written = []
+    for track in sorted(runs["track"].unique()):
+        tr = runs[runs["track"] == track]
+        fig = Figure(figsize=(10.0, 4.0))
+        axes = fig.subplots(1, 2, sharey=True)
+        for ax, axis, xcol, title in ((axes[0], "diversity", "subjects", "diversity: subjects at a fixed frame budget"),
+                                      (axes[1], "size", "frames", "size: frames at fixed subjects")):
+            series = list(tr[tr["axis"] == axis].groupby(["init", "eval_protocol"], sort=True))
+            for i, ((init, ev), g) in enumerate(series):
+                m = ablation.subset_means(g)
+                dodge = 2 ** (0.06 * (i - (len(series) - 1) / 2))  # side by side, so the error bars do not hide each other
+                ivs = list(m["interval"])
+                yerr = np.array([[100 * (iv.mean - iv.low) if iv.n > 1 else 0 for iv in ivs],
+                                 [100 * (iv.high - iv.mean) if iv.n > 1 else 0 for iv in ivs]])
+                ax.errorbar(m[xcol] * dodge, 100 * m["macro_f1"], yerr=yerr, marker="o", capsize=3,
+                            linestyle="-" if ev == "finetune" else "--", label=f"{init}, {ev}")
+            ax.set_xscale("log", base=2)
+            ticks = sorted(tr.loc[tr["axis"] == axis, xcol].unique())
+            ax.set_xticks(ticks, [str(t) for t in ticks])
+            ax.minorticks_off()
+            ax.set_xlabel(xcol)
+            ax.set_title(title, fontsize=10)
+            ax.grid(alpha=0.3)
+        axes[0].set_ylabel("test macro-F1 (%)")
+        handles = {}
+        for ax in axes:  # an axis may have no runs (e.g. only the diversity levels were run)
+            handles.update(zip(*reversed(ax.get_legend_handles_labels()), strict=True))
+        if handles:
+            fig.legend(list(handles.values()), list(handles), fontsize=8, loc="lower center",
+                       ncol=min(4, len(handles)), bbox_to_anchor=(0.5, -0.08))
+        fig.suptitle(f"variance vs size — {track}", fontsize=10)
+        figures_dir.mkdir(parents=True, exist_ok=True)
+        path = figures_dir / variance_vs_size_name(track)
+        fig.savefig(path, dpi=DPI, metadata=PNG_METADATA, bbox_inches="tight")
+        written.append(path)
+    return written
+
+
 def write_figures(results: Results, known_hashes: dict[str, str], figures_dir: Path) -> list[Path]:
     """Draw every figure the markdown links into `figures_dir`; PNGs there that no longer belong go."""
     import matplotlib
@@ -107,9 +158,7 @@ def write_figures(results: Results, known_hashes: dict[str, str], figures_dir: P
                                                                             if t.current})]
             written.append(plot_per_class_f1(current_runs, ranking.best, track,
                                              figures_dir / per_class_f1_name(track)))
-    from leaderboard import ablation
-
-    written += ablation.write_figures(results, figures_dir)
+    written += plot_variance_vs_size(results, figures_dir)
     if figures_dir.is_dir():
         for stale in sorted(set(figures_dir.glob("*.png")) - set(written)):
             stale.unlink()

@@ -13,12 +13,12 @@ from functools import cached_property
 import pandas as pd
 from tabulate import tabulate
 
-from leaderboard import analysis, figures, stats
-from leaderboard.load import Results, fraction_title
+from leaderboard import ablation, analysis, figures, stats
+from leaderboard.load import Results
+from leaderboard.results import fraction_title
 
 FIGURES_DIR = "figures"
 NOT_RUN = "— (not run)"
-TOO_FEW = "— (fewer than 2 seeds)"
 
 
 @dataclass(frozen=True)
@@ -380,9 +380,41 @@ def provenance_section(page: Page) -> list[str]:
 
 
 def ablation_section(page: Page) -> list[str]:
-    from leaderboard import ablation
-
-    return ablation.section(page)
+    """Markdown lines of the ablation section (empty when there are no ablation runs)."""
+    runs = ablation.expand(page.results.ablation)
+    if runs.empty:
+        return []
+    lines = ["## Ablation: variance vs size of the pretraining videos", "",
+             "Does a diverse pretraining set (more distinct subjects) beat a merely larger one (more frames)? "
+             "Subsets of the pretraining pool along two axes (`protocols/variance_vs_size.toml`), each "
+             "pretrained for the same number of steps once per pretraining seed, evaluated at the protocol's "
+             "label fraction; test macro-F1, mean [95 % interval over the pretraining runs] (runs × seeds; † = "
+             "one pretraining run, the interval then covers its downstream seeds only). The slopes come from a "
+             "least-squares fit of macro-F1 on log2(subjects) and log2(frames) with one point per pretraining "
+             "run (its mean over the downstream seeds, which vary the labels and the head, not the "
+             "pretraining); the residual variance is floored at the variance the points have from their "
+             "downstream seeds alone; with several fits in a track (methods × protocols) their intervals and "
+             "p-values are Bonferroni-adjusted for that number.", ""]
+    for track in sorted(runs["track"].unique()):
+        tr = runs[runs["track"] == track]
+        lines += [f"### `{track}`", "", f"![variance vs size]({FIGURES_DIR}/{figures.variance_vs_size_name(track)})", ""]
+        groups = list(tr.groupby(["init", "eval_protocol"], sort=True))
+        n_fits = len(groups)
+        level = 1 - (1 - stats.CONFIDENCE) / n_fits  # Bonferroni across the fits of this track
+        for (init, ev), g in groups:
+            hashes = sorted(g["protocol_hash"].unique())
+            means = ablation.subset_means(g)
+            fraction = g["fraction"].iloc[0]
+            lines += [f"#### {init}, {ev} at {100 * fraction:g} % labels "
+                      f"(protocol `{hashes[0][:12]}`{' + older versions' if len(hashes) > 1 else ''})", ""]
+            rows = [[m.axis, str(m.level), str(m.subjects), str(m.videos), str(m.frames),
+                     f"{interval_text(m.interval)}{'†' if m.cell.conditional else ''} ({runs_text(m.cell)})"
+                     if m.interval.n >= 2 else f"{100 * m.interval.mean:.1f} ({runs_text(m.cell)}, no interval)"]
+                    for m in means.itertuples()]
+            lines += markdown_table(rows, ["axis", "level", "subjects", "videos", "frames", "macro-F1"],
+                                    ["left", "right", "right", "right", "right", "left"]) + [""]
+            lines += [ablation.verdict(ablation.fit_slopes(ablation.run_points(g), confidence=level), n_fits), ""]
+    return lines
 
 
 # Order = order on the page.

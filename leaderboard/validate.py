@@ -1,12 +1,13 @@
 """Check submitted result files: the JSON Schema, a known protocol hash, plausible and mutually
 consistent metrics (confusion matrix vs accuracy, balanced accuracy, macro-F1, per-class F1, n),
 the results-folder layout, provenance, and no two files for one job. One message per file and field.
+
+The known protocol hashes (name → hash of the current protocol file) are passed in by the caller.
 """
 from __future__ import annotations
 
 import math
 import re
-import tomllib
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -14,28 +15,21 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmark.errors import DataError
-from leaderboard.load import (
-    JOB_COLUMNS,
-    PACKAGE_DIR,
-    duplicate_jobs,
+from leaderboard.errors import ResultFileError
+from leaderboard.load import JOB_COLUMNS, duplicate_jobs, flatten
+from leaderboard.results import (
     find_result_files,
-    flatten,
-    fraction_label,
     job_variant,
     read_json,
+    record_parts,
     schema_errors,
 )
-from protocols.spec import canonical_hash  # no torch there: the leaderboard stays torch-free
 
-PROTOCOLS_DIR = PACKAGE_DIR.parent / "protocols"
-# Hashes of earlier protocol versions whose results stay valid, relative to the protocols folder.
-RETIRED_FILE = Path("retired") / "hashes.toml"
-HASH = re.compile(r"^[0-9a-f]{64}$")
+# Where the caller's list of earlier protocol versions lives, for the messages that point to it.
+RETIRED_LIST = "protocols/retired/hashes.toml"
 # Reported metrics are rounded floats; recomputing them from the confusion matrix must agree this closely.
 TOLERANCE = 1e-4
 SEED_FILE = re.compile(r"^seed(\d+)\.json$")
-RUN_FOLDER = "pretrain-seed{}"  # benchmark.results.run_folder_name, without importing the engine
 
 
 @dataclass(frozen=True, order=True)
@@ -46,41 +40,6 @@ class Problem:
 
     def __str__(self) -> str:
         return f"{self.path}: {self.field}: {self.message}"
-
-
-def protocol_hash(toml_path: Path) -> str:
-    """The hash of a protocol file as the protocol runner records it: `protocols.spec.canonical_hash`
-    (sha256 of canonical JSON) of the parsed TOML."""
-    with open(toml_path, "rb") as fh:
-        return canonical_hash(tomllib.load(fh))
-
-
-def known_protocol_hashes(protocols_dir: Path = PROTOCOLS_DIR) -> dict[str, str]:
-    """name → hash of every `protocols/<name>.toml` as it is now."""
-    if not Path(protocols_dir).is_dir():
-        return {}
-    return {p.stem: protocol_hash(p) for p in sorted(Path(protocols_dir).glob("*.toml"))}
-
-
-def retired_protocol_hashes(protocols_dir: Path = PROTOCOLS_DIR) -> dict[str, dict[str, int]]:
-    """name → {hash: version} of the earlier protocol versions listed in `<protocols_dir>/retired/hashes.toml`."""
-    path = Path(protocols_dir) / RETIRED_FILE
-    if not path.is_file():
-        return {}
-    try:
-        with open(path, "rb") as fh:
-            table = tomllib.load(fh)
-    except tomllib.TOMLDecodeError as exc:
-        raise DataError(path, f"not valid TOML ({exc})") from exc
-    out: dict[str, dict[str, int]] = {}
-    for name, entries in table.items():
-        for i, entry in enumerate(entries if isinstance(entries, list) else [entries]):
-            ok = isinstance(entry, dict) and isinstance(entry.get("version"), int) \
-                and isinstance(entry.get("hash"), str) and HASH.match(entry["hash"])
-            if not ok:
-                raise DataError(path, f"[[{name}]] entry {i + 1} needs version = <int> and hash = <64 hex digits>")
-            out.setdefault(name, {})[entry["hash"]] = entry["version"]
-    return out
 
 
 def metrics_from_confusion(cm: np.ndarray) -> dict[str, object]:
@@ -153,10 +112,8 @@ def check_split(result: dict, split: str) -> list[tuple[str, str]]:
 def check_layout(result: dict, path: Path) -> list[tuple[str, str]]:
     """Where the file lies must match its job:
     <track>/<init>/<protocol>/<fraction>/pretrain-seed<p>/seed<k>.json."""
-    job = result["job"]
     variant = job_variant(result)
-    expected = [result["track"]["id"], job["init"], job["protocol"], *(variant.split("/") if variant else []),
-                fraction_label(job["fraction"]), RUN_FOLDER.format(job["pretrain_seed"]), f"seed{job['seed']}.json"]
+    expected = record_parts(result)
     parts = path.parts
     if SEED_FILE.match(path.name) is None or len(parts) < len(expected):
         return [("(path)", f"result files are named <track>/<init>/<protocol>/{'<subset>/<eval protocol>/' if variant else ''}"
@@ -183,10 +140,10 @@ def check_result(result: dict, path: Path, known: dict[str, str],
         if proto["hash"] not in earlier:
             out.append(("protocol.hash",
                         f"{proto['hash'][:12]}… is not the hash of the current protocols/{proto['name']}.toml "
-                        f"({known[proto['name']][:12]}…) nor of an earlier version listed in protocols/"
-                        f"{RETIRED_FILE.as_posix()}; rerun with the current protocol"))
+                        f"({known[proto['name']][:12]}…) nor of an earlier version listed in "
+                        f"{RETIRED_LIST}; rerun with the current protocol"))
         elif earlier[proto["hash"]] != proto["version"]:
-            out.append(("protocol.version", f"{proto['version']} but protocols/{RETIRED_FILE.as_posix()} lists "
+            out.append(("protocol.version", f"{proto['version']} but {RETIRED_LIST} lists "
                                             f"hash {proto['hash'][:12]}… as version {earlier[proto['hash']]}"))
     out += check_layout(result, path)
     for split in ("val", "test"):
@@ -223,17 +180,18 @@ def check_result(result: dict, path: Path, known: dict[str, str],
     return out
 
 
-def validate_paths(paths: list, protocols_dir: Path = PROTOCOLS_DIR) -> tuple[list[Problem], int]:
-    """All problems of the result files under `paths` (files or folders), and how many files were read."""
+def validate_paths(paths: list, known: dict[str, str],
+                   retired: dict[str, dict[str, int]] | None = None) -> tuple[list[Problem], int]:
+    """All problems of the result files under `paths` (files or folders), and how many files were read.
+    `known`: protocol name → the hash of its current file; `retired`: name → {hash: version} of the
+    earlier versions whose results stay valid (shown apart, never ranked with the current ones)."""
     files = find_result_files(list(paths))
-    known = known_protocol_hashes(protocols_dir)
-    retired = retired_protocol_hashes(protocols_dir)
     problems: list[Problem] = []
     rows = []
     for path in files:
         try:
             result = read_json(path)
-        except DataError as exc:
+        except ResultFileError as exc:
             problems.append(Problem(str(path), "(file)", exc.reason))
             continue
         errors = schema_errors(result)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import copy
 import math
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -29,8 +28,10 @@ import torch
 from torch import nn
 
 from benchmark.data.cache import FrameCache
+from benchmark.device import default_device
 from benchmark.kill_points import kill_point
-from protocols.linear_probe import _labelled, class_weights, default_device, training_subset
+from leaderboard.atomic import atomic_path
+from protocols.linear_probe import class_weights, training_subset
 from protocols.metrics import select_score, split_metrics
 from protocols.spec import ProtocolSpec
 
@@ -181,7 +182,7 @@ def run_finetune(make_encoder: Callable[[], nn.Module], cache: FrameCache, spec:
     labels = cache.index["label"].to_numpy()
     k = cache.num_classes
     tr = training_subset(cache, fraction, seed)
-    val, te = _labelled(cache, "val"), _labelled(cache, "test")
+    val, te = cache.labelled_positions("val"), cache.labelled_positions("test")
     frames = cache.frames
     eval_batch = t["batch_size"] * 2
 
@@ -272,9 +273,6 @@ def run_finetune(make_encoder: Callable[[], nn.Module], cache: FrameCache, spec:
 
 
 def _save_state(path: Path, model: nn.Module, opt, sched, state: dict) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                "state": copy.deepcopy(state)}, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                    "state": copy.deepcopy(state)}, tmp)

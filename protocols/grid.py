@@ -24,8 +24,9 @@ from pathlib import Path
 
 from benchmark.data.cache import FrameCache
 from benchmark.kill_points import kill_point
-from benchmark.results import provenance, result_path
+from benchmark.provenance import provenance
 from benchmark.runner import Job
+from leaderboard.results import build_record, result_path
 from protocols.spec import ProtocolSpec, canonical_hash
 
 BASELINES = ("imagenet", "random")
@@ -132,10 +133,10 @@ def checkpoint_init(name: str, checkpoint: Path, pretrain_seed: int, kind: str =
     from benchmark.checkpoint import checkpoint_identity, load_encoder
 
     encoder, meta = load_encoder(Path(checkpoint))  # validates the file (corrupt → UserError)
-    pretrain = {k: v for k, v in meta.items() if k not in ("sha256", "weights_sha256")}
+    pretrain = {k: v for k, v in meta.items() if k != "weights_sha256"}
     return Init(name=name, kind=kind, backbone=encoder.name, pretrain_seed=pretrain_seed, family=family,
                 checkpoint=Path(checkpoint), checkpoint_hash=checkpoint_identity(Path(checkpoint)), pretrain=pretrain,
-                pretrain_fingerprint=meta.get("data_fingerprint") or meta.get("fingerprint"))
+                pretrain_fingerprint=meta.get("data_fingerprint"))
 
 
 @dataclass
@@ -197,13 +198,11 @@ def build_grid(inits: list[Init], protocols: list[ProtocolSpec], track: Track, d
 def runner_jobs(grid: list[GridJob], downstream: FrameCache, run_dir: Path, progress: bool = True,
                 command: str | None = None) -> list[Job]:
     """Wrap grid jobs for benchmark.runner: each produces its validated result record."""
-    import torch
-
     from benchmark import determinism
-    from protocols.linear_probe import default_device
+    from benchmark.device import default_device, device_name
 
     device = default_device()
-    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name()
+    name = device_name(device)
     arithmetic = determinism.configure(device.type)
     features: dict[str, object] = {}
 
@@ -238,21 +237,13 @@ def runner_jobs(grid: list[GridJob], downstream: FrameCache, run_dir: Path, prog
                                    state_path=_state_path(run_dir, job), device=device, progress=progress)
             if job.protocol.overrides:
                 out["train"]["protocol_overrides"] = job.protocol.overrides
-            return {
-                "schema_version": 2,
-                "job": {"key": job.key, "init": job.init.name, "protocol": job.protocol.name,
-                        "fraction": float(job.fraction), "pretrain_seed": int(job.pretrain_seed),
-                        "seed": int(job.seed)},
-                "track": job.track.record(),
-                "protocol": job.protocol.record(),
-                "init": job.init.record(),
-                "class_names": list(downstream.class_names),
-                "metrics": out["metrics"],
-                "train": out["train"],
-                "provenance": {**provenance(dataset_fingerprints=job.fingerprints, device=device_name,
-                                            gpu=device.type == "cuda", wall_time_s=time.perf_counter() - start,
-                                            command=command), **arithmetic},
-            }
+            return build_record(
+                key=job.key, track=job.track.record(), protocol=job.protocol.record(), init=job.init.record(),
+                fraction=job.fraction, pretrain_seed=job.pretrain_seed, seed=job.seed,
+                class_names=downstream.class_names, metrics=out["metrics"], train=out["train"],
+                provenance={**provenance(dataset_fingerprints=job.fingerprints, device=name,
+                                         gpu=device.type == "cuda", wall_time_s=time.perf_counter() - start,
+                                         command=command), **arithmetic})
 
         return produce
 
@@ -265,17 +256,3 @@ def runner_jobs(grid: list[GridJob], downstream: FrameCache, run_dir: Path, prog
 
 def _state_path(run_dir: Path, job: GridJob) -> Path:
     return Path(run_dir) / "finetune" / f"{job.key[:32]}.pt"
-
-
-def _cpu_name() -> str:
-    import os
-    import platform
-
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return f"CPU: {line.split(':', 1)[1].strip()} ({os.cpu_count()} cores)"
-    except OSError:
-        pass
-    return f"CPU: {platform.processor() or platform.machine()} ({os.cpu_count()} cores)"

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -22,14 +21,11 @@ from torch import nn
 
 from benchmark.data.cache import FrameCache
 from benchmark.data.splits import label_fraction
+from benchmark.device import default_device
 from benchmark.errors import UserError
-from benchmark.results import remove_stale_temp_files
+from leaderboard.atomic import atomic_path, remove_stale_temp_files
 from protocols.metrics import select_score, split_metrics
 from protocols.spec import ProtocolSpec
-
-
-def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def feature_path(run_dir: Path, init_id: str, data_fingerprint: str, resolution: int) -> Path:
@@ -48,7 +44,7 @@ def extract_features(encoder: nn.Module, frames: np.ndarray, batch_size: int, de
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
     for start in tqdm(range(0, len(frames), batch_size), desc="extracting features", unit="batch",
                       disable=not progress, file=sys.stderr, leave=False):
-        x = torch.from_numpy(np.ascontiguousarray(frames[start:start + batch_size])).to(device)
+        x = torch.from_numpy(np.array(frames[start:start + batch_size])).to(device)  # a copy: the cache is read-only
         with autocast:
             f = encoder(x.unsqueeze(1).float().div_(255))
         out.append(f.float().cpu().numpy())
@@ -67,12 +63,9 @@ def cached_features(make_encoder: Callable[[], nn.Module], init_id: str, cache: 
         print(f"extracting features: {init_id} on {cache.meta.get('spec', '?')} "
               f"({len(cache.index):,} frames, {cache.resolution} px)", file=sys.stderr, flush=True)
     feats = extract_features(make_encoder(), cache.frames, batch_size, device, progress)
-    path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temp_files(path.parent)  # left by a run killed while writing
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:  # an open file: np.save would append ".npy" to the temporary name
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:  # an open file: np.save would add ".npy" to a name
         np.save(f, feats)
-    os.replace(tmp, path)
     return feats
 
 
@@ -175,8 +168,8 @@ def _run_probe(features: np.ndarray, cache: FrameCache, spec: ProtocolSpec, frac
     labels = cache.index["label"].to_numpy()
     k = cache.num_classes
     tr = training_subset(cache, fraction, seed)
-    val = _labelled(cache, "val")
-    te = _labelled(cache, "test")
+    val = cache.labelled_positions("val")
+    te = cache.labelled_positions("test")
 
     x = torch.from_numpy(np.asarray(features, dtype=np.float32)).to(device)
     constant = 0
@@ -213,15 +206,10 @@ def training_subset(cache: FrameCache, fraction: float, seed: int) -> np.ndarray
     present in the train split, so a small fraction never drops a class; a class with no training
     image at all cannot be learnt and is an error naming it."""
     positions = label_fraction(cache.index, fraction, seed)
-    train = cache.index["label"].to_numpy()[_labelled(cache, "train")]
+    train = cache.index["label"].to_numpy()[cache.labelled_positions("train")]
     missing = [cache.class_names[c] for c in range(cache.num_classes) if not (train == c).any()]
     if missing:
         raise UserError(f"downstream data {cache.meta.get('spec', cache.root)}: class(es) {', '.join(missing)} "
                         "have no labelled image in the train split, so no label fraction can include them; "
                         "add images of those classes (or more subjects)")
     return positions
-
-
-def _labelled(cache: FrameCache, split: str) -> np.ndarray:
-    pos = cache.split_positions(split)
-    return pos[cache.index["label"].to_numpy()[pos] >= 0]

@@ -26,10 +26,6 @@ def per_class_f1(cm: np.ndarray) -> np.ndarray:
     return np.divide(2 * tp, denom, out=np.zeros_like(tp), where=denom > 0)
 
 
-def macro_f1(cm: np.ndarray) -> float:
-    return float(per_class_f1(cm).mean())
-
-
 def balanced_accuracy(cm: np.ndarray) -> float:
     support = cm.sum(1)
     present = support > 0

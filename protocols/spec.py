@@ -4,7 +4,8 @@ A protocol file is data; its hash (sha256 of the parsed content serialised as ca
 into every result, so results of a changed protocol never mix with old ones. A preset may override
 settings for its track (e.g. fewer fine-tune epochs on a CPU); the overrides are validated against
 the same schema and recorded beside the file's hash (they enter every job key).
-No torch here: the leaderboard imports `canonical_hash` to recognise known protocol hashes.
+No torch here: `sslbench leaderboard` and `sslbench validate` hash the protocol files with
+`known_protocol_hashes` and pass the hashes to the leaderboard, which reads result files only.
 """
 from __future__ import annotations
 
@@ -12,14 +13,19 @@ import copy
 import difflib
 import hashlib
 import json
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchmark.errors import UserError
+from benchmark.errors import DataError, UserError
 
 PROTOCOL_DIR = Path(__file__).resolve().parent
+# Hashes of earlier protocol versions whose results stay valid (shown apart, never ranked with the
+# current ones), relative to the protocols folder.
+RETIRED_FILE = Path("retired") / "hashes.toml"
+HASH = re.compile(r"^[0-9a-f]{64}$")
 PROTOCOLS = ("linear_probe", "finetune")
 # Ablations are protocols too (a file, a version, a hash) but not part of the main grid.
 ABLATIONS = ("variance_vs_size",)
@@ -67,6 +73,42 @@ def canonical_hash(obj: Any) -> str:
     """sha256 of `obj` as canonical JSON (sorted keys, no whitespace): independent of key order,
     comments and formatting of the TOML it was parsed from."""
     return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def protocol_hash(toml_path: Path) -> str:
+    """The hash of a protocol file as the protocol runner records it: `canonical_hash` of the parsed
+    TOML (no schema check: any file's hash can be compared with a result's)."""
+    with open(toml_path, "rb") as fh:
+        return canonical_hash(tomllib.load(fh))
+
+
+def known_protocol_hashes(protocols_dir: Path | None = None) -> dict[str, str]:
+    """name → hash of every `<name>.toml` in `protocols_dir` (default: this package's) as it is now."""
+    protocols_dir = Path(protocols_dir) if protocols_dir is not None else PROTOCOL_DIR
+    if not protocols_dir.is_dir():
+        return {}
+    return {p.stem: protocol_hash(p) for p in sorted(protocols_dir.glob("*.toml"))}
+
+
+def retired_protocol_hashes(protocols_dir: Path | None = None) -> dict[str, dict[str, int]]:
+    """name → {hash: version} of the earlier protocol versions listed in `<protocols_dir>/retired/hashes.toml`."""
+    path = (Path(protocols_dir) if protocols_dir is not None else PROTOCOL_DIR) / RETIRED_FILE
+    if not path.is_file():
+        return {}
+    try:
+        with open(path, "rb") as fh:
+            table = tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise DataError(path, f"not valid TOML ({exc})") from exc
+    out: dict[str, dict[str, int]] = {}
+    for name, entries in table.items():
+        for i, entry in enumerate(entries if isinstance(entries, list) else [entries]):
+            ok = isinstance(entry, dict) and isinstance(entry.get("version"), int) \
+                and isinstance(entry.get("hash"), str) and HASH.match(entry["hash"])
+            if not ok:
+                raise DataError(path, f"[[{name}]] entry {i + 1} needs version = <int> and hash = <64 hex digits>")
+            out.setdefault(name, {})[entry["hash"]] = entry["version"]
+    return out
 
 
 @dataclass(frozen=True)

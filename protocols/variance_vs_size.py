@@ -16,14 +16,13 @@ import numpy as np
 import pandas as pd
 
 from benchmark.data.cache import FrameCache
-from benchmark.data.splits import _stable_rank
+from benchmark.data.splits import stable_rank
 from benchmark.errors import UserError
-from benchmark.results import fraction_label, run_folder_name
 from benchmark.runner import Job
+from leaderboard.results import VARIANCE_VS_SIZE, ablation_record, result_path, subset_tag
 from protocols.spec import ProtocolSpec, canonical_hash, load_protocol
 
-NAME = "variance_vs_size"
-AXES = ("diversity", "size")
+NAME = VARIANCE_VS_SIZE
 
 
 @dataclass(frozen=True)
@@ -39,7 +38,7 @@ class Subset:
 
     @property
     def tag(self) -> str:
-        return f"{self.axis}-L{self.level}"
+        return subset_tag(self.axis, self.level)
 
     def record(self, eval_protocol: str, eval_hash: str) -> dict:
         return {"axis": self.axis, "level": self.level, "subjects": self.subjects, "videos": self.videos,
@@ -62,7 +61,7 @@ def select_subset(index: pd.DataFrame, candidates: np.ndarray, n_subjects: int, 
         raise UserError(f"{NAME}: the pretraining pool has {len(subjects)} subjects, the protocol asks for "
                         f"{n_subjects}; use a larger pool (e.g. the simulator's -o subjects=N) or lower "
                         "the protocol's subject levels in the preset")
-    chosen = subjects[_stable_rank(subjects, seed)][:n_subjects]
+    chosen = subjects[stable_rank(subjects, seed)][:n_subjects]
     quota = np.full(n_subjects, n_frames // n_subjects)
     quota[: n_frames % n_subjects] += 1
     picked = []
@@ -103,12 +102,6 @@ def eval_protocols(spec: ProtocolSpec, preset_overrides: dict) -> list[ProtocolS
             for name in s["eval_protocols"]]
 
 
-def result_path(results_dir: Path, track_id: str, method: str, subset: Subset, eval_protocol: str,
-                fraction: float, pretrain_seed: int, seed: int) -> Path:
-    return (Path(results_dir) / track_id / method / NAME / subset.tag / eval_protocol / fraction_label(fraction)
-            / run_folder_name(pretrain_seed) / f"seed{seed}.json")
-
-
 def ablation_jobs(spec: ProtocolSpec, method: str, subset: Subset, init, evals: list[ProtocolSpec], track,
                   downstream: FrameCache, pool_fingerprint: str, results_dir: Path, runs_dir: Path,
                   progress: bool = True) -> list[Job]:
@@ -124,8 +117,8 @@ def ablation_jobs(spec: ProtocolSpec, method: str, subset: Subset, init, evals: 
         for seed in ev.seeds:
             grid.append(GridJob(init=init, protocol=ev, fraction=ev.fractions[0], seed=seed, track=track,
                                 fingerprints={"downstream": downstream.fingerprint, "pretrain": subset_fp},
-                                output=result_path(results_dir, track.id, method, subset, ev.name,
-                                                   ev.fractions[0], init.pretrain_seed, seed)))
+                                output=result_path(results_dir, track.id, method, NAME, ev.fractions[0],
+                                                   init.pretrain_seed, seed, variant=f"{subset.tag}/{ev.name}")))
     jobs = []
     for g, job in zip(grid, runner_jobs(grid, downstream, runs_dir, progress=progress), strict=True):
         key = canonical_hash({"ablation": spec.key, "subset": subset.tag, "eval_job": job.key})
@@ -137,11 +130,8 @@ def ablation_jobs(spec: ProtocolSpec, method: str, subset: Subset, init, evals: 
 
 def _as_ablation(produce: Callable[[], dict], key: str, spec: ProtocolSpec, subset: Subset, g) -> Callable[[], dict]:
     def run() -> dict:
-        record = produce()
-        record["job"] = {**record["job"], "key": key, "protocol": NAME}
-        record["protocol"] = spec.record()
-        record["ablation"] = subset.record(g.protocol.name, g.protocol.hash)
-        return record
+        return ablation_record(produce(), key=key, protocol=spec.record(),
+                               ablation=subset.record(g.protocol.name, g.protocol.hash))
 
     return run
 

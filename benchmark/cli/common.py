@@ -1,16 +1,13 @@
-"""Arguments shared by several subcommands (dataset selection, cache, error policy)."""
+"""Arguments shared by several subcommands (dataset selection, cache, error policy, a track and its
+grid, durations), and what they become as library arguments."""
 from __future__ import annotations
 
 import argparse
-import os
 import re
-import shlex
-import signal
-import subprocess
-import time
 from pathlib import Path
 
 from benchmark.errors import UserError
+from benchmark.runner import TIME_LIMIT_EXIT
 
 # Source settings with their own flag; any other source setting goes through --option KEY=VALUE.
 # Each maps to the dataclass field of the same name on the sources that have it.
@@ -27,7 +24,7 @@ SOURCE_FLAGS = {
 }
 
 
-def _parse_value(text: str):
+def parse_value(text: str):
     low = text.lower()
     if low in ("true", "false"):
         return low == "true"
@@ -60,6 +57,44 @@ def add_cache_argument(parser: argparse.ArgumentParser) -> None:
                         help="frame cache folder (default: $SSLBENCH_CACHE_DIR or ~/.cache/sslbench)")
 
 
+def add_track_arguments(p: argparse.ArgumentParser, *, grid: bool = True) -> None:
+    p.add_argument("--preset", default="auto",
+                   help="smoke | standard | paper | auto (standard on a GPU, smoke on a CPU) | a preset .toml")
+    p.add_argument("--dataset", default=None, metavar="SPEC",
+                   help="pretraining data instead of the preset's (e.g. videos:/data/clips); also the "
+                        "downstream data when the source has labels, unless --downstream is given")
+    p.add_argument("--downstream", default=None, metavar="SPEC",
+                   help="labelled downstream data instead of the preset's (e.g. fetal_planes_db:/data/fpdb)")
+    p.add_argument("--option", "-o", action="append", default=[], metavar="KEY=VALUE",
+                   help="a source setting for --dataset/--downstream (e.g. -o stride=5)")
+    p.add_argument("--protocol", action="append", default=None, metavar="NAME",
+                   help="run only this protocol (linear_probe, finetune; repeatable; default: all)")
+    if grid:
+        p.add_argument("--force", action="store_true", help="rerun jobs whose results exist")
+        p.add_argument("--shard", default=None, metavar="i/N",
+                       help="run every N-th job starting at i (0 <= i < N), for SLURM arrays or any "
+                            "scheduler; all shards write into one results folder")
+        p.add_argument("--time-limit", type=time_limit, default=None, metavar="DURATION",
+                       help="e.g. 50m, 1h30m, 600: start no pretraining or job that is not expected to "
+                            "end within this time from now (expected = the longest so far), then exit "
+                            f"with status {TIME_LIMIT_EXIT}; finished work is kept, the same command continues")
+    p.add_argument("--results-dir", type=Path, default=None,
+                   help="where result files go (default: leaderboard/results or $SSLBENCH_RESULTS_DIR)")
+    p.add_argument("--runs-dir", type=Path, default=None,
+                   help="pretraining runs, cached features and fine-tune states "
+                        "(default: runs/ or $SSLBENCH_RUNS_DIR)")
+    add_cache_argument(p)
+
+
+def track_context_from_args(args: argparse.Namespace, *, need_pretrain_data: bool = True):
+    """The track that the arguments of `add_track_arguments` name (benchmark.track.track_context)."""
+    from benchmark.track import track_context
+
+    return track_context(args.preset, dataset=args.dataset, downstream=args.downstream, options=dataset_options(args),
+                         protocols=args.protocol, results_dir=args.results_dir, runs_dir=args.runs_dir,
+                         cache_dir=args.cache_dir, need_pretrain_data=need_pretrain_data)
+
+
 def dataset_options(args: argparse.Namespace) -> dict:
     """The source settings given on the command line, as keyword arguments for parse_dataset_spec."""
     opts = {name: getattr(args, name, None) for name in SOURCE_FLAGS}
@@ -67,7 +102,7 @@ def dataset_options(args: argparse.Namespace) -> dict:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise UserError(f"--option expects KEY=VALUE, got {item!r}")
-        opts[key.strip().replace("-", "_")] = _parse_value(value.strip())
+        opts[key.strip().replace("-", "_")] = parse_value(value.strip())
     return opts
 
 
@@ -93,62 +128,3 @@ def time_limit(text: str):
     from benchmark.runner import Deadline
 
     return Deadline.after(parse_duration(text))
-
-
-def child_env(**extra: str) -> dict[str, str]:
-    """The environment of an `sslbench` subprocess: this checkout first on the import path (so the
-    child runs the same code, installed or not), unbuffered output for its log."""
-    from benchmark.results import REPO_ROOT
-
-    path = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
-    return {**os.environ, "PYTHONPATH": path, "PYTHONUNBUFFERED": "1", **extra}
-
-
-def last_error_line(output: str) -> str:
-    """The line of a command's output that says what went wrong: our own error line, else the last
-    error line that is not a launcher's wrapper around its child's (torchrun's ChildFailedError),
-    else the last line."""
-    lines = [ln.strip() for ln in output.splitlines() if ln.strip()]
-    ours = [ln for ln in lines if ln.startswith("sslbench: error:")]
-    errors = [ln for ln in lines if ("Error" in ln or "error:" in ln) and "ChildFailedError" not in ln]
-    found = ours or errors or lines
-    return found[-1][:300] if found else "no output"
-
-
-INTERRUPT_GRACE_S = 20.0  # after SIGINT, before SIGKILL
-
-
-def run_step(command: list[str], log: Path, limit_s: float | None,
-             env: dict[str, str] | None = None) -> tuple[int | None, float]:
-    """Run `command` (in its own process group: launchers such as torchrun have children) with its
-    output in `log`; past `limit_s` the group is interrupted (SIGINT, as Ctrl-C: finished work is
-    kept), then killed. Returns (exit status, or None if it was stopped; seconds)."""
-    started = time.monotonic()
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "w") as handle:
-        handle.write(f"$ {shlex.join(command)}\n")
-        handle.flush()
-        proc = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, env=env or child_env(),
-                                start_new_session=True)
-        try:
-            code = proc.wait(timeout=limit_s)
-        except subprocess.TimeoutExpired:
-            _signal_group(proc, signal.SIGINT)
-            try:
-                proc.wait(timeout=INTERRUPT_GRACE_S)
-            except subprocess.TimeoutExpired:
-                _signal_group(proc, signal.SIGKILL)
-                proc.wait()
-            code = None
-        finally:
-            if proc.poll() is None:  # this process was interrupted
-                _signal_group(proc, signal.SIGKILL)
-                proc.wait()
-    return code, time.monotonic() - started
-
-
-def _signal_group(proc: subprocess.Popen, sig: int) -> None:
-    try:
-        os.killpg(proc.pid, sig)
-    except ProcessLookupError:
-        pass

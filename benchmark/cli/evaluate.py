@@ -1,11 +1,11 @@
-"""`sslbench evaluate`: one init (a checkpoint file, or a baseline) through one or more protocols."""
+"""`sslbench evaluate`: one init (a checkpoint file, or a baseline) through one or more protocols
+(benchmark.track.evaluate)."""
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from benchmark.cli.bench import add_track_arguments
-from benchmark.errors import UserError
+from benchmark.cli.common import add_track_arguments, track_context_from_args
 
 
 def register(sub) -> None:
@@ -27,38 +27,12 @@ def register(sub) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from benchmark.cli.bench import TIME_LIMIT_EXIT, baseline_inits, pretrain_seeds, run_grid, track_context
-    from benchmark.cli.run import explicit_checkpoint_init
+    from benchmark import track
+    from benchmark.runner import TIME_LIMIT_EXIT, parse_shard
 
-    ctx = track_context(args, need_pretrain_data=args.init == "random")
-    if args.checkpoint is not None:
-        if not args.checkpoint.exists():
-            raise UserError(f"--checkpoint {args.checkpoint} does not exist")
-        from benchmark.checkpoint import read_meta
-
-        name = args.name or read_meta(args.checkpoint).get("method")
-        if not name:
-            raise UserError(f"{args.checkpoint} does not say which method made it; pass --name")
-        inits = [explicit_checkpoint_init(name, args.checkpoint, pretrain_seeds(ctx))]
-        if inits[0].backbone != ctx.preset["backbone"]:
-            raise UserError(f"{args.checkpoint} holds a {inits[0].backbone} encoder but track {ctx.track.id} is "
-                            f"for {ctx.preset['backbone']}; choose the preset that matches")
-    else:
-        pool = ctx.pretrain_cache() if args.init == "random" else None
-        inits = baseline_inits(ctx, args.init, pool)
-    for spec in ctx.protocols:
-        _restrict(spec, "fractions", args.fraction)
-        _restrict(spec, "seeds", args.seed)
-    summary = run_grid(ctx, inits, ctx.downstream_cache(), args)
-    return TIME_LIMIT_EXIT if summary.stopped else 0
-
-
-def _restrict(spec, key: str, values: list | None) -> None:
-    """Run a subset of the protocol's fractions/seeds (the protocol itself, and its hash, are unchanged)."""
-    if values is None:
-        return
-    allowed = spec.settings[key]
-    bad = [v for v in values if v not in allowed]
-    if bad:
-        raise UserError(f"--{key[:-1]} {bad}: protocol {spec.name!r} defines {key} {allowed}")
-    spec.settings[key] = list(values)
+    shard = parse_shard(args.shard)
+    ctx = track_context_from_args(args, need_pretrain_data=args.init == "random")
+    stopped = track.evaluate(ctx, checkpoint=args.checkpoint, name=args.name, baseline=args.init,
+                             fractions=args.fraction, seeds=args.seed, force=args.force, shard=shard,
+                             deadline=args.time_limit)
+    return TIME_LIMIT_EXIT if stopped else 0

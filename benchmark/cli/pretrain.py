@@ -7,7 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
-from benchmark.cli.common import _parse_value, add_dataset_arguments, dataset_options
+from benchmark.cli.common import add_dataset_arguments, dataset_options, parse_value
 from benchmark.errors import UserError
 
 
@@ -67,7 +67,7 @@ def _key_values(items: list[str], flag: str) -> dict:
             except json.JSONDecodeError as exc:
                 raise UserError(f"{flag} {item!r}: {value!r} is not a list like [0.5, 1.0]") from exc
         else:
-            parsed = _parse_value(value)
+            parsed = parse_value(value)
         out[key.strip()] = parsed
     return out
 
@@ -89,7 +89,7 @@ def build_config(args: argparse.Namespace):
     flags = {"backbone": args.backbone, "init": args.init, "steps": args.steps, "batch_size": args.batch_size,
              "limit_frames": args.limit_frames, "positives": args.positives,
              "precision": args.precision, "compile": args.compile, "num_nodes": args.num_nodes,
-             "seed": args.seed, "devices": _parse_value(args.devices) if args.devices else None}
+             "seed": args.seed, "devices": parse_value(args.devices) if args.devices else None}
     values.update({k: v for k, v in flags.items() if v is not None})
     values["hparams"] = {**values.get("hparams", {}), **_key_values(args.hparams, "--set")}
     values["augment"] = {**values.get("augment", {}), **_key_values(args.augment, "--augment")}
@@ -111,8 +111,8 @@ def _pretrain(args: argparse.Namespace) -> int:
 
     from benchmark.data.cache import prepare
     from benchmark.data.spec import parse_dataset_spec
+    from benchmark.folders import default_runs_dir
     from benchmark.pretrain.run import CHECKPOINT_EVERY_STEPS, pretrain
-    from benchmark.results import default_runs_dir
 
     for name in ("pytorch_lightning", "lightning_fabric"):
         logging.getLogger(name).setLevel(logging.WARNING)  # the hardware banner and tips are noise here

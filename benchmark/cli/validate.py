@@ -19,9 +19,11 @@ def register(sub) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from leaderboard.validate import PROTOCOLS_DIR, validate_paths
+    from leaderboard.validate import validate_paths
+    from protocols.spec import known_protocol_hashes, retired_protocol_hashes
 
-    problems, n_files = validate_paths(args.paths, args.protocols or PROTOCOLS_DIR)
+    problems, n_files = validate_paths(args.paths, known_protocol_hashes(args.protocols),
+                                       retired_protocol_hashes(args.protocols))
     for problem in problems:
         print(problem)
     if problems:

@@ -31,8 +31,8 @@ import pandas as pd
 from benchmark.data.source import ROLES, UNLABELLED, Clip, Skipped, Source
 from benchmark.data.splits import assign_subject_splits
 from benchmark.errors import DataError, UserError
+from benchmark.folders import ensure_writable
 from benchmark.kill_points import kill_point
-from benchmark.results import ensure_writable
 
 CACHE_FORMAT = 1
 INDEX_COLUMNS = ["video_id", "subject_id", "frame_idx", "label", "split"]
@@ -67,6 +67,11 @@ class FrameCache:
 
     def split_positions(self, split: str) -> np.ndarray:
         return np.flatnonzero(self.index["split"].to_numpy() == split)
+
+    def labelled_positions(self, split: str) -> np.ndarray:
+        """Row positions of the labelled frames of `split`."""
+        pos = self.split_positions(split)
+        return pos[self.index["label"].to_numpy()[pos] >= 0]
 
     @classmethod
     def load(cls, root: str | Path) -> FrameCache:

@@ -11,7 +11,7 @@ from benchmark.errors import UserError
 DEFAULT_RATIOS = {"train": 0.6, "val": 0.2, "test": 0.2}
 
 
-def _stable_rank(keys, seed: int) -> np.ndarray:
+def stable_rank(keys, seed: int) -> np.ndarray:
     """A deterministic pseudo-random order of string keys that does not depend on their number
     (adding a subject does not reshuffle the others)."""
     h = [hashlib.sha256(f"{seed}:{k}".encode()).hexdigest() for k in keys]
@@ -44,7 +44,7 @@ def _split_subjects(subjects: pd.Series, ratios: dict[str, float], seed: int) ->
     if len(uniq) < len(ratios):
         raise UserError(f"need at least {len(ratios)} distinct subjects for a subject-disjoint "
                         f"{'/'.join(ratios)} split, found {len(uniq)}")
-    order = uniq[_stable_rank(uniq, seed)]
+    order = uniq[stable_rank(uniq, seed)]
     sizes = subjects.value_counts().reindex(order).to_numpy()
     cum = np.cumsum(sizes) / sizes.sum()
     names = list(ratios)

@@ -13,8 +13,8 @@ from benchmark.augment import ViewAugment, augment
 from benchmark.errors import UserError
 from benchmark.kill_points import kill_point
 from benchmark.pretrain.loader import FrameBatch
+from methods.base import OPTIMIZERS
 
-OPTIMIZERS = ("lars", "sgd", "adamw")
 # Per-step seeds of the augmentation generator: distinct streams for distinct (seed, step).
 _STEP_SEED_STRIDE = 1_000_003
 

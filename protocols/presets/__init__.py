@@ -13,12 +13,13 @@ import sys
 import tomllib
 from pathlib import Path
 
+from benchmark.backbones import BACKBONES
+from benchmark.data.source import ROLES
 from benchmark.errors import UserError
 from protocols.spec import ABLATIONS, PROTOCOLS, load_protocol
 
 PRESET_DIR = Path(__file__).resolve().parent
 PRESETS = ("smoke", "standard", "paper", "calibrate")
-BACKBONES = ("resnet18", "resnet50", "efficientnet_lite0")  # as benchmark.backbones.BACKBONES
 # PretrainConfig fields a preset may set (benchmark/pretrain/config.py); `method` comes from the command.
 PRETRAIN_FIELDS = ("backbone", "init", "resolution", "steps", "batch_size", "positives", "hparams",
                    "augment", "precision", "compile", "devices", "num_nodes", "limit_frames")
@@ -89,9 +90,9 @@ def _validate(p: dict, path: Path) -> None:
     if p["resolution"] < 16:
         raise UserError(f"{where}: key 'resolution' must be >= 16 px, got {p['resolution']}")
     for role in p["data"]:
-        if role not in ("pretrain", "downstream"):
-            raise _unknown(role, ("pretrain", "downstream"), f"{where} [data]")
-    for role in ("pretrain", "downstream"):
+        if role not in ROLES:
+            raise _unknown(role, ROLES, f"{where} [data]")
+    for role in ROLES:
         table = p["data"].get(role)
         if not isinstance(table, dict) or not isinstance(table.get("spec"), str):
             raise UserError(f"{where}: missing key 'data.{role}.spec' (a dataset spec such as \"synthetic\")")

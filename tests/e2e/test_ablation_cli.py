@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from benchmark.cli import main
-from benchmark.results import validate_result
+from leaderboard.results import validate_result
 from protocols.spec import load_protocol
 
 TINY = Path(__file__).with_name("tiny_preset.toml")
@@ -69,7 +69,7 @@ VERDICT = re.compile(
     rf"Diversity {EFFECT} \({NUM} F1 points per doubling of subjects at a fixed frame budget, CI \[{NUM}, {NUM}\]\); "
     rf"size {EFFECT} \({NUM} F1 points per doubling of frames at fixed subjects, CI \[{NUM}, {NUM}\]\); "
     r"(diversity helps more than size|size helps more than diversity|the data do not separate diversity from size) "
-    rf"\(difference of slopes {NUM} \[{NUM}, {NUM}\], p=(\d\.\d{{3}}), (\d+) subsets\)\.")
+    rf"\(difference of slopes {NUM} \[{NUM}, {NUM}\], p=(\d\.\d{{3}}), (\d+) pretraining runs\)\.")
 
 
 def _effect(low: float, high: float) -> str:
@@ -78,30 +78,41 @@ def _effect(low: float, high: float) -> str:
 
 def check_verdict(board: str, files: list[Path]) -> None:
     """The section's sentence is one the renderer defines, and says what an independent least-squares
-    fit (statsmodels) of the subset means on log2(subjects) and log2(frames) gives."""
+    fit (statsmodels) gives: one point per pretraining run of a distinct subset (its mean over the
+    downstream seeds), the residual variance floored at the variance those means have from the
+    seeds alone."""
     import statsmodels.api as sm
+    from scipy import stats as sps
 
     rows = [json.loads(p.read_text()) for p in files]
-    runs = pd.DataFrame([{"axis": r["ablation"]["axis"], "level": r["ablation"]["level"],
-                          "subjects": r["ablation"]["subjects"], "frames": r["ablation"]["frames"],
+    runs = pd.DataFrame([{"subjects": r["ablation"]["subjects"], "frames": r["ablation"]["frames"],
+                          "pretrain_seed": r["job"]["pretrain_seed"], "seed": r["job"]["seed"],
                           "f1": r["metrics"]["test"]["macro_f1"]} for r in rows])
-    means = runs.groupby(["axis", "level", "subjects", "frames"], as_index=False)["f1"].mean()
-    means = means.drop_duplicates(["subjects", "frames"])  # one point per distinct subset
-    x = sm.add_constant(np.column_stack([np.log2(means["subjects"]), np.log2(means["frames"])]))
-    fit = sm.OLS(means["f1"].to_numpy(), x).fit()
-    ci = 100 * fit.conf_int(0.05)
-    contrast = fit.t_test([0, 1, -1])
-    diff_ci = 100 * np.asarray(contrast.conf_int(0.05)).ravel()
+    runs = runs.drop_duplicates(["subjects", "frames", "pretrain_seed", "seed"])  # a subset on both axes is one run
+    points = runs.groupby(["subjects", "frames", "pretrain_seed"])["f1"].agg(["mean", "var", "count"]).reset_index()
+    x = sm.add_constant(np.column_stack([np.log2(points["subjects"]), np.log2(points["frames"])]))
+    fit = sm.OLS(points["mean"].to_numpy(), x).fit()
+    scale = max(fit.scale, float((points["var"] / points["count"]).mean()))
+    cov = fit.normalized_cov_params * scale
+    tcrit = sps.t.ppf(0.975, fit.df_resid)
+
+    def ci_of(c):
+        c = np.asarray(c, float)
+        est, se = float(c @ fit.params), float(np.sqrt(c @ cov @ c))
+        return 100 * est, 100 * (est - tcrit * se), 100 * (est + tcrit * se), 2 * sps.t.sf(abs(est) / se, fit.df_resid)
+
+    div_fit, size_fit, diff_fit = ci_of([0, 1, 0]), ci_of([0, 0, 1]), ci_of([0, 1, -1])
+    ci = {1: div_fit[1:3], 2: size_fit[1:3]}
+    diff_ci = diff_fit[1:3]
 
     (line,) = [ln for ln in board.splitlines() if ln.startswith(("Diversity ", "Too few"))]
     m = VERDICT.fullmatch(line)
     assert m, line
     div_word, div, div_lo, div_hi, size_word, size, size_lo, size_hi, compare, d, d_lo, d_hi, p, n = m.groups()
     got = np.array([float(v) for v in (div, div_lo, div_hi, size, size_lo, size_hi, d, d_lo, d_hi)])
-    want = np.array([100 * fit.params[1], *ci[1], 100 * fit.params[2], *ci[2], 100 * float(contrast.effect[0]),
-                     *diff_ci])
+    want = np.array([*div_fit[:3], *size_fit[:3], *diff_fit[:3]])
     assert np.abs(got - want).max() <= 0.051, (got, want)  # the sentence rounds to 0.1 point
-    assert float(p) == pytest.approx(float(contrast.pvalue), abs=5e-4) and int(n) == len(means)
+    assert float(p) == pytest.approx(diff_fit[3], abs=5e-4) and int(n) == len(points)
     assert div_word == _effect(*ci[1]) and size_word == _effect(*ci[2])
     assert compare == {"helps": "diversity helps more than size", "hurts": "size helps more than diversity",
                        "shows no detectable effect": "the data do not separate diversity from size"}[

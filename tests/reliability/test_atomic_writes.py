@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from benchmark.checkpoint import read_meta, save_encoder
-from benchmark.results import write_result
+from leaderboard.results import write_result
 from tests.unit.downstream_fakes import TinyEncoder
 from tests.unit.test_runner import record
 
@@ -62,12 +62,12 @@ def test_a_result_write_that_fails_half_way_leaves_the_previous_result(tmp_path)
     new["provenance"]["command"] = "x" * 4000  # the new file is much larger than the old one
     size = len(json.dumps(new, indent=1, sort_keys=True)) + 1
     proc = write_with_file_size_limit(
-        "from benchmark.results import write_result, validate_result", "validate_result(args['record'])",
+        "from leaderboard.results import write_result, validate_result", "validate_result(args['record'])",
         "write_result(Path(args['path']), args['record'])", path=str(path), record=new, limit=size // 2)
     assert path.read_bytes() == before
     assert json.loads(path.read_text())["job"]["key"] == "a" * 64
     assert sorted(p.name for p in path.parent.iterdir()) == ["seed0.json"]  # no temporary file left either
-    assert proc.stdout.strip() == (f"UserError: cannot write {path}: File too large ({path.parent}); pass "
+    assert proc.stdout.strip() == (f"ResultsError: cannot write {path}: File too large ({path.parent}); pass "
                                    "--results-dir (or set SSLBENCH_RESULTS_DIR) to a writable folder")
 
 

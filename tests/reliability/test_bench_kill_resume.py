@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from benchmark.kill_points import ENV
-from benchmark.results import validate_result
+from leaderboard.results import validate_result
 from tests.e2e.test_bench_cli import EXPECTED_JOBS, bench_command, result_files
 
 
@@ -52,7 +52,9 @@ def test_bench_killed_anywhere_resumes_without_losing_or_repeating_a_job(tmp_pat
     out = run_killed_at(tmp_path, "finetune")  # as the first fine-tune job starts
     assert "pretraining vicreg" not in out  # the checkpoint was finished by now
     before = finished_jobs(tmp_path)
-    assert before == 4  # vicreg's linear-probe jobs (2 fractions × 2 seeds) come before its fine-tunes
+    # vicreg's linear-probe jobs come before its fine-tunes: 2 seeds at 10 %, one at 100 % (every seed
+    # has the same training set there and the converged probe is deterministic)
+    assert before == 3
 
     final = subprocess.run(bench_command(tmp_path), capture_output=True, text=True, timeout=600)
     assert final.returncode == 0, final.stderr[-3000:]

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from benchmark.cli import main
-from benchmark.cli.doctor import (
+from benchmark.doctor import (
     CHECKS,
     Check,
     DoctorContext,
@@ -95,7 +95,7 @@ def test_the_pretraining_pool_holds_every_step_in_one_epoch(cuda):
 
 
 def test_rows_not_run_are_told_apart_from_skipped_ones():
-    from benchmark.cli.doctor import Row
+    from benchmark.doctor import Row
 
     rows = [Row("a", "a path", "ok"), Row("b", "a GPU path", "skipped", detail="no CUDA"),
             Row("c", "a slow path", "not run", detail="the doctor stopped before this row")]

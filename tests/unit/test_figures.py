@@ -12,7 +12,7 @@ from PIL import Image
 
 from leaderboard import figures
 from leaderboard.load import load_results
-from leaderboard.validate import known_protocol_hashes
+from protocols.spec import known_protocol_hashes
 from tests.unit.test_leaderboard import CLASSES, INITS, TRACK, make_fixture
 
 BASELINES = {name for name, (kind, _, _) in INITS.items() if kind == "baseline"}

@@ -99,7 +99,7 @@ def test_the_head_starts_as_the_linear_probe_of_the_initial_encoder(tmp_path):
     cache = fake_downstream(tmp_path)
     spec = _spec()
     tr = ft.training_subset(cache, 1.0, 0)
-    val = ft._labelled(cache, "val")
+    val = cache.labelled_positions("val")
     labels = cache.index["label"].to_numpy()
     torch.manual_seed(0)
     model = ft.Classifier(TinyEncoder(), cache.num_classes)

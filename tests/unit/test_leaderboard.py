@@ -14,10 +14,11 @@ import numpy as np
 import pytest
 
 from benchmark.cli import main as cli_main
-from benchmark.errors import UserError
 from leaderboard import render
+from leaderboard.errors import ResultsError
 from leaderboard.load import load_results
 from leaderboard.validate import validate_paths
+from protocols.spec import known_protocol_hashes
 
 REPO = Path(__file__).resolve().parents[2]
 GOLDEN = REPO / "tests" / "fixtures" / "leaderboard" / "expected.md"
@@ -280,7 +281,6 @@ def test_a_cell_not_run_is_marked_and_its_init_not_summarised(tmp_path):
 
 def _track_deltas(results: Path, protocols: Path):
     from leaderboard import analysis
-    from leaderboard.validate import known_protocol_hashes
 
     tables = analysis.tables(load_results(results).main, known_protocol_hashes(protocols))
     return analysis.deltas(tables, "macro_f1")
@@ -377,7 +377,6 @@ def test_no_results_says_so_and_how_to_make_them(tmp_path):
 
 def test_section_renderers_are_a_list_a_section_can_join(fixture_dirs, monkeypatch):
     results, protocols = fixture_dirs
-    from leaderboard.validate import known_protocol_hashes
 
     loaded = load_results(results)
     monkeypatch.setattr(render, "SECTIONS",
@@ -395,10 +394,10 @@ def test_duplicate_results_for_one_job_are_an_error_naming_both(tmp_path):
     copy_path = results / "resubmitted" / TRACK["id"] / "simclr" / "linear_probe" / "1pct" / "pretrain-seed0" / "seed2.json"
     copy_path.parent.mkdir(parents=True)
     copy_path.write_bytes(original.read_bytes())
-    with pytest.raises(UserError, match="duplicate results for one job") as err:
+    with pytest.raises(ResultsError, match="duplicate results for one job") as err:
         load_results(results)
     assert str(original) in str(err.value) and str(copy_path) in str(err.value)
-    problems, _ = validate_paths([results], tmp_path / "protocols")
+    problems, _ = validate_paths([results], known_protocol_hashes(tmp_path / "protocols"))
     dup = [p for p in problems if p.field == "job"]
     assert sorted(p.path for p in dup) == sorted([str(original), str(copy_path)])
 
@@ -409,14 +408,14 @@ def test_ablation_runs_of_other_subsets_are_not_duplicates_but_must_lie_in_their
     result = json.loads((folder / "diversity-L0" / "linear_probe" / "1pct" / "pretrain-seed0" / "seed0.json").read_text())
     result["ablation"]["level"] = 1
     write_result(results, result, folder / "diversity-L1" / "linear_probe" / "1pct" / "pretrain-seed0" / "seed0.json")
-    assert validate_paths([results], protocols)[0] == []
+    assert validate_paths([results], known_protocol_hashes(protocols))[0] == []
     loaded = load_results(results)
     assert sorted(loaded.ablation["variant"]) == ["diversity-L0/linear_probe", "diversity-L1/linear_probe"]
     assert (loaded.main["variant"] == "").all()
     result["ablation"]["level"] = 2
     misplaced = write_result(results, result, folder / "diversity-L3" / "linear_probe" / "1pct" / "pretrain-seed0"
                              / "seed0.json")
-    problems, _ = validate_paths([misplaced], protocols)
+    problems, _ = validate_paths([misplaced], known_protocol_hashes(protocols))
     assert [(p.field, p.message) for p in problems] == [
         ("(path)", "lies at synthetic-resnet18-64px-smoke/barlowtwins/variance_vs_size/diversity-L3/linear_probe/"
                    "1pct/pretrain-seed0/seed0.json but its job says synthetic-resnet18-64px-smoke/barlowtwins/"
@@ -429,13 +428,13 @@ def test_an_invalid_result_file_stops_the_leaderboard_with_its_name(tmp_path):
     result = json.loads(bad.read_text())
     del result["metrics"]["test"]["accuracy"]
     bad.write_text(json.dumps(result))
-    with pytest.raises(UserError, match="seed0.json: not a valid result file: metrics.test: 'accuracy' is a required"):
+    with pytest.raises(ResultsError, match="seed0.json: not a valid result file: metrics.test: 'accuracy' is a required"):
         load_results(results)
 
 
 def test_the_fixture_validates_clean(fixture_dirs):
     results, protocols = fixture_dirs
-    problems, n = validate_paths([results], protocols)
+    problems, n = validate_paths([results], known_protocol_hashes(protocols))
     assert problems == [] and n == FIXTURE_FILES
 
 
@@ -514,12 +513,12 @@ def test_every_validation_error_names_file_and_field(tmp_path, case):
     mutate, field, message = VALIDATION_CASES[case]
     result, protocols = _valid(tmp_path)
     root = tmp_path / "results"
-    assert validate_paths([write_result(root, copy.deepcopy(result))], protocols)[0] == []
+    assert validate_paths([write_result(root, copy.deepcopy(result))], known_protocol_hashes(protocols))[0] == []
     mutate(result)
     path = write_result(root, result, result_path(root, make_result("vicreg", "linear_probe", 0.1, 3,
                                                                     {"linear_probe": "0" * 64},
                                                                     np.random.default_rng(0))))
-    problems, n = validate_paths([path], protocols)
+    problems, n = validate_paths([path], known_protocol_hashes(protocols))
     assert n == 1
     assert any(p.path == str(path) and p.field == field and message in p.message for p in problems), problems
 
@@ -531,19 +530,18 @@ def test_validation_of_layout_and_unreadable_files(tmp_path):
     write_result(tmp_path, result, tmp_path / "r" / "vicreg.json")
     broken = tmp_path / "r" / "broken.json"
     broken.write_text("{\"schema_version\": 1,")
-    problems, n = validate_paths([tmp_path / "r"], protocols)
+    problems, n = validate_paths([tmp_path / "r"], known_protocol_hashes(protocols))
     assert n == 3
     found = {(Path(p.path).name, p.field) for p in problems}
     assert ("seed3.json", "(path)") in found and ("vicreg.json", "(path)") in found
     assert ("broken.json", "(file)") in found
     assert "but its job says synthetic-resnet18-64px-smoke/vicreg/linear_probe/10pct/pretrain-seed0/seed3.json" \
         in str(problems)
-    with pytest.raises(UserError, match="no such file or folder"):
-        validate_paths([tmp_path / "missing"], protocols)
+    with pytest.raises(ResultsError, match="no such file or folder"):
+        validate_paths([tmp_path / "missing"], known_protocol_hashes(protocols))
 
 
 def test_known_protocol_hashes_agree_with_the_protocol_runner():
-    from leaderboard.validate import known_protocol_hashes
     from protocols.spec import PROTOCOLS, load_protocol
 
     known = known_protocol_hashes()

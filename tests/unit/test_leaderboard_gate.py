@@ -11,7 +11,7 @@ import pytest
 
 from benchmark.cli import main
 from benchmark.errors import DataError
-from leaderboard.validate import RETIRED_FILE, retired_protocol_hashes
+from protocols.spec import RETIRED_FILE, retired_protocol_hashes
 from tests.unit.test_leaderboard import (
     PROTOCOL_TOML,
     TRACK,

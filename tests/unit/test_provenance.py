@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from benchmark import results
+from benchmark import folders, provenance
 from benchmark.data.cache import default_cache_dir
+from leaderboard.results import default_results_dir
 from protocols.spec import load_protocol
 
 REPO = Path(__file__).resolve().parents[2]
@@ -21,23 +22,23 @@ def test_default_folders_and_their_environment_overrides(monkeypatch, tmp_path):
     for name in ("SSLBENCH_RESULTS_DIR", "SSLBENCH_RUNS_DIR", "SSLBENCH_CACHE_DIR", "XDG_CACHE_HOME"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    assert results.default_results_dir() == REPO / "leaderboard" / "results"
-    assert results.default_runs_dir() == REPO / "runs"
+    assert default_results_dir() == REPO / "leaderboard" / "results"
+    assert folders.default_runs_dir() == REPO / "runs"
     assert default_cache_dir() == tmp_path / "home" / ".cache" / "sslbench"
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert default_cache_dir() == tmp_path / "xdg" / "sslbench"
     monkeypatch.setenv("SSLBENCH_RESULTS_DIR", "~/r")
     monkeypatch.setenv("SSLBENCH_RUNS_DIR", "~/runs")
     monkeypatch.setenv("SSLBENCH_CACHE_DIR", "~/c")
-    assert results.default_results_dir() == tmp_path / "home" / "r"
-    assert results.default_runs_dir() == tmp_path / "home" / "runs"
+    assert default_results_dir() == tmp_path / "home" / "r"
+    assert folders.default_runs_dir() == tmp_path / "home" / "runs"
     assert default_cache_dir() == tmp_path / "home" / "c"
 
 
 def test_provenance_records_the_commit_data_packages_device_time_and_command(monkeypatch):
     monkeypatch.setattr(sys, "argv", ["/usr/bin/sslbench", "bench", "--method", "vicreg", "--dataset", "a b"])
     before = dt.datetime.now(dt.UTC).replace(microsecond=0)
-    prov = results.provenance(dataset_fingerprints={"downstream": "d" * 64, "pretrain": "p" * 64},
+    prov = provenance.provenance(dataset_fingerprints={"downstream": "d" * 64, "pretrain": "p" * 64},
                               device="CPU: test (2 cores)", gpu=False, wall_time_s=12.34567)
     after = dt.datetime.now(dt.UTC)
     sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
@@ -49,19 +50,19 @@ def test_provenance_records_the_commit_data_packages_device_time_and_command(mon
     assert prov["command"] == "sslbench bench --method vicreg --dataset 'a b'"
     assert prov["packages"]["python"] == ".".join(map(str, sys.version_info[:3]))
     assert prov["packages"]["torch"] == metadata.version("torch")
-    assert set(prov["packages"]) == {"python", *results.PROVENANCE_PACKAGES}
+    assert set(prov["packages"]) == {"python", *provenance.PROVENANCE_PACKAGES}
     assert prov["sslbench_version"] == metadata.version("sslbench")
-    assert results.provenance(dataset_fingerprints={}, device="x", gpu=True, wall_time_s=1,
+    assert provenance.provenance(dataset_fingerprints={}, device="x", gpu=True, wall_time_s=1,
                               command="given")["command"] == "given"
 
 
 def test_a_package_that_is_not_installed_is_recorded_as_such(monkeypatch):
-    monkeypatch.setattr(results, "PROVENANCE_PACKAGES", ("torch", "no-such-package-here"))
-    results.package_versions.cache_clear()
+    monkeypatch.setattr(provenance, "PROVENANCE_PACKAGES", ("torch", "no-such-package-here"))
+    provenance.package_versions.cache_clear()
     try:
-        assert results.package_versions()["no-such-package-here"] == "not installed"
+        assert provenance.package_versions()["no-such-package-here"] == "not installed"
     finally:
-        results.package_versions.cache_clear()
+        provenance.package_versions.cache_clear()
 
 
 def test_an_uninstalled_sslbench_reports_an_unknown_version(monkeypatch):
@@ -69,16 +70,16 @@ def test_an_uninstalled_sslbench_reports_an_unknown_version(monkeypatch):
         raise metadata.PackageNotFoundError(name)
 
     monkeypatch.setattr(metadata, "version", missing)
-    assert results.sslbench_version() == "unknown"
+    assert provenance.sslbench_version() == "unknown"
 
 
 def test_outside_a_git_checkout_the_commit_is_unknown_and_dirty(monkeypatch, tmp_path):
-    monkeypatch.setattr(results, "REPO_ROOT", tmp_path)
-    results.git_state.cache_clear()
+    monkeypatch.setattr(provenance, "REPO_ROOT", tmp_path)
+    provenance.git_state.cache_clear()
     try:
-        assert results.git_state() == ("unknown", True)
+        assert provenance.git_state() == ("unknown", True)
     finally:
-        results.git_state.cache_clear()
+        provenance.git_state.cache_clear()
 
 
 def test_the_protocol_record_names_its_file_version_and_hash():

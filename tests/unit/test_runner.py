@@ -7,14 +7,11 @@ import pytest
 
 from benchmark.cli.common import parse_duration
 from benchmark.errors import UserError
-from benchmark.results import (
-    ensure_writable,
-    remove_stale_temp_files,
-    result_path,
-    validate_result,
-    write_result,
-)
+from benchmark.folders import ensure_writable
 from benchmark.runner import Deadline, Job, parse_shard, run_jobs, select_shard
+from leaderboard.atomic import remove_stale_temp_files
+from leaderboard.errors import ResultsError
+from leaderboard.results import result_path, validate_result, write_result
 
 CLASSES = ["4CH", "LVOT", "RVOT"]
 
@@ -148,7 +145,7 @@ def test_a_results_folder_that_is_not_writable_is_a_clear_error(tmp_path):
     blocker.write_text("")
     with pytest.raises(UserError, match=r"results folder .* is not writable.*--results-dir"):
         ensure_writable(blocker / "results")
-    with pytest.raises(UserError, match="cannot write .*--results-dir"):
+    with pytest.raises(ResultsError, match="cannot write .*--results-dir"):
         write_result(blocker / "results" / "x.json", record("0" * 64))
     if os.geteuid() != 0:  # root writes anywhere; the permission case needs a normal user
         ro = tmp_path / "ro"

@@ -2,23 +2,21 @@
 for the next session, and the hard stop of a step at the session's end."""
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
 from pathlib import Path
 
-from benchmark.cli.bench import track_context
-from benchmark.cli.common import last_error_line, run_step
-from benchmark.cli.session import Session, Unit, _keep_checkpoints, count_done, planned_results
+from benchmark.session import Session, Unit, _keep_checkpoints, count_done, planned_results
+from benchmark.steps import last_error_line, run_step
+from benchmark.track import track_context
 
 TINY = Path(__file__).parents[1] / "e2e" / "tiny_preset.toml"
 
 
 def _ctx(tmp_path: Path):
-    return track_context(argparse.Namespace(preset=str(TINY), dataset=None, downstream=None, option=[],
-                                            protocol=None, results_dir=tmp_path / "results",
-                                            runs_dir=tmp_path / "runs", cache_dir=str(tmp_path / "cache")))
+    return track_context(str(TINY), results_dir=tmp_path / "results", runs_dir=tmp_path / "runs",
+                         cache_dir=str(tmp_path / "cache"))
 
 
 def _write(path: Path, track: str, spec, overrides=None, **changes) -> None:
@@ -83,7 +81,7 @@ def test_a_step_past_its_limit_is_interrupted_and_its_output_kept(tmp_path):
 
 
 def test_missing_modules_found_by_the_device_check_keep_the_grid_from_starting(tmp_path):
-    from benchmark.cli.session import _missing_dependencies
+    from benchmark.session import _missing_dependencies
 
     session = Session(out=tmp_path, preset="tiny", track="trk")
     report = tmp_path / "doctor" / "doctor.json"

@@ -3,18 +3,10 @@ import numpy as np
 import pytest
 
 from benchmark.data.source import Clip, Skipped
-from benchmark.data.sources.frames import (
-    compile_subject_pattern,
-    crop_box,
-    kept_indices,
-    prepare_frames,
-    square_resize,
-    subject_of,
-    to_gray,
-    to_uint8,
-)
+from benchmark.data.sources.files import compile_subject_pattern, subject_of
 from benchmark.data.sources.parallel import decode_all
-from benchmark.data.sources.readers import FileTask, decode_file
+from benchmark.data.sources.pixels import crop_box, prepare_frames, square_resize, to_gray, to_uint8
+from benchmark.data.sources.readers import FileTask, decode_file, kept_indices
 from benchmark.errors import UserError
 
 SECTOR = (20, 60, 14, 58)  # y0, y1, x0, x1 of the moving region in the clips below

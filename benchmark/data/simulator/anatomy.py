@@ -22,7 +22,6 @@ from benchmark.data.simulator.shapes import Canvas, bezier
 EXTENT = 1.45  # the drawn square is [-EXTENT, EXTENT]², the body with margin
 BONE_ATTEN = 14.0  # attenuation per thorax unit: a rib or vertebra (≈0.07 thick) shadows ~60–70 %
 FLUID = 0.003  # anechoic: blood, amniotic fluid (≈ -50 dB below bright walls)
-LEVELS = (OTHER_LEVEL, 0, 1, 2, 3, 4)  # drawable levels: upper abdomen, 4CH, LVOT, RVOT, 3VV, 3VT
 
 
 @dataclass(frozen=True)

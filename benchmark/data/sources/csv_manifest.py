@@ -12,21 +12,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from benchmark.data.source import Clip, Skipped, Source
-from benchmark.data.sources.frames import (
-    check_settings,
-    compile_subject_pattern,
-    require_file,
-    subject_from_pattern,
-)
+from benchmark.data.source import Clip, Skipped
+from benchmark.data.sources.file_source import ClipSource, FileSource
+from benchmark.data.sources.files import SPLIT_NAMES, require_file, subject_from_pattern
 from benchmark.data.sources.identity import file_identity, files_identity
-from benchmark.data.sources.parallel import decode_all
-from benchmark.data.sources.readers import FileTask, decode_file, reader_for
+from benchmark.data.sources.readers import reader_for
 from benchmark.data.spec import register_source
 from benchmark.errors import DataError, UserError
-
-SPLIT_NAMES = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val",
-               "dev": "val", "test": "test", "testing": "test"}
 
 
 def missing_columns_message(path: Path, found: list[str], missing: list[str], expected: str) -> str:
@@ -107,7 +99,7 @@ def read_manifest(path: Path, label_column: str = "label", base: Path | None = N
     return rows
 
 
-def manifest_items(manifest: Path, rows: list[ManifestRow], classes: list[str], source: Source,
+def manifest_items(manifest: Path, rows: list[ManifestRow], classes: list[str], source: FileSource,
                    pattern, desc: str) -> Iterator[Clip | Skipped]:
     """Missing files first (so `--on-error fail` stops before any decoding), then the decoded rows."""
     index = {name: k for k, name in enumerate(classes)}
@@ -123,13 +115,10 @@ def manifest_items(manifest: Path, rows: list[ManifestRow], classes: list[str], 
         except ValueError as exc:
             yield Skipped(shown, str(exc))
             continue
-        tasks.append(FileTask(
-            path=shown, video_id=row.rel, subject_id=subject or str(Path(row.rel).with_suffix("")),
-            resolution=source.resolution, crop=source.crop, reader=reader, stride=source.stride,
-            max_frames=source.max_frames, label=index[row.label], split=row.split,
-            subject_from_patient_id=subject is None))
+        tasks.append(source.task(shown, row.rel, subject or str(Path(row.rel).with_suffix("")), reader,
+                                 label=index[row.label], split=row.split, subject_from_patient_id=subject is None))
         paths.append(shown)
-    yield from decode_all(decode_file, tasks, paths, desc=desc, workers=source.workers)
+    yield from source.decode(tasks, paths, desc=desc)
 
 
 def manifest_identity(manifest: Path, rows: list[ManifestRow]) -> dict:
@@ -138,24 +127,18 @@ def manifest_identity(manifest: Path, rows: list[ManifestRow]) -> dict:
 
 @register_source("csv")
 @dataclass(kw_only=True)
-class CsvManifestSource(Source):
+class CsvManifestSource(ClipSource):
     """Labelled images (or DICOMs/videos) listed in a CSV. Without a subject column or
     `subject_pattern`, a DICOM's PatientID is used, else each file is its own subject."""
 
-    path: str
     label_column: str = "label"
-    subject_pattern: str | None = None
     crop: str = "none"
-    stride: int = 1
-    max_frames: int | None = None
-    workers: int = 0
     roles: tuple[str, ...] = ("downstream",)
 
     def __post_init__(self) -> None:
-        check_settings(self)
+        super().__post_init__()
         self._file = require_file(self.path, "csv", "expected a CSV manifest with columns "
                                   "path,label[,subject][,split]")
-        self._pattern = compile_subject_pattern(self.subject_pattern)
         self._rows: list[ManifestRow] | None = None
 
     def _manifest(self) -> list[ManifestRow]:
@@ -164,8 +147,7 @@ class CsvManifestSource(Source):
         return self._rows
 
     def fingerprint_parts(self, role: str) -> dict:
-        return {"label_column": self.label_column, "subject_pattern": self.subject_pattern, "crop": self.crop,
-                "stride": self.stride, "max_frames": self.max_frames,
+        return {"label_column": self.label_column, **self.decode_settings(),
                 **manifest_identity(self._file, self._manifest())}
 
     def class_names(self, role: str) -> list[str]:

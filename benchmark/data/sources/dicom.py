@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmark.data.source import Clip, Skipped, Source
+from benchmark.data.source import Clip, Skipped
 from benchmark.data.sources.csv_manifest import (
     ManifestRow,
     class_order,
@@ -15,15 +15,9 @@ from benchmark.data.sources.csv_manifest import (
     manifest_items,
     read_manifest,
 )
-from benchmark.data.sources.frames import (
-    DICOM_EXTENSIONS,
-    check_settings,
-    compile_subject_pattern,
-    require_dir,
-    require_file,
-)
+from benchmark.data.sources.file_source import ClipSource
+from benchmark.data.sources.files import DICOM_EXTENSIONS, require_dir, require_file
 from benchmark.data.sources.identity import files_identity
-from benchmark.data.sources.readers import decode_clip_files
 from benchmark.data.spec import register_source
 from benchmark.errors import UserError
 
@@ -56,23 +50,16 @@ def list_dicom_files(root: Path) -> list[str]:
 
 @register_source("dicom")
 @dataclass(kw_only=True)
-class DicomSource(Source):
+class DicomSource(ClipSource):
     """Subject: `subject_pattern` on the relative path, else the file's PatientID, else its first
     sub-folder, else its name. With `labels`, the manifest's subject column comes first."""
 
-    path: str
-    stride: int = 1
-    max_frames: int | None = None
-    crop: str = "auto"
-    subject_pattern: str | None = None
     labels: str | None = None
-    workers: int = 0
     roles: tuple[str, ...] = ("pretrain",)
 
     def __post_init__(self) -> None:
-        check_settings(self)
+        super().__post_init__()
         self._root = require_dir(self.path, "dicom", "expected a folder of DICOM files")
-        self._pattern = compile_subject_pattern(self.subject_pattern)
         self._manifest_path = require_file(self.labels, "dicom --labels",
                                            "expected a CSV manifest path,label[,subject][,split] with paths relative to the DICOM folder") \
             if self.labels else None
@@ -95,8 +82,7 @@ class DicomSource(Source):
         return self._rows
 
     def fingerprint_parts(self, role: str) -> dict:
-        settings = {"stride": self.stride, "max_frames": self.max_frames, "crop": self.crop,
-                    "subject_pattern": self.subject_pattern}
+        settings = self.decode_settings()
         if role == "downstream":
             return {**settings, **manifest_identity(self._manifest_path, self._manifest())}
         return {**settings, **files_identity(self._root, self._files())}
@@ -109,5 +95,4 @@ class DicomSource(Source):
             yield from manifest_items(self._manifest_path, self._manifest(), self.class_names(role), self,
                                       self._pattern, desc=f"decoding {self._manifest_path.name}")
             return
-        yield from decode_clip_files(self, self._root, self._files(), "dicom",
-                                     subject_from_patient_id=self._pattern is None)
+        yield from self.decode_files(self._root, self._files(), "dicom", subject_from_patient_id=self._pattern is None)

@@ -11,17 +11,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from benchmark.data.source import Clip, Skipped, Source
+from benchmark.data.source import Clip, Skipped
 from benchmark.data.sources.csv_manifest import missing_columns_message
-from benchmark.data.sources.frames import (
-    check_settings,
-    compile_subject_pattern,
-    require_dir,
-    subject_from_pattern,
-)
+from benchmark.data.sources.file_source import ClipSource
+from benchmark.data.sources.files import require_dir, subject_from_pattern
 from benchmark.data.sources.identity import file_identity, files_identity
-from benchmark.data.sources.parallel import decode_all
-from benchmark.data.sources.readers import FileTask, decode_file
 from benchmark.data.spec import register_source
 from benchmark.errors import DataError, UserError
 
@@ -31,24 +25,18 @@ SPLITS = ("TRAIN", "VAL", "TEST")
 
 @register_source("echonet")
 @dataclass(kw_only=True)
-class EchoNetSource(Source):
+class EchoNetSource(ClipSource):
     """One video per patient, so each video is its own subject (unless `subject_pattern` says
     otherwise). `splits`: which values of the Split column to use, comma-separated."""
 
-    path: str
     splits: str = "TRAIN"
-    stride: int = 1
-    max_frames: int | None = None
     crop: str = "none"  # the published videos are already cropped to the sector
-    subject_pattern: str | None = None
-    workers: int = 0
     roles: tuple[str, ...] = ("pretrain",)
 
     def __post_init__(self) -> None:
-        check_settings(self)
+        super().__post_init__()
         self._root = require_dir(self.path, "echonet", "expected the EchoNet-Dynamic folder holding "
                                  "FileList.csv and Videos/")
-        self._pattern = compile_subject_pattern(self.subject_pattern)
         self._splits = [s.strip().upper() for s in str(self.splits).split(",") if s.strip()]
         bad = [s for s in self._splits if s not in SPLITS]
         if bad or not self._splits:
@@ -83,8 +71,7 @@ class EchoNetSource(Source):
     def fingerprint_parts(self, role: str) -> dict:
         names = self._filelist()["FileName"].tolist()
         rel = [self._video_path(n).relative_to(self._root).as_posix() for n in names]
-        return {"splits": self._splits, "stride": self.stride, "max_frames": self.max_frames, "crop": self.crop,
-                "subject_pattern": self.subject_pattern, "filelist": file_identity(self._root / "FileList.csv"),
+        return {"splits": self._splits, **self.decode_settings(), "filelist": file_identity(self._root / "FileList.csv"),
                 **files_identity(self._root, rel)}
 
     def class_names(self, role: str) -> list[str]:
@@ -103,8 +90,6 @@ class EchoNetSource(Source):
             except ValueError as exc:
                 yield Skipped(str(video), str(exc))
                 continue
-            tasks.append(FileTask(path=str(video), video_id=video_id, subject_id=subject,
-                                  resolution=self.resolution, crop=self.crop, reader="video", stride=self.stride,
-                                  max_frames=self.max_frames))
+            tasks.append(self.task(str(video), video_id, subject, "video"))
             paths.append(str(video))
-        yield from decode_all(decode_file, tasks, paths, desc=f"decoding {self.path}", workers=self.workers)
+        yield from self.decode(tasks, paths, desc=f"decoding {self.path}")

@@ -16,16 +16,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from benchmark.data.source import Clip, Skipped, Source
+from benchmark.data.source import Clip, Skipped
 from benchmark.data.sources.csv_manifest import missing_columns_message
-from benchmark.data.sources.frames import (
-    IMAGE_EXTENSIONS,
-    check_settings,
-    require_dir,
-)
+from benchmark.data.sources.file_source import FileSource
+from benchmark.data.sources.files import IMAGE_EXTENSIONS, require_dir
 from benchmark.data.sources.identity import file_identity, files_identity
-from benchmark.data.sources.parallel import decode_all
-from benchmark.data.sources.readers import FileTask, decode_file
 from benchmark.data.spec import register_source
 from benchmark.errors import DataError, UserError
 
@@ -37,15 +32,12 @@ NOT_A_BRAIN = "Not A Brain"
 
 @register_source("fetal_planes_db")
 @dataclass(kw_only=True)
-class FetalPlanesDbSource(Source):
-    path: str
+class FetalPlanesDbSource(FileSource):
     label_column: str = "Plane"
-    crop: str = "none"
-    workers: int = 0
     roles: tuple[str, ...] = ("downstream",)
 
     def __post_init__(self) -> None:
-        check_settings(self)
+        super().__post_init__()
         self._root = require_dir(self.path, "fetal_planes_db", f"expected the folder holding {CSV_NAME} "
                                  "and Images/")
         if self.label_column not in LABEL_COLUMNS:
@@ -92,7 +84,7 @@ class FetalPlanesDbSource(Source):
 
     def fingerprint_parts(self, role: str) -> dict:
         names = self._rows()["Image_name"]
-        return {"label_column": self.label_column, "crop": self.crop, "csv": file_identity(self._root / CSV_NAME),
+        return {"label_column": self.label_column, **self.decode_settings(), "csv": file_identity(self._root / CSV_NAME),
                 **files_identity(self._root, [self._image(n).relative_to(self._root).as_posix() for n in names])}
 
     def class_names(self, role: str) -> list[str]:
@@ -106,9 +98,8 @@ class FetalPlanesDbSource(Source):
             if not image.is_file():
                 yield Skipped(str(image), f"listed in {CSV_NAME} but missing from Images/")
                 continue
-            tasks.append(FileTask(path=str(image), video_id=rec["Image_name"], subject_id=rec["Patient_num"],
-                                  resolution=self.resolution, crop=self.crop, reader="image",
-                                  label=classes[rec[self.label_column]],
-                                  split="train" if rec["Train"] == "1" else "test"))
+            tasks.append(self.task(str(image), rec["Image_name"], rec["Patient_num"], "image",
+                                   label=classes[rec[self.label_column]],
+                                   split="train" if rec["Train"] == "1" else "test"))
             paths.append(str(image))
-        yield from decode_all(decode_file, tasks, paths, desc=f"decoding {self.path}", workers=self.workers)
+        yield from self.decode(tasks, paths, desc=f"decoding {self.path}")

@@ -4,16 +4,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from benchmark.data.source import Clip, Skipped, Source
-from benchmark.data.sources.frames import (
-    check_settings,
-    compile_subject_pattern,
-    require_file,
-    subject_from_pattern,
-)
+from benchmark.data.source import Clip, Skipped
+from benchmark.data.sources.file_source import ClipSource
+from benchmark.data.sources.files import require_file, subject_from_pattern
 from benchmark.data.sources.identity import file_identity
-from benchmark.data.sources.parallel import decode_all
-from benchmark.data.sources.readers import FileTask, decode_file
 from benchmark.data.spec import register_source
 from benchmark.errors import DataError
 
@@ -34,26 +28,18 @@ def list_datasets(path) -> list[tuple[str, tuple[int, ...]]]:
 
 @register_source("hdf5")
 @dataclass(kw_only=True)
-class Hdf5Source(Source):
+class Hdf5Source(ClipSource):
     """Each dataset is one video; its subject is the `subject_pattern` match on its key, else the
     top-level group it sits in, else the key itself (one subject per video)."""
 
-    path: str
-    stride: int = 1
-    max_frames: int | None = None
-    crop: str = "auto"
-    subject_pattern: str | None = None
-    workers: int = 0
     roles: tuple[str, ...] = ("pretrain",)
 
     def __post_init__(self) -> None:
-        check_settings(self)
+        super().__post_init__()
         self._file = require_file(self.path, "hdf5", "expected an HDF5 file with one dataset per video")
-        self._pattern = compile_subject_pattern(self.subject_pattern)
 
     def fingerprint_parts(self, role: str) -> dict:
-        return {"stride": self.stride, "max_frames": self.max_frames, "crop": self.crop,
-                "subject_pattern": self.subject_pattern, "file": file_identity(self._file)}
+        return {**self.decode_settings(), "file": file_identity(self._file)}
 
     def class_names(self, role: str) -> list[str]:
         return []
@@ -77,8 +63,6 @@ class Hdf5Source(Source):
             except ValueError as exc:
                 yield Skipped(where, str(exc))
                 continue
-            tasks.append(FileTask(path=str(self._file), video_id=key, subject_id=subject,
-                                  resolution=self.resolution, crop=self.crop, reader="hdf5", stride=self.stride,
-                                  max_frames=self.max_frames, key=key))
+            tasks.append(self.task(str(self._file), key, subject, "hdf5", key=key))
             paths.append(where)
-        yield from decode_all(decode_file, tasks, paths, desc=f"reading {self._file.name}", workers=self.workers)
+        yield from self.decode(tasks, paths, desc=f"reading {self._file.name}")

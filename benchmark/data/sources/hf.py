@@ -11,15 +11,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmark.data.source import Clip, Skipped, Source
-from benchmark.data.sources.frames import check_settings, prepare_frames
+from benchmark.data.source import Clip, Skipped
+from benchmark.data.sources.file_source import FileSource
+from benchmark.data.sources.files import SPLIT_NAMES
 from benchmark.data.sources.identity import files_identity
 from benchmark.data.sources.parallel import decode_all
+from benchmark.data.sources.pixels import prepare_frames
 from benchmark.data.sources.readers import read_image
 from benchmark.data.spec import register_source
 from benchmark.errors import UserError
 
-SPLIT_NAMES = {"train": "train", "validation": "val", "val": "val", "valid": "val", "dev": "val", "test": "test"}
 SUBJECT_COLUMNS = ("subject", "subject_id", "patient", "patient_id", "Patient_num")
 
 
@@ -52,23 +53,20 @@ def _is_saved_dataset(root: Path) -> bool:
 
 @register_source("hf")
 @dataclass(kw_only=True)
-class HuggingFaceSource(Source):
+class HuggingFaceSource(FileSource):
     """Options: `label_column` (default: the first ClassLabel column, else 'label'), `-o image_column=`
     (default: the first Image column), `-o subject_column=` (default: subject/patient columns if
     present, else each image is its own subject), `-o revision=` and `-o hf_cache_dir=` for hub ids."""
 
-    path: str
     label_column: str | None = None
     image_column: str | None = None
     subject_column: str | None = None
     revision: str | None = None
     hf_cache_dir: str | None = None
-    crop: str = "none"
-    workers: int = 0
     roles: tuple[str, ...] = ("downstream",)
 
     def __post_init__(self) -> None:
-        check_settings(self)
+        super().__post_init__()
         self._local = Path(self.path).expanduser()
         self._data = None
 
@@ -151,7 +149,7 @@ class HuggingFaceSource(Source):
 
     def fingerprint_parts(self, role: str) -> dict:
         settings = {"label_column": self.label_column, "image_column": self.image_column,
-                    "subject_column": self.subject_column, "crop": self.crop}
+                    "subject_column": self.subject_column, **self.decode_settings()}
         if self._is_local():
             files = sorted(p.relative_to(self._local).as_posix() for p in self._local.rglob("*") if p.is_file())
             return {**settings, **files_identity(self._local, files)}

@@ -5,54 +5,46 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmark.data.source import Clip, Skipped, Source
-from benchmark.data.sources.frames import (
+from benchmark.data.source import Clip, Skipped
+from benchmark.data.sources.file_source import FileSource
+from benchmark.data.sources.files import (
     IMAGE_EXTENSIONS,
-    check_settings,
-    compile_subject_pattern,
+    SPLIT_NAMES,
     list_files,
     require_dir,
     subject_from_pattern,
 )
 from benchmark.data.sources.identity import files_identity
-from benchmark.data.sources.parallel import decode_all
-from benchmark.data.sources.readers import FileTask, decode_file
 from benchmark.data.spec import register_source
 from benchmark.errors import UserError
-
-SPLIT_FOLDERS = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
 
 
 @register_source("imagefolder")
 @dataclass(kw_only=True)
-class ImageFolderSource(Source):
+class ImageFolderSource(FileSource):
     """`DIR/<class>/…/image.png`, or `DIR/<split>/<class>/…` with split folders train, val, test.
     Subject: the `subject_pattern` match on the path, else the folder below the class folder
     (`<class>/<subject>/image.png`), else each image is its own subject."""
 
-    path: str
-    crop: str = "none"
     subject_pattern: str | None = None
-    workers: int = 0
     roles: tuple[str, ...] = ("downstream",)
 
     def __post_init__(self) -> None:
-        check_settings(self)
+        super().__post_init__()
         self._root = require_dir(self.path, "imagefolder", "expected a folder with one sub-folder per class")
-        self._pattern = compile_subject_pattern(self.subject_pattern)
 
     def _entries(self) -> list[tuple[str, str | None, str, str]]:
         """(relative path, split, class, path below the class folder) of every image."""
         files = list_files(self._root, IMAGE_EXTENSIONS)
         tops = {Path(f).parts[0] for f in files if len(Path(f).parts) > 1}
-        with_splits = bool(tops) and all(t.lower() in SPLIT_FOLDERS for t in tops)
+        with_splits = bool(tops) and all(t.lower() in SPLIT_NAMES for t in tops)
         depth = 2 if with_splits else 1
         entries = []
         for rel in files:
             parts = Path(rel).parts
             if len(parts) <= depth:
                 continue  # a file beside the class folders belongs to no class
-            split = SPLIT_FOLDERS[parts[0].lower()] if with_splits else None
+            split = SPLIT_NAMES[parts[0].lower()] if with_splits else None
             entries.append((rel, split, parts[depth - 1], "/".join(parts[depth:])))
         if not entries:
             layout = "DIR/<class>/<image>" + (" under train/ val/ test/" if with_splits else "")
@@ -61,8 +53,7 @@ class ImageFolderSource(Source):
         return entries
 
     def fingerprint_parts(self, role: str) -> dict:
-        return {"crop": self.crop, "subject_pattern": self.subject_pattern,
-                **files_identity(self._root, [e[0] for e in self._entries()])}
+        return {**self.decode_settings(), **files_identity(self._root, [e[0] for e in self._entries()])}
 
     def class_names(self, role: str) -> list[str]:
         return sorted({e[2] for e in self._entries()})
@@ -81,7 +72,6 @@ class ImageFolderSource(Source):
             except ValueError as exc:
                 yield Skipped(path, str(exc))
                 continue
-            tasks.append(FileTask(path=path, video_id=rel, subject_id=subject, resolution=self.resolution,
-                                  crop=self.crop, reader="image", label=classes[cls], split=split))
+            tasks.append(self.task(path, rel, subject, "image", label=classes[cls], split=split))
             paths.append(path)
-        yield from decode_all(decode_file, tasks, paths, desc=f"decoding {self.path}", workers=self.workers)
+        yield from self.decode(tasks, paths, desc=f"decoding {self.path}")

@@ -5,25 +5,15 @@ file and `parallel` turns the exception into a `Skipped` item with the reason.
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
 
-from benchmark.data.source import Clip, Skipped
-from benchmark.data.sources.frames import (
-    DICOM_EXTENSIONS,
-    IMAGE_EXTENSIONS,
-    VIDEO_EXTENSIONS,
-    kept_indices,
-    prepare_frames,
-    subject_of,
-    to_gray,
-    to_uint8,
-)
-from benchmark.data.sources.parallel import decode_all
+from benchmark.data.source import Clip
+from benchmark.data.sources.files import DICOM_EXTENSIONS, IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
+from benchmark.data.sources.pixels import prepare_frames, to_gray, to_uint8
 
 READERS = ("video", "image", "dicom", "hdf5")
 
@@ -45,6 +35,12 @@ class FileTask:
     key: str | None = None  # the dataset inside an HDF5 file
     # DICOM: use the file's PatientID as subject when it has one (subject_id is then the fallback).
     subject_from_patient_id: bool = False
+
+
+def kept_indices(n_frames: int, stride: int, max_frames: int | None) -> np.ndarray:
+    """The frame numbers a clip of `n_frames` keeps: every `stride`-th, at most `max_frames`."""
+    idx = np.arange(0, n_frames, stride)
+    return idx[:max_frames] if max_frames else idx
 
 
 def reader_for(path: str) -> str:
@@ -182,22 +178,3 @@ def decode_file(task: FileTask) -> Clip:
     path = f"{task.path}:{task.key}" if task.key else task.path
     return Clip(frames=frames, video_id=task.video_id, subject_id=subject, labels=labels,
                 split=task.split, frame_idx=idx, path=path)
-
-
-def decode_clip_files(source, root: Path, files: list[str], reader: str, **task_settings) -> Iterator[Clip | Skipped]:
-    """Decode `files` (relative to `root`) in parallel, one clip each, with the clip settings of
-    `source` (resolution, crop, stride, max_frames, workers, its compiled `_pattern`); a file whose
-    subject the pattern cannot read is reported as Skipped."""
-    tasks, paths = [], []
-    for rel in files:
-        path = str(root / rel)
-        try:
-            subject = subject_of(rel, source._pattern)
-        except ValueError as exc:
-            yield Skipped(path, str(exc))
-            continue
-        tasks.append(FileTask(path=path, video_id=rel, subject_id=subject, resolution=source.resolution,
-                              crop=source.crop, reader=reader, stride=source.stride,
-                              max_frames=source.max_frames, **task_settings))
-        paths.append(path)
-    yield from decode_all(decode_file, tasks, paths, desc=f"decoding {source.path}", workers=source.workers)

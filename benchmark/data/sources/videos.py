@@ -4,38 +4,25 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from benchmark.data.source import Clip, Skipped, Source
-from benchmark.data.sources.frames import (
-    VIDEO_EXTENSIONS,
-    check_settings,
-    compile_subject_pattern,
-    list_files,
-    require_dir,
-)
+from benchmark.data.source import Clip, Skipped
+from benchmark.data.sources.file_source import ClipSource
+from benchmark.data.sources.files import VIDEO_EXTENSIONS, list_files, require_dir
 from benchmark.data.sources.identity import files_identity
-from benchmark.data.sources.readers import decode_clip_files
 from benchmark.data.spec import register_source
 from benchmark.errors import UserError
 
 
 @register_source("videos")
 @dataclass(kw_only=True)
-class VideoFolderSource(Source):
+class VideoFolderSource(ClipSource):
     """Every video under `path` (recursively) is one clip; its subject is the `subject_pattern` match
     on its relative path, else its first sub-folder, else its file name."""
 
-    path: str
-    stride: int = 1
-    max_frames: int | None = None
-    crop: str = "auto"
-    subject_pattern: str | None = None
-    workers: int = 0
     roles: tuple[str, ...] = ("pretrain",)
 
     def __post_init__(self) -> None:
-        check_settings(self)
+        super().__post_init__()
         self._root = require_dir(self.path, "videos", "expected a folder of video clips")
-        self._pattern = compile_subject_pattern(self.subject_pattern)
 
     def _files(self) -> list[str]:
         files = list_files(self._root, VIDEO_EXTENSIONS)
@@ -45,11 +32,10 @@ class VideoFolderSource(Source):
         return files
 
     def fingerprint_parts(self, role: str) -> dict:
-        return {"stride": self.stride, "max_frames": self.max_frames, "crop": self.crop,
-                "subject_pattern": self.subject_pattern, **files_identity(self._root, self._files())}
+        return {**self.decode_settings(), **files_identity(self._root, self._files())}
 
     def class_names(self, role: str) -> list[str]:
         return []
 
     def items(self, role: str) -> Iterator[Clip | Skipped]:
-        yield from decode_clip_files(self, self._root, self._files(), "video")
+        yield from self.decode_files(self._root, self._files(), "video")

@@ -1,5 +1,5 @@
-"""Frame preparation shared by every file-based source: grayscale uint8, region-of-interest crop,
-square resize to the cache resolution, and the common listing/subject helpers.
+"""Pixel operations shared by every file-based source: grayscale uint8, region-of-interest crop, square
+resize to the cache resolution.
 
 `--crop auto` on a clip keeps the bounding box of the largest region whose pixels change across
 frames: the scan sector moves, while UI overlays, text, calipers and borders stay still. A single
@@ -8,21 +8,9 @@ against its dark background; small text blocks are separate, smaller regions).
 """
 from __future__ import annotations
 
-import os
-import re
-from collections.abc import Iterable
-from pathlib import Path
-
 import numpy as np
 from PIL import Image
 from scipy import ndimage
-
-from benchmark.errors import UserError
-
-CROPS = ("auto", "none")
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".gif", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv")
-DICOM_EXTENSIONS = (".dcm", ".dicom", ".dic")
 
 Box = tuple[int, int, int, int]  # y0, y1, x0, x1 (half-open)
 
@@ -135,90 +123,3 @@ def square_resize(frames: np.ndarray, box: Box, resolution: int) -> np.ndarray:
 def prepare_frames(frames: np.ndarray, crop: str, resolution: int) -> np.ndarray:
     """T×H×W uint8 at native size → T×res×res uint8, cropped per `crop`."""
     return square_resize(frames, crop_box(frames, crop), resolution)
-
-
-def check_crop(crop: str) -> None:
-    if crop not in CROPS:
-        raise UserError(f"--crop must be one of {', '.join(CROPS)}, got {crop!r}")
-
-
-def check_positive(name: str, value: int | None, allow_none: bool = False) -> None:
-    if value is None and allow_none:
-        return
-    if not isinstance(value, int) or value < 1:
-        raise UserError(f"--{name.replace('_', '-')} must be a positive integer, got {value!r}")
-
-
-def kept_indices(n_frames: int, stride: int, max_frames: int | None) -> np.ndarray:
-    idx = np.arange(0, n_frames, stride)
-    return idx[:max_frames] if max_frames else idx
-
-
-def compile_subject_pattern(pattern: str | None) -> re.Pattern | None:
-    if not pattern:
-        return None
-    try:
-        compiled = re.compile(pattern)
-    except re.error as exc:
-        raise UserError(f"--subject-pattern {pattern!r} is not a valid regular expression: {exc}") from exc
-    if compiled.groups < 1:
-        raise UserError(f"--subject-pattern {pattern!r} needs a group, e.g. '(patient\\d+)_', whose "
-                        "match is the subject id")
-    return compiled
-
-
-def subject_from_pattern(pattern: re.Pattern, name: str) -> str:
-    """Group 1 of `pattern` searched in `name`; raises ValueError (→ a skipped file) when it does not match."""
-    m = pattern.search(name)
-    if not m or not m.group(1):
-        raise ValueError(f"--subject-pattern {pattern.pattern!r} does not match {name!r}")
-    return m.group(1)
-
-
-def subject_of(rel_path: str, pattern: re.Pattern | None) -> str:
-    """Subject of a file: the pattern's group 1, else its first sub-folder, else its name without extension."""
-    if pattern is not None:
-        return subject_from_pattern(pattern, rel_path)
-    parts = Path(rel_path).parts
-    return parts[0] if len(parts) > 1 else Path(rel_path).stem
-
-
-def list_files(root: Path, extensions: Iterable[str]) -> list[str]:
-    """Relative POSIX paths of the files under `root` with one of `extensions` (any case), sorted;
-    hidden files and folders are left out."""
-    exts = tuple(e.lower() for e in extensions)
-    found = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in filenames:
-            if not name.startswith(".") and name.lower().endswith(exts):
-                found.append(Path(dirpath, name).relative_to(root).as_posix())
-    return sorted(found)
-
-
-def require_dir(path: str, kind: str, what: str) -> Path:
-    root = Path(path).expanduser()
-    if not root.is_dir():
-        raise UserError(f"{kind}:{path}: {root} is not a folder ({what})")
-    return root
-
-
-def require_file(path: str, kind: str, what: str) -> Path:
-    p = Path(path).expanduser()
-    if not p.is_file():
-        raise UserError(f"{kind}:{path}: {p} is not a file ({what})")
-    return p
-
-
-def check_settings(source) -> None:
-    """Validate the decode settings a source has (each is optional)."""
-    check_positive("resolution", getattr(source, "resolution", 1))
-    if hasattr(source, "stride"):
-        check_positive("stride", source.stride)
-    if hasattr(source, "max_frames"):
-        check_positive("max_frames", source.max_frames, allow_none=True)
-    if hasattr(source, "crop"):
-        check_crop(source.crop)
-    workers = getattr(source, "workers", 0)
-    if not isinstance(workers, int) or workers < 0:
-        raise UserError(f"-o workers must be 0 (every core) or a positive integer, got {workers!r}")

@@ -1,0 +1,64 @@
+"""The provenance every result carries: the code (git SHA and dirty flag), the package versions, the
+device, the wall time, the date and the command that made it."""
+from __future__ import annotations
+
+import datetime as _dt
+import functools
+import platform
+import shlex
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+
+from benchmark.folders import REPO_ROOT
+
+PROVENANCE_PACKAGES = ("torch", "torchvision", "lightly", "timm", "pytorch-lightning", "numpy")
+
+
+@functools.cache
+def git_state() -> tuple[str, bool]:
+    """(commit SHA, whether tracked files differ from it); ("unknown", True) outside a git checkout."""
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True,
+                             check=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,
+                               capture_output=True, text=True, check=True, timeout=30).stdout.strip() != ""
+        return sha, dirty
+    except (OSError, subprocess.SubprocessError):
+        return "unknown", True
+
+
+@functools.cache
+def package_versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in PROVENANCE_PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def sslbench_version() -> str:
+    try:
+        return metadata.version("sslbench")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def provenance(*, dataset_fingerprints: dict[str, str], device: str, gpu: bool, wall_time_s: float,
+               command: str | None = None) -> dict:
+    sha, dirty = git_state()
+    return {
+        "git_sha": sha,
+        "git_dirty": dirty,
+        "dataset_fingerprints": dataset_fingerprints,
+        "packages": package_versions(),
+        "device": device,
+        "gpu": gpu,
+        "wall_time_s": round(float(wall_time_s), 3),
+        "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "command": command if command is not None else shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        "sslbench_version": sslbench_version(),
+    }

@@ -1,0 +1,350 @@
+"""A track and what runs on it: its set-up (preset → data sources, track id, protocols, folders), the
+inits of its grid (pretrained methods, baselines, existing or given checkpoints) and the runs that the
+`bench`, `run`, `evaluate` and `ablation` commands make of them.
+
+Every function fails early on bad input (an unknown method, an unwritable folder) before any work.
+Heavy libraries (torch, lightning) are imported where they are used, so that setting up a track
+stays cheap.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from benchmark.errors import UserError
+from benchmark.runner import Deadline, RunSummary, out_of_time
+
+
+@dataclass
+class TrackContext:
+    preset_name: str
+    preset: dict
+    track: object  # protocols.grid.Track
+    pretrain_source: object
+    downstream_source: object
+    protocols: list
+    results_dir: Path
+    runs_dir: Path
+    cache_dir: str | None
+
+    def downstream_cache(self):
+        from benchmark.data.cache import prepare
+
+        return prepare(self.downstream_source, "downstream", cache_dir=self.cache_dir)
+
+    def pretrain_cache(self):
+        from benchmark.data.cache import prepare
+
+        return prepare(self.pretrain_source, "pretrain", cache_dir=self.cache_dir)
+
+    @property
+    def pretrain_dir(self) -> Path:
+        """Where the track's pretraining runs (and its `random` baselines) are made."""
+        return self.runs_dir / "pretrain" / self.track.id
+
+
+def track_context(preset: str = "auto", *, dataset: str | None = None, downstream: str | None = None,
+                  options: dict | None = None, protocols: list[str] | None = None,
+                  results_dir: Path | None = None, runs_dir: Path | None = None, cache_dir: str | None = None,
+                  need_pretrain_data: bool = True) -> TrackContext:
+    """Preset → sources, track, protocols and folders; fails early on bad input or an unwritable
+    results folder, before any work. `dataset`/`downstream` replace the preset's data, `options` are
+    source settings for them, `protocols` restricts the main protocols run."""
+    from benchmark.data.spec import parse_dataset_spec
+    from benchmark.folders import default_runs_dir, ensure_writable
+    from leaderboard.results import default_results_dir
+    from protocols.grid import make_track
+    from protocols.presets import load_preset, resolve_preset
+    from protocols.spec import PROTOCOLS, load_protocol
+
+    preset_name = resolve_preset(preset)
+    preset = load_preset(preset_name)
+    extra = {k: v for k, v in (options or {}).items() if v is not None}
+    res = preset["resolution"]
+
+    data = preset["data"]
+    shared = data["pretrain"]["spec"] == data["downstream"]["spec"]
+
+    def source(role: str, spec: str | None):
+        if spec is None:  # the preset's data, with its settings (e.g. the simulator's size)
+            # One source serving both roles gets both tables' settings, so both caches see one config.
+            opts = {**data["pretrain"].get("options", {}), **data["downstream"].get("options", {})} \
+                if shared else data[role].get("options", {})
+            return parse_dataset_spec(data[role]["spec"], **{**opts, **extra, "resolution": res})
+        return parse_dataset_spec(spec, **{**extra, "resolution": res})
+
+    pre = source("pretrain", dataset) if need_pretrain_data or dataset else None
+    down_spec = downstream
+    if down_spec is None and dataset is not None and pre is not None and "downstream" in pre.roles:
+        down_spec = dataset
+    down = source("downstream", down_spec)
+    pre_spec = pre.spec if pre is not None else (dataset or preset["data"]["pretrain"]["spec"])
+    track = make_track(pre_spec, down.spec, preset["backbone"], res, preset["name"])
+
+    names = protocols or list(PROTOCOLS)
+    specs = [load_protocol(n, preset["protocols"].get(n)) for n in dict.fromkeys(names)]
+    results_dir = Path(results_dir) if results_dir else default_results_dir()
+    ensure_writable(results_dir)
+    runs_dir = Path(runs_dir) if runs_dir else default_runs_dir()
+    ensure_writable(runs_dir, what="runs folder", flag="--runs-dir")
+    return TrackContext(preset_name=preset_name, preset=preset, track=track, pretrain_source=pre,
+                        downstream_source=down, protocols=specs, results_dir=results_dir,
+                        runs_dir=runs_dir, cache_dir=cache_dir)
+
+
+def parse_methods(text: str, *, baselines: bool) -> tuple[list[str], list[str]]:
+    """`--method` → (SSL methods, baselines to run)."""
+    from methods.registry import available_methods, get_method
+    from protocols.grid import BASELINES
+
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise UserError("--method needs a method name, `all`, `imagenet` or `random`")
+    methods, base = [], []
+    for name in names:
+        if name == "all":
+            methods += list(available_methods())
+            base += list(BASELINES)
+        elif name in BASELINES:
+            base.append(name)
+        else:
+            get_method(name)  # unknown → UserError listing the known names
+            methods.append(name)
+    if methods and baselines:
+        base += list(BASELINES)
+    return list(dict.fromkeys(methods)), list(dict.fromkeys(base))
+
+
+def pretrain_seeds(ctx: TrackContext) -> list[int]:
+    """The pretraining seeds the track's protocols run (each SSL method is pretrained once per seed)."""
+    return sorted({ps for spec in ctx.protocols for ps in spec.pretrain_seeds})
+
+
+# ---------------------------------------------------------------------------------------- inits
+
+def pretrain_run(ctx: TrackContext, method: str, pool, seed: int) -> tuple[object, Path, Path]:
+    """(PretrainConfig, the run folder given to `pretrain`, the final checkpoint it makes there)."""
+    from benchmark.pretrain.config import PretrainConfig
+    from benchmark.pretrain.run import FINAL_NAME, run_folder
+
+    cfg = PretrainConfig.from_dict({"method": method, **ctx.preset["pretrain"], "seed": seed}).validate()
+    return cfg, ctx.pretrain_dir, run_folder(cfg, cfg.key(pool.fingerprint), ctx.pretrain_dir) / FINAL_NAME
+
+
+def pretrained_init(ctx: TrackContext, method: str, pool, seed: int, progress: bool = True):
+    """The checkpoint of `method` with pretraining seed `seed` on this track: pretrained now unless it exists."""
+    from benchmark.pretrain.run import pretrain
+    from methods.registry import get_method
+    from protocols.grid import checkpoint_init
+
+    cfg, run_dir, final = pretrain_run(ctx, method, pool, seed)
+    if progress and not final.exists():
+        print(f"pretraining {method} (pretraining seed {seed}, {cfg.steps} steps) on {ctx.track.id} "
+              f"({final.parent})", file=sys.stderr, flush=True)
+    checkpoint = pretrain(cfg, pool, run_dir, progress=progress)
+    return checkpoint_init(method, checkpoint, seed, family=get_method(method).family)
+
+
+def baseline_inits(ctx: TrackContext, name: str, pool, progress: bool = True) -> list:
+    """The baseline `name` in every pretraining-seed block: imagenet's weights in each; for random, the
+    random network of that seed with BatchNorm statistics estimated on the pool (made once, keyed)."""
+    from benchmark.pretrain.run import random_baseline
+    from protocols.grid import checkpoint_init, imagenet_init
+
+    backbone = ctx.preset["backbone"]
+    if name == "imagenet":
+        return [imagenet_init(backbone, seed) for seed in pretrain_seeds(ctx)]
+    return [checkpoint_init("random", random_baseline(backbone, ctx.preset["resolution"], seed, pool,
+                                                      ctx.pretrain_dir, progress=progress), seed, kind="baseline")
+            for seed in pretrain_seeds(ctx)]
+
+
+def existing_inits(ctx: TrackContext, methods: list[str], pool) -> list:
+    """The inits of the checkpoints that pretraining made for this track; a missing one is an error
+    naming the command that makes it."""
+    from methods.registry import get_method
+    from protocols.grid import checkpoint_init
+
+    inits, missing = [], []
+    for m in methods:
+        for seed in pretrain_seeds(ctx):
+            ckpt = pretrain_run(ctx, m, pool, seed)[2]
+            if ckpt.exists():
+                inits.append(checkpoint_init(m, ckpt, seed, family=get_method(m).family))
+            else:
+                missing.append(f"{m} (pretraining seed {seed})")
+    if missing:
+        raise UserError(f"no checkpoint on track {ctx.track.id} for {', '.join(missing)}: pretrain first "
+                        f"with `sslbench bench --method {','.join(dict.fromkeys(m.split()[0] for m in missing))} "
+                        f"--preset {ctx.preset_name}` (or pass --checkpoint NAME=PATH)")
+    return inits
+
+
+def explicit_checkpoint_init(name: str, path: Path, seeds: list[int]):
+    """A checkpoint given by path: its pretraining seed is the one its metadata records, which must be
+    one of the protocols' pretraining seeds (its results pair with those of that seed)."""
+    from benchmark.checkpoint import read_meta
+    from methods.registry import get_method
+    from protocols.grid import checkpoint_init
+
+    if not Path(path).exists():
+        raise UserError(f"--checkpoint {path} does not exist")
+    seed = read_meta(Path(path)).get("seed", 0)
+    if seed not in seeds:
+        raise UserError(f"{path} was pretrained with seed {seed}, which is not among the protocols' pretraining "
+                        f"seeds {seeds}; its results would pair with no other init's")
+    family = None
+    try:
+        family = get_method(name).family
+    except UserError:
+        pass  # a checkpoint under a name of the user's choosing
+    return checkpoint_init(name, Path(path), seed, family=family)
+
+
+def checkpoint_file_init(ctx: TrackContext, path: Path, name: str | None = None):
+    """The init of one checkpoint file, named `name` or after the method that made it; its backbone
+    must be the track's."""
+    from benchmark.checkpoint import read_meta
+
+    if not Path(path).exists():
+        raise UserError(f"--checkpoint {path} does not exist")
+    name = name or read_meta(Path(path)).get("method")
+    if not name:
+        raise UserError(f"{path} does not say which method made it; pass --name")
+    init = explicit_checkpoint_init(name, Path(path), pretrain_seeds(ctx))
+    if init.backbone != ctx.preset["backbone"]:
+        raise UserError(f"{path} holds a {init.backbone} encoder but track {ctx.track.id} is "
+                        f"for {ctx.preset['backbone']}; choose the preset that matches")
+    return init
+
+
+def restrict(spec, key: str, values: list | None) -> None:
+    """Run a subset of the protocol's fractions/seeds (the protocol itself, and its hash, are unchanged)."""
+    if values is None:
+        return
+    allowed = spec.settings[key]
+    bad = [v for v in values if v not in allowed]
+    if bad:
+        raise UserError(f"--{key[:-1]} {bad}: protocol {spec.name!r} defines {key} {allowed}")
+    spec.settings[key] = list(values)
+
+
+# ----------------------------------------------------------------------------------------- runs
+
+def run_grid(ctx: TrackContext, inits: list, downstream, *, force: bool = False,
+             shard: tuple[int, int] | None = None, deadline: Deadline | None = None) -> RunSummary:
+    """Every job of the track's protocols for `inits` (or the jobs of `shard`), skipping finished ones."""
+    from benchmark.runner import run_jobs
+    from protocols.grid import build_grid, runner_jobs
+
+    grid = build_grid(inits, ctx.protocols, ctx.track, downstream, ctx.results_dir)
+    jobs = runner_jobs(grid, downstream, ctx.runs_dir)
+    summary = run_jobs(jobs, force=force, shard=shard, title=f"{ctx.track.id}", deadline=deadline)
+    print(f"{ctx.track.id}: {len(summary.done)} jobs run in {summary.seconds:.0f} s, "
+          f"{summary.skipped} already finished; results in {ctx.results_dir / ctx.track.id}", file=sys.stderr)
+    return summary
+
+
+def refresh_leaderboard(results_dir: Path) -> None:
+    """Regenerate the LEADERBOARD.md beside `results_dir` (and its figures)."""
+    from leaderboard.regenerate import default_leaderboard, regenerate
+    from protocols.spec import known_protocol_hashes
+
+    out = regenerate(Path(results_dir), default_leaderboard(results_dir), known_protocol_hashes())
+    print(f"leaderboard: {out}", file=sys.stderr)
+
+
+def bench(ctx: TrackContext, methods: list[str], baselines: list[str], *, force: bool = False,
+          shard: tuple[int, int] | None = None, deadline: Deadline | None = None, leaderboard: bool = True) -> bool:
+    """Pretrain `methods` (each once per pretraining seed, unless done), then run the grid of their
+    checkpoints and of `baselines`, then refresh the leaderboard. True when `deadline` stopped it."""
+    downstream = ctx.downstream_cache()
+    pool = ctx.pretrain_cache() if methods or "random" in baselines else None
+    inits, longest = [], 0.0
+    for method in methods:
+        for seed in pretrain_seeds(ctx):
+            if out_of_time(deadline, longest, f"pretrain {method} (pretraining seed {seed})"):
+                return True
+            started = time.perf_counter()
+            inits.append(pretrained_init(ctx, method, pool, seed))
+            longest = max(longest, time.perf_counter() - started)
+    inits += [init for b in baselines for init in baseline_inits(ctx, b, pool)]
+    summary = run_grid(ctx, inits, downstream, force=force, shard=shard, deadline=deadline)
+    if leaderboard:
+        refresh_leaderboard(ctx.results_dir)
+    return summary.stopped
+
+
+def run_existing(ctx: TrackContext, methods: list[str], baselines: list[str], checkpoints: dict[str, Path], *,
+                 force: bool = False, shard: tuple[int, int] | None = None,
+                 deadline: Deadline | None = None) -> bool:
+    """The grid of the checkpoints pretraining made for `methods`, of the given `checkpoints` (name →
+    file) and of `baselines`; nothing is pretrained. True when `deadline` stopped it."""
+    methods = [m for m in methods if m not in checkpoints]
+    downstream = ctx.downstream_cache()
+    pool = ctx.pretrain_cache() if methods or "random" in baselines else None
+    inits = existing_inits(ctx, methods, pool) if methods else []
+    inits += [explicit_checkpoint_init(name, path, pretrain_seeds(ctx)) for name, path in checkpoints.items()]
+    inits += [init for b in baselines for init in baseline_inits(ctx, b, pool)]
+    return run_grid(ctx, inits, downstream, force=force, shard=shard, deadline=deadline).stopped
+
+
+def evaluate(ctx: TrackContext, *, checkpoint: Path | None = None, name: str | None = None,
+             baseline: str | None = None, fractions: list[float] | None = None, seeds: list[int] | None = None,
+             force: bool = False, shard: tuple[int, int] | None = None, deadline: Deadline | None = None) -> bool:
+    """One init — a checkpoint file or a baseline — through the track's protocols, at all their label
+    fractions and seeds or those given. True when `deadline` stopped it."""
+    if checkpoint is not None:
+        inits = [checkpoint_file_init(ctx, checkpoint, name)]
+    else:
+        inits = baseline_inits(ctx, baseline, ctx.pretrain_cache() if baseline == "random" else None)
+    for spec in ctx.protocols:
+        restrict(spec, "fractions", fractions)
+        restrict(spec, "seeds", seeds)
+    return run_grid(ctx, inits, ctx.downstream_cache(), force=force, shard=shard, deadline=deadline).stopped
+
+
+def variance_vs_size(ctx: TrackContext, methods: str | None = None, protocols: list[str] | None = None, *,
+                     force: bool = False, shard: tuple[int, int] | None = None, deadline: Deadline | None = None,
+                     leaderboard: bool = True) -> bool:
+    """The variance-vs-size ablation on the track: for each (method, subset, pretraining seed) unit of
+    `shard`, pretrain the method on the subset and evaluate it (`protocols`: only these evaluation
+    protocols). `methods`: comma-separated, default the protocol's. True when `deadline` stopped it."""
+    from benchmark.runner import run_jobs, select_shard
+    from methods.registry import get_method
+    from protocols import variance_vs_size as vvs
+    from protocols.grid import checkpoint_init
+    from protocols.spec import load_protocol
+
+    spec = load_protocol(vvs.NAME, ctx.preset["protocols"].get(vvs.NAME))
+    methods, _ = parse_methods(methods or ",".join(spec.settings["methods"]), baselines=False)
+    evals = [e for e in vvs.eval_protocols(spec, ctx.preset["protocols"]) if not protocols or e.name in protocols]
+    pool, downstream = ctx.pretrain_cache(), ctx.downstream_cache()
+    units = [(m, s, ps) for m in methods for s in vvs.subsets(spec, pool) for ps in spec.settings["pretrain_seeds"]]
+    mine = select_shard(units, shard)
+    where = f" (shard {shard[0]}/{shard[1]})" if shard else ""
+    print(f"{vvs.NAME} on {ctx.track.id}{where}: {len(mine)} of {len(units)} (method, subset, pretraining seed) "
+          f"units, {len(evals)} protocols × {len(spec.settings['seeds'])} seeds each", file=sys.stderr, flush=True)
+    run_dir = ctx.runs_dir / "ablation" / ctx.track.id
+    done, longest, stopped = 0, 0.0, False
+    for method, subset, seed in mine:
+        if out_of_time(deadline, longest, f"start {method} {subset.tag} (pretraining seed {seed})"):
+            stopped = True
+            break
+        started = time.perf_counter()
+        ckpt = vvs.pretrain_subset(ctx.preset["pretrain"], method, spec, subset, pool, run_dir, seed)
+        init = checkpoint_init(method, ckpt, seed, family=get_method(method).family)
+        jobs = vvs.ablation_jobs(spec, method, subset, init, evals, ctx.track, downstream, pool.fingerprint,
+                                 ctx.results_dir, ctx.runs_dir)
+        summary = run_jobs(jobs, force=force, title=f"{method} {subset.tag} pretrain-seed{seed}", deadline=deadline)
+        done += len(summary.done)
+        longest = max(longest, time.perf_counter() - started)
+        if summary.stopped:
+            stopped = True
+            break
+    print(f"{vvs.NAME}: {done} runs written under {ctx.results_dir / ctx.track.id}", file=sys.stderr)
+    if leaderboard:
+        refresh_leaderboard(ctx.results_dir)
+    return stopped

@@ -1,0 +1,204 @@
+"""Result files: one JSON per run, the one format every writer produces and every reader reads.
+
+Where a result lives, the schema it must pass, how its record is assembled, written and read back,
+and where the results folder is. The protocols write through this module and the leaderboard reads
+through it; it imports neither torch nor the engine.
+
+    <results>/<track>/<init>/<protocol>/<fraction>/pretrain-seed<p>/seed<k>.json
+
+An ablation run adds its variant after the protocol: for the variance-vs-size ablation the subset
+and the evaluation protocol, `<track>/<method>/variance_vs_size/<subset>/<eval protocol>/...`.
+"""
+from __future__ import annotations
+
+import json
+import os
+from functools import cache
+from pathlib import Path
+
+from leaderboard.atomic import atomic_write_text
+from leaderboard.errors import ResultFileError, ResultsError
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+SCHEMA_PATH = PACKAGE_DIR / "result.schema.json"
+SCHEMA_VERSION = 2
+# The protocol name of the variance-vs-size ablation, as its results record it and lie under.
+VARIANCE_VS_SIZE = "variance_vs_size"
+
+
+def default_results_dir() -> Path:
+    """$SSLBENCH_RESULTS_DIR, else leaderboard/results of this repository: where runs write and the
+    leaderboard reads."""
+    env = os.environ.get("SSLBENCH_RESULTS_DIR")
+    return Path(env).expanduser() if env else PACKAGE_DIR / "results"
+
+
+# --------------------------------------------------------------------------------------- where
+
+def fraction_label(fraction: float) -> str:
+    """The folder name of a label fraction: 0.01 → "1pct"."""
+    return f"{fraction * 100:g}pct"
+
+
+def fraction_title(fraction: float) -> str:
+    """The column title of a label fraction: 0.01 → "1 %"."""
+    return f"{fraction * 100:g} %"
+
+
+def run_folder_name(pretrain_seed: int) -> str:
+    """The folder of one pretraining run's downstream results."""
+    return f"pretrain-seed{pretrain_seed}"
+
+
+def subset_tag(axis: str, level: int) -> str:
+    """The name of an ablation's pretraining subset: `diversity-L2`."""
+    return f"{axis}-L{level}"
+
+
+def job_variant(result: dict) -> str:
+    """"" for a main-protocol run; for an ablation run its subset and evaluation protocol, as in its
+    path (`diversity-L2/linear_probe`)."""
+    ablation = result.get("ablation")
+    if not ablation:
+        return ""
+    tag = subset_tag(ablation["axis"], ablation["level"])
+    return f"{tag}/{ablation['eval_protocol']}" if ablation.get("eval_protocol") else tag
+
+
+def result_parts(track_id: str, init: str, protocol: str, fraction: float, pretrain_seed: int, seed: int,
+                 variant: str = "") -> list[str]:
+    """The path of a result below the results folder, as a list of names."""
+    return [track_id, init, protocol, *(variant.split("/") if variant else []), fraction_label(fraction),
+            run_folder_name(pretrain_seed), f"seed{seed}.json"]
+
+
+def result_path(results_dir: Path, track_id: str, init: str, protocol: str, fraction: float,
+                pretrain_seed: int, seed: int, variant: str = "") -> Path:
+    return Path(results_dir).joinpath(*result_parts(track_id, init, protocol, fraction, pretrain_seed, seed,
+                                                    variant))
+
+
+def record_parts(result: dict) -> list[str]:
+    """Where a (schema-valid) result belongs below the results folder, by what it records."""
+    job = result["job"]
+    return result_parts(result["track"]["id"], job["init"], job["protocol"], job["fraction"], job["pretrain_seed"],
+                        job["seed"], job_variant(result))
+
+
+# -------------------------------------------------------------------------------------- schema
+
+@cache
+def result_schema() -> dict:
+    return json.loads(SCHEMA_PATH.read_text())
+
+
+@cache
+def _validator():
+    import jsonschema
+
+    schema = result_schema()
+    cls = jsonschema.validators.validator_for(schema)
+    cls.check_schema(schema)
+    return cls(schema, format_checker=cls.FORMAT_CHECKER)
+
+
+def _schema_violations(result: object) -> list:
+    return sorted(_validator().iter_errors(result), key=lambda e: (list(map(str, e.absolute_path)), e.message))
+
+
+def schema_errors(result: object) -> list[tuple[str, str]]:
+    """(field path, message) for every JSON Schema violation, in a stable order."""
+    return [(".".join(map(str, e.absolute_path)) or "(top level)", e.message) for e in _schema_violations(result)]
+
+
+def validate_result(record: dict, where: str = "result") -> None:
+    """Raise ValueError naming the first offending field when `record` breaks the result schema."""
+    errors = _schema_violations(record)
+    if errors:
+        e = errors[0]
+        field = "/".join(str(p) for p in e.absolute_path) or "(top level)"
+        raise ValueError(f"{where}: field {field}: {e.message}")
+
+
+# -------------------------------------------------------------------------------------- record
+
+def build_record(*, key: str, track: dict, protocol: dict, init: dict, fraction: float, pretrain_seed: int,
+                 seed: int, class_names: list[str], metrics: dict, train: dict, provenance: dict) -> dict:
+    """One run's record: the job (its key, init, protocol, fraction and seeds), the track, protocol and
+    init records, the class names, the metrics of both splits, how it was trained and its provenance."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "job": {"key": key, "init": init["name"], "protocol": protocol["name"], "fraction": float(fraction),
+                "pretrain_seed": int(pretrain_seed), "seed": int(seed)},
+        "track": track,
+        "protocol": protocol,
+        "init": init,
+        "class_names": list(class_names),
+        "metrics": metrics,
+        "train": train,
+        "provenance": provenance,
+    }
+
+
+def ablation_record(record: dict, *, key: str, protocol: dict, ablation: dict) -> dict:
+    """An evaluation run's record as a run of an ablation protocol: the ablation's key and protocol,
+    and what the ablation varied (`ablation`, e.g. the pretraining subset and the evaluation protocol)."""
+    return {**record, "job": {**record["job"], "key": key, "protocol": protocol["name"]}, "protocol": protocol,
+            "ablation": ablation}
+
+
+# ------------------------------------------------------------------------------------ files
+
+def write_result(path: Path, record: dict) -> Path:
+    """Validate `record` against the schema and write it atomically to `path`."""
+    path = Path(path)
+    validate_result(record, str(path))
+    try:
+        atomic_write_text(path, json.dumps(record, indent=1, sort_keys=True) + "\n")
+    except OSError as exc:  # permissions, read-only or full disk, a file where a folder should be
+        raise ResultsError(f"cannot write {path}: {exc.strerror or exc} ({exc.filename or path.parent}); pass "
+                           "--results-dir (or set SSLBENCH_RESULTS_DIR) to a writable folder") from exc
+    return path
+
+
+def read_result(path: Path) -> dict | None:
+    """The record at `path`, or None if there is none or it is unreadable (then the job reruns)."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def result_key(path: Path) -> str | None:
+    """The job key a result file records, or None (no file, unreadable, no key)."""
+    record = read_result(path)
+    try:
+        return record["job"]["key"] if record else None
+    except (KeyError, TypeError):
+        return None
+
+
+def read_json(path: Path) -> object:
+    """The content of a result file; an unreadable one is a ResultFileError saying why."""
+    try:
+        return json.loads(Path(path).read_text())
+    except UnicodeDecodeError as exc:
+        raise ResultFileError(path, f"not UTF-8 text ({exc.reason})") from None
+    except json.JSONDecodeError as exc:
+        raise ResultFileError(path, f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+
+
+def find_result_files(paths: Path | str | list) -> list[Path]:
+    """Every *.json under the given files/folders, sorted; a path that does not exist is an error."""
+    if isinstance(paths, str | Path):
+        paths = [paths]
+    found: set[Path] = set()
+    for p in map(Path, paths):
+        if p.is_dir():
+            # Hidden files are writers' temporaries, never results.
+            found.update(q for q in p.rglob("*.json") if q.is_file() and not q.name.startswith("."))
+        elif p.is_file():
+            found.add(p)
+        else:
+            raise ResultsError(f"{p}: no such file or folder (give result JSON files or folders holding them)")
+    return sorted(found)

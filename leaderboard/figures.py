@@ -68,8 +68,11 @@ def plot_f1_vs_fraction(table: analysis.Table, colors: dict[str, tuple], path: P
     ax.set_ylabel("test macro-F1 (%)")
     ax.grid(True, alpha=0.3)
     k = table.key
-    ax.set_title(f"{k.track}: {k.protocol} (v{k.protocol_version}); bands = 95 % interval over pretraining runs",
-                 fontsize=10)
+    # With one pretraining run a band covers only its downstream seeds (the table's †): say which.
+    one_run = any(cell.conditional for cell in cells.values())
+    bands = ("bands = 95 % interval over downstream seeds of one pretraining run (†)" if one_run
+             else "bands = 95 % interval over pretraining runs")
+    ax.set_title(f"{k.track}: {k.protocol} (v{k.protocol_version}); {bands}", fontsize=10)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, title="init (-- baseline)")
     return _save(fig, path)
 

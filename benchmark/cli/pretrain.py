@@ -116,7 +116,7 @@ def _pretrain(args: argparse.Namespace) -> int:
 
     for name in ("pytorch_lightning", "lightning_fabric"):
         logging.getLogger(name).setLevel(logging.WARNING)  # the hardware banner and tips are noise here
-    source = parse_dataset_spec(spec, **options)
+    source = parse_dataset_spec(spec, flags=dataset_options(args, with_flags=True)[1], **options)
     pool = prepare(source, "pretrain", cache_dir=args.cache_dir, on_error=args.on_error, progress=not args.quiet)
     run_dir = args.run_dir or default_runs_dir() / "pretrain"
     every = args.checkpoint_every or CHECKPOINT_EVERY_STEPS

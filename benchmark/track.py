@@ -42,30 +42,21 @@ class TrackContext:
     downstream_on_error: str = "fail"
 
     def downstream_cache(self):
-        from benchmark.data.cache import prepare
+        from benchmark.data.cache import prepare, say_skipped
 
-        return _say_skipped(prepare(self.downstream_source, "downstream", cache_dir=self.cache_dir,
+        return say_skipped(prepare(self.downstream_source, "downstream", cache_dir=self.cache_dir,
                                     on_error=self.downstream_on_error, on_error_flag="--downstream-on-error"))
 
     def pretrain_cache(self):
-        from benchmark.data.cache import prepare
+        from benchmark.data.cache import prepare, say_skipped
 
-        return _say_skipped(prepare(self.pretrain_source, "pretrain", cache_dir=self.cache_dir,
+        return say_skipped(prepare(self.pretrain_source, "pretrain", cache_dir=self.cache_dir,
                                     on_error=self.pretrain_on_error))
 
     @property
     def pretrain_dir(self) -> Path:
         """Where the track's pretraining runs (and its `random` baselines) are made."""
         return self.runs_dir / "pretrain" / self.track.id
-
-
-def _say_skipped(cache):
-    """Say how many files the cache left out (each run, not only the one that built it)."""
-    n = int(cache.meta.get("skipped", 0))
-    if n:
-        print(f"{cache.meta['spec']} ({cache.meta['role']}): {n} file{'s' * (n != 1)} skipped, listed in "
-              f"{cache.root / 'skipped.csv'}; the results record the count", file=sys.stderr, flush=True)
-    return cache
 
 
 def track_context(preset: str = "auto", *, dataset: str | None = None, downstream: str | None = None,

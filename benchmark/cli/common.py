@@ -74,7 +74,8 @@ def add_track_arguments(p: argparse.ArgumentParser, *, grid: bool = True) -> Non
                    help="name the track NAME instead of after its data, backbone, resolution and preset")
     for name, kw in SOURCE_FLAGS.items():
         if name != "resolution":  # the preset's: it is part of the track
-            p.add_argument("--" + name.replace("_", "-"), dest=name, default=None, **kw)
+            p.add_argument("--" + name.replace("_", "-"), dest=name, default=None,
+                           **{**kw, "help": kw["help"] + " (pretraining source; downstream: -O " + name + "=...)"})
     p.add_argument("--option", "-o", action="append", default=[], metavar="KEY=VALUE",
                    help="any other setting of the pretraining source (--dataset; also its downstream "
                         "role when it serves both), e.g. -o workers=4")

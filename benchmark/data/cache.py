@@ -113,6 +113,16 @@ class FrameCache:
         return "\n".join(lines)
 
 
+def say_skipped(cache: FrameCache) -> FrameCache:
+    """Say how many files the cache left out (--on-error skip) on every run that uses it, not only the
+    one that built it; returns the cache."""
+    n = int(cache.meta.get("skipped", 0))
+    if n:
+        print(f"{cache.meta['spec']} ({cache.meta['role']}): {n} file{'s' * (n != 1)} skipped, listed in "
+              f"{cache.root / 'skipped.csv'}; the results record the count", file=sys.stderr, flush=True)
+    return cache
+
+
 def fingerprint(source: Source, role: str) -> str:
     payload = {"format": CACHE_FORMAT, "kind": source.kind, "role": role, "resolution": source.resolution,
                "parts": source.fingerprint_parts(role)}

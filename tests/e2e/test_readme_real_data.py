@@ -38,11 +38,18 @@ def test_the_readme_command_parses_and_names_real_data_folders():
 
 
 @pytest.mark.slow
-def test_readme_real_data_command_runs_to_results(tmp_path):
+@pytest.mark.parametrize("missing_image", [False, True])
+def test_readme_real_data_command_runs_to_results(tmp_path, missing_image):
+    """As written; and with an image of the FETAL_PLANES_DB folder missing, plus --downstream-on-error
+    skip, whose count the results record."""
     clips = tmp_path / "clips"
     for k in range(4):  # 4 subjects × 20 frames, every 5th kept: 16 pretraining frames
         encode_clip(clips / f"patient{k}" / f"cine{k}.mp4", n_frames=20, seed=k)
     fpdb = make_fetal_planes_db(tmp_path / "FETAL_PLANES_ZENODO", patients=8)
+    extra = []
+    if missing_image:
+        next((fpdb / "Images").glob("*.png")).unlink()
+        extra = ["--downstream-on-error", "skip"]
 
     argv = readme_real_data_command()
     paths = {"videos": clips, "fetal_planes_db": fpdb}
@@ -52,7 +59,7 @@ def test_readme_real_data_command_runs_to_results(tmp_path):
             argv[i] = f"{kind}:{paths[kind]}"
     command = [sys.executable, "-m", "benchmark", *argv[1:], "--preset", str(TINY),
                "--results-dir", str(tmp_path / "results"), "--runs-dir", str(tmp_path / "runs"),
-               "--cache-dir", str(tmp_path / "cache")]
+               "--cache-dir", str(tmp_path / "cache"), *extra]
     done = subprocess.run(command, capture_output=True, text=True, timeout=900,
                           env={**os.environ, "PYTHONUNBUFFERED": "1"})
     assert done.returncode == 0, done.stderr[-3000:]
@@ -68,3 +75,6 @@ def test_readme_real_data_command_runs_to_results(tmp_path):
         assert set(record["class_names"]) == set(PLANES)  # FETAL_PLANES_DB's planes are the classes
     pretrained = json.loads(next(p for p in files if p.parts[-5] == method).read_text())
     assert pretrained["init"]["pretrain"]["frames"] == 16  # every 5th of 4 × 20 frames: --stride reached the clips
+    skipped = int(missing_image)
+    assert pretrained["provenance"]["skipped_files"] == {"downstream": skipped, "pretrain": 0}
+    assert (f"{skipped} file skipped" in done.stderr) == missing_image

@@ -60,7 +60,7 @@ class TrackContext:
 
 
 def track_context(preset: str = "auto", *, dataset: str | None = None, downstream: str | None = None,
-                  options: dict | None = None, pretrain: SourceSettings | None = None,
+                  pretrain: SourceSettings | None = None,
                   downstream_settings: SourceSettings | None = None, protocols: list[str] | None = None,
                   results_dir: Path | None = None, runs_dir: Path | None = None, cache_dir: str | None = None,
                   need_pretrain_data: bool = True, track_name: str | None = None) -> TrackContext:
@@ -68,8 +68,8 @@ def track_context(preset: str = "auto", *, dataset: str | None = None, downstrea
     results folder, before any work. `dataset`/`downstream` replace the preset's data; `pretrain` are
     the settings of the pretraining source (`--dataset`, or the preset's; they also reach its
     downstream role when one source serves both), `downstream_settings` those of the downstream source
-    alone (`options`: settings for both, as `pretrain` without flags). `protocols` restricts the main
-    protocols run; `track_name` replaces the track id made from the data, backbone, resolution and preset."""
+    alone. `protocols` restricts the main protocols run; `track_name` replaces the track id made from
+    the data, backbone, resolution and preset."""
     from benchmark.data.spec import parse_dataset_spec
     from benchmark.folders import default_runs_dir, ensure_writable
     from leaderboard.results import default_results_dir
@@ -79,7 +79,7 @@ def track_context(preset: str = "auto", *, dataset: str | None = None, downstrea
 
     preset_name = resolve_preset(preset)
     preset = load_preset(preset_name)
-    pre_set = pretrain or SourceSettings(dict(options or {}))
+    pre_set = pretrain or SourceSettings()
     down_set = downstream_settings or SourceSettings()
     res = preset["resolution"]
 

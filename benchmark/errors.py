@@ -12,3 +12,8 @@ class DataError(UserError):
         self.path = str(path)
         self.reason = reason
         super().__init__(f"{self.path}: {reason}")
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler preempting or timing out the job), handled like Ctrl-C: finished work is
+    kept and the same command resumes."""

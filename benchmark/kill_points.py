@@ -2,7 +2,9 @@
 
 With `SSLBENCH_TEST_KILL_AT=<stage>` (or `<stage>:<n>`) in its environment, a process sends itself
 SIGKILL the first (or n-th) time it reaches `kill_point("<stage>")`, so a test kills a run at a
-named place instead of racing a timer. Unset (always, outside those tests) it costs one dict lookup.
+named place instead of racing a timer; with `SSLBENCH_TEST_KILL_SIGNAL=TERM` it sends SIGTERM instead
+(a scheduler's preemption, which the process handles). Unset (always, outside those tests) it costs
+one dict lookup.
 
 Stages: `cache_clip` (a clip was written into a cache being built), `pretrain_step` (a pretraining
 step ended and its checkpoint, if one was due, is on disk), `features` (feature extraction for the
@@ -16,6 +18,7 @@ import signal
 from collections import Counter
 
 ENV = "SSLBENCH_TEST_KILL_AT"
+SIGNAL_ENV = "SSLBENCH_TEST_KILL_SIGNAL"
 _reached: Counter[str] = Counter()
 
 
@@ -28,4 +31,4 @@ def kill_point(stage: str) -> None:
         return
     _reached[stage] += 1
     if _reached[stage] == int(nth or 1):
-        os.kill(os.getpid(), signal.SIGKILL)
+        os.kill(os.getpid(), getattr(signal, "SIG" + os.environ.get(SIGNAL_ENV, "KILL").upper()))

@@ -10,11 +10,21 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from benchmark.errors import UserError
 from benchmark.runner import Deadline, RunSummary, out_of_time
+
+
+@dataclass
+class SourceSettings:
+    """The settings given for one role's source: values (setting → value), how each was given on the
+    command line (setting → flag, for messages) and the unreadable-file policy (None: the default)."""
+
+    options: dict = field(default_factory=dict)
+    flags: dict = field(default_factory=dict)
+    on_error: str | None = None
 
 
 @dataclass
@@ -28,16 +38,20 @@ class TrackContext:
     results_dir: Path
     runs_dir: Path
     cache_dir: str | None
+    pretrain_on_error: str = "fail"
+    downstream_on_error: str = "fail"
 
     def downstream_cache(self):
-        from benchmark.data.cache import prepare
+        from benchmark.data.cache import prepare, say_skipped
 
-        return prepare(self.downstream_source, "downstream", cache_dir=self.cache_dir)
+        return say_skipped(prepare(self.downstream_source, "downstream", cache_dir=self.cache_dir,
+                                    on_error=self.downstream_on_error, on_error_flag="--downstream-on-error"))
 
     def pretrain_cache(self):
-        from benchmark.data.cache import prepare
+        from benchmark.data.cache import prepare, say_skipped
 
-        return prepare(self.pretrain_source, "pretrain", cache_dir=self.cache_dir)
+        return say_skipped(prepare(self.pretrain_source, "pretrain", cache_dir=self.cache_dir,
+                                    on_error=self.pretrain_on_error))
 
     @property
     def pretrain_dir(self) -> Path:
@@ -46,12 +60,16 @@ class TrackContext:
 
 
 def track_context(preset: str = "auto", *, dataset: str | None = None, downstream: str | None = None,
-                  options: dict | None = None, protocols: list[str] | None = None,
+                  pretrain: SourceSettings | None = None,
+                  downstream_settings: SourceSettings | None = None, protocols: list[str] | None = None,
                   results_dir: Path | None = None, runs_dir: Path | None = None, cache_dir: str | None = None,
-                  need_pretrain_data: bool = True) -> TrackContext:
+                  need_pretrain_data: bool = True, track_name: str | None = None) -> TrackContext:
     """Preset → sources, track, protocols and folders; fails early on bad input or an unwritable
-    results folder, before any work. `dataset`/`downstream` replace the preset's data, `options` are
-    source settings for them, `protocols` restricts the main protocols run."""
+    results folder, before any work. `dataset`/`downstream` replace the preset's data; `pretrain` are
+    the settings of the pretraining source (`--dataset`, or the preset's; they also reach its
+    downstream role when one source serves both), `downstream_settings` those of the downstream source
+    alone. `protocols` restricts the main protocols run; `track_name` replaces the track id made from
+    the data, backbone, resolution and preset."""
     from benchmark.data.spec import parse_dataset_spec
     from benchmark.folders import default_runs_dir, ensure_writable
     from leaderboard.results import default_results_dir
@@ -61,27 +79,39 @@ def track_context(preset: str = "auto", *, dataset: str | None = None, downstrea
 
     preset_name = resolve_preset(preset)
     preset = load_preset(preset_name)
-    extra = {k: v for k, v in (options or {}).items() if v is not None}
+    pre_set = pretrain or SourceSettings()
+    down_set = downstream_settings or SourceSettings()
     res = preset["resolution"]
 
     data = preset["data"]
     shared = data["pretrain"]["spec"] == data["downstream"]["spec"]
 
-    def source(role: str, spec: str | None):
+    def given(settings: SourceSettings) -> dict:
+        return {k: v for k, v in settings.options.items() if v is not None}
+
+    def source(role: str, spec: str | None, settings: dict, flags: dict, hint: str):
         if spec is None:  # the preset's data, with its settings (e.g. the simulator's size)
             # One source serving both roles gets both tables' settings, so both caches see one config.
             opts = {**data["pretrain"].get("options", {}), **data["downstream"].get("options", {})} \
                 if shared else data[role].get("options", {})
-            return parse_dataset_spec(data[role]["spec"], **{**opts, **extra, "resolution": res})
-        return parse_dataset_spec(spec, **{**extra, "resolution": res})
+            return parse_dataset_spec(data[role]["spec"], flags=flags, hint=hint,
+                                      **{**opts, **settings, "resolution": res})
+        return parse_dataset_spec(spec, flags=flags, hint=hint, **{**settings, "resolution": res})
 
-    pre = source("pretrain", dataset) if need_pretrain_data or dataset else None
+    pre_hint = " (the pretraining source; settings of the downstream source go in -O KEY=VALUE)"
+    down_hint = " (the downstream source; settings of the pretraining source go in -o KEY=VALUE or their own flags)"
+    pre = source("pretrain", dataset, given(pre_set), pre_set.flags, pre_hint) \
+        if need_pretrain_data or dataset else None
     down_spec = downstream
     if down_spec is None and dataset is not None and pre is not None and "downstream" in pre.roles:
         down_spec = dataset
-    down = source("downstream", down_spec)
+    # The pretraining source serves the downstream role too: the settings given for it apply there.
+    one_source = downstream is None and (down_spec == dataset if dataset is not None else shared)
+    down_opts = {**(given(pre_set) if one_source else {}), **given(down_set)}
+    down = source("downstream", down_spec, down_opts, {**(pre_set.flags if one_source else {}), **down_set.flags},
+                  down_hint)
     pre_spec = pre.spec if pre is not None else (dataset or preset["data"]["pretrain"]["spec"])
-    track = make_track(pre_spec, down.spec, preset["backbone"], res, preset["name"])
+    track = make_track(pre_spec, down.spec, preset["backbone"], res, preset["name"], name=track_name)
 
     names = protocols or list(PROTOCOLS)
     specs = [load_protocol(n, preset["protocols"].get(n)) for n in dict.fromkeys(names)]
@@ -89,9 +119,12 @@ def track_context(preset: str = "auto", *, dataset: str | None = None, downstrea
     ensure_writable(results_dir)
     runs_dir = Path(runs_dir) if runs_dir else default_runs_dir()
     ensure_writable(runs_dir, what="runs folder", flag="--runs-dir")
+    pre_error = pre_set.on_error or "fail"
+    down_error = down_set.on_error or (pre_error if one_source else "fail")
     return TrackContext(preset_name=preset_name, preset=preset, track=track, pretrain_source=pre,
                         downstream_source=down, protocols=specs, results_dir=results_dir,
-                        runs_dir=runs_dir, cache_dir=cache_dir)
+                        runs_dir=runs_dir, cache_dir=cache_dir, pretrain_on_error=pre_error,
+                        downstream_on_error=down_error)
 
 
 def parse_methods(text: str, *, baselines: bool) -> tuple[list[str], list[str]]:
@@ -234,12 +267,13 @@ def restrict(spec, key: str, values: list | None) -> None:
 # ----------------------------------------------------------------------------------------- runs
 
 def run_grid(ctx: TrackContext, inits: list, downstream, *, force: bool = False,
-             shard: tuple[int, int] | None = None, deadline: Deadline | None = None) -> RunSummary:
-    """Every job of the track's protocols for `inits` (or the jobs of `shard`), skipping finished ones."""
+             shard: tuple[int, int] | None = None, deadline: Deadline | None = None, pool=None) -> RunSummary:
+    """Every job of the track's protocols for `inits` (or the jobs of `shard`), skipping finished ones.
+    `pool`: the pretraining cache the inits were made on, when it was loaded."""
     from benchmark.runner import run_jobs
     from protocols.grid import build_grid, runner_jobs
 
-    grid = build_grid(inits, ctx.protocols, ctx.track, downstream, ctx.results_dir)
+    grid = build_grid(inits, ctx.protocols, ctx.track, downstream, ctx.results_dir, pool=pool)
     jobs = runner_jobs(grid, downstream, ctx.runs_dir)
     summary = run_jobs(jobs, force=force, shard=shard, title=f"{ctx.track.id}", deadline=deadline)
     print(f"{ctx.track.id}: {len(summary.done)} jobs run in {summary.seconds:.0f} s, "
@@ -271,7 +305,7 @@ def bench(ctx: TrackContext, methods: list[str], baselines: list[str], *, force:
             inits.append(pretrained_init(ctx, method, pool, seed))
             longest = max(longest, time.perf_counter() - started)
     inits += [init for b in baselines for init in baseline_inits(ctx, b, pool)]
-    summary = run_grid(ctx, inits, downstream, force=force, shard=shard, deadline=deadline)
+    summary = run_grid(ctx, inits, downstream, force=force, shard=shard, deadline=deadline, pool=pool)
     if leaderboard:
         refresh_leaderboard(ctx.results_dir)
     return summary.stopped
@@ -288,7 +322,7 @@ def run_existing(ctx: TrackContext, methods: list[str], baselines: list[str], ch
     inits = existing_inits(ctx, methods, pool) if methods else []
     inits += [explicit_checkpoint_init(name, path, pretrain_seeds(ctx)) for name, path in checkpoints.items()]
     inits += [init for b in baselines for init in baseline_inits(ctx, b, pool)]
-    return run_grid(ctx, inits, downstream, force=force, shard=shard, deadline=deadline).stopped
+    return run_grid(ctx, inits, downstream, force=force, shard=shard, deadline=deadline, pool=pool).stopped
 
 
 def evaluate(ctx: TrackContext, *, checkpoint: Path | None = None, name: str | None = None,
@@ -296,14 +330,17 @@ def evaluate(ctx: TrackContext, *, checkpoint: Path | None = None, name: str | N
              force: bool = False, shard: tuple[int, int] | None = None, deadline: Deadline | None = None) -> bool:
     """One init — a checkpoint file or a baseline — through the track's protocols, at all their label
     fractions and seeds or those given. True when `deadline` stopped it."""
+    pool = None
     if checkpoint is not None:
         inits = [checkpoint_file_init(ctx, checkpoint, name)]
     else:
-        inits = baseline_inits(ctx, baseline, ctx.pretrain_cache() if baseline == "random" else None)
+        pool = ctx.pretrain_cache() if baseline == "random" else None
+        inits = baseline_inits(ctx, baseline, pool)
     for spec in ctx.protocols:
         restrict(spec, "fractions", fractions)
         restrict(spec, "seeds", seeds)
-    return run_grid(ctx, inits, ctx.downstream_cache(), force=force, shard=shard, deadline=deadline).stopped
+    return run_grid(ctx, inits, ctx.downstream_cache(), force=force, shard=shard, deadline=deadline,
+                    pool=pool).stopped
 
 
 def variance_vs_size(ctx: TrackContext, methods: str | None = None, protocols: list[str] | None = None, *,

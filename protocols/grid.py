@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from benchmark.data.cache import FrameCache
+from benchmark.errors import UserError
 from benchmark.kill_points import kill_point
 from benchmark.provenance import provenance
 from benchmark.runner import Job
@@ -52,11 +53,18 @@ def job_seeds(protocol: ProtocolSpec, fraction: float) -> list[int]:
 
 
 def dataset_name(spec: str) -> str:
+    """A dataset's part of a track id: a named dataset's name (`synthetic`, `fetal_planes_db`); a generic
+    format's kind and its folder's name or its file's stem, never an extension (`videos-us_videos`,
+    `csv-fpdb` for `csv:/data/fpdb.csv`), so two different folders make two tracks."""
     kind, _, path = spec.partition(":")
     if kind in _NAMED_DATASETS or not path:
         return kind
-    base = Path(path.rstrip("/")).name or "data"
-    return f"{kind}_{re.sub(r'[^A-Za-z0-9_.]+', '_', base)}"
+    where = Path(path.rstrip("/"))
+    base = (where.stem if where.suffix and not where.is_dir() else where.name) or "data"
+    return f"{kind}-{re.sub(r'[^A-Za-z0-9_-]+', '_', base).strip('_-') or 'data'}"
+
+
+_TRACK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
 
 
 @dataclass(frozen=True)
@@ -74,11 +82,18 @@ class Track:
                 "resolution": self.resolution, "preset": self.preset}
 
 
-def make_track(pretrain_spec: str, downstream_spec: str, backbone: str, resolution: int, preset: str) -> Track:
+def make_track(pretrain_spec: str, downstream_spec: str, backbone: str, resolution: int, preset: str,
+               name: str | None = None) -> Track:
+    """The track of this data, backbone, resolution and preset; its id is `name` when given (it names
+    the results folder, so it must be a plain folder name), else made from them."""
     pre, down = dataset_name(pretrain_spec), dataset_name(downstream_spec)
     data = pre if pre == down else f"{pre}+{down}"
     preset_id = Path(preset).stem if preset.endswith(".toml") else preset
-    return Track(id=f"{data}-{backbone}-{resolution}px-{preset_id}", pretrain_dataset=pretrain_spec,
+    if name is not None and not _TRACK_NAME.fullmatch(name):
+        raise UserError(f"--track {name!r}: a track name is a folder name of letters, digits and _ . + - "
+                        "(starting with a letter or digit)")
+    track_id = name or f"{data}-{backbone}-{resolution}px-{preset_id}"
+    return Track(id=track_id, pretrain_dataset=pretrain_spec,
                  downstream_dataset=downstream_spec, backbone=backbone, resolution=resolution,
                  preset=preset_id)
 
@@ -148,6 +163,8 @@ class GridJob:
     track: Track
     fingerprints: dict[str, str]  # {"downstream": ..., "pretrain": ... (inits made on the pool)}
     output: Path
+    # Files the caches behind the fingerprints left out (--on-error skip), per role: provenance only.
+    skipped_files: dict[str, int] = field(default_factory=dict)
     key: str = field(init=False)
 
     def __post_init__(self) -> None:
@@ -174,22 +191,31 @@ def job_key(init: Init, protocol: ProtocolSpec, fraction: float, seed: int, trac
                            "pretrain_seed": int(init.pretrain_seed), "seed": int(seed)})
 
 
+def skipped_files(cache: FrameCache | None) -> int:
+    """How many files the cache's build left out (--on-error skip)."""
+    return int(cache.meta.get("skipped", 0)) if cache is not None else 0
+
+
 def build_grid(inits: list[Init], protocols: list[ProtocolSpec], track: Track, downstream: FrameCache,
-               results_dir: Path) -> list[GridJob]:
+               results_dir: Path, pool: FrameCache | None = None) -> list[GridJob]:
     """Every (init, protocol, fraction, seed) whose pretraining seed the protocol runs, in a fixed
-    order (shards depend on it)."""
+    order (shards depend on it). `pool`: the pretraining cache, whose skipped files the results of
+    inits made on it record."""
     jobs = []
     for init in inits:
         fps = {"downstream": downstream.fingerprint}
+        skipped = {"downstream": skipped_files(downstream)}
         if init.pretrain_fingerprint:
             fps["pretrain"] = init.pretrain_fingerprint
+            if pool is not None and init.pretrain_fingerprint == pool.fingerprint:
+                skipped["pretrain"] = skipped_files(pool)
         for spec in protocols:
             if init.pretrain_seed not in spec.pretrain_seeds:
                 continue
             for fraction in spec.fractions:
                 for seed in job_seeds(spec, fraction):
                     jobs.append(GridJob(init=init, protocol=spec, fraction=fraction, seed=seed, track=track,
-                                        fingerprints=fps,
+                                        fingerprints=fps, skipped_files=skipped,
                                         output=result_path(results_dir, track.id, init.name, spec.name,
                                                            fraction, init.pretrain_seed, seed)))
     return jobs
@@ -243,7 +269,8 @@ def runner_jobs(grid: list[GridJob], downstream: FrameCache, run_dir: Path, prog
                 class_names=downstream.class_names, metrics=out["metrics"], train=out["train"],
                 provenance={**provenance(dataset_fingerprints=job.fingerprints, device=name,
                                          gpu=device.type == "cuda", wall_time_s=time.perf_counter() - start,
-                                         command=command), **arithmetic})
+                                         command=command), **arithmetic,
+                            **({"skipped_files": job.skipped_files} if job.skipped_files else {})})
 
         return produce
 

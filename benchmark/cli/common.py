@@ -46,10 +46,15 @@ def add_dataset_arguments(parser: argparse.ArgumentParser, *, default: str | Non
         parser.add_argument("--" + name.replace("_", "-"), dest=name, default=None, **kw)
     parser.add_argument("--option", "-o", action="append", default=[], metavar="KEY=VALUE",
                         help="any other source setting, e.g. -o subjects=40 -o noise=0.5 for the simulator")
-    parser.add_argument("--on-error", choices=["fail", "skip"], default="fail",
-                        help="on an unreadable file: stop with its name (fail, default) or leave it out "
-                             "and write a report beside the cache (skip)")
+    add_on_error_argument(parser, "--on-error")
     add_cache_argument(parser)
+
+
+def add_on_error_argument(parser: argparse.ArgumentParser, flag: str, default: str | None = "fail",
+                          what: str = "") -> None:
+    parser.add_argument(flag, choices=["fail", "skip"], default=default,
+                        help=f"on an unreadable file{what}: stop with its name (fail, default) or leave it "
+                             "out, say how many, and list them in skipped.csv beside the cache (skip)")
 
 
 def add_cache_argument(parser: argparse.ArgumentParser) -> None:
@@ -65,8 +70,21 @@ def add_track_arguments(p: argparse.ArgumentParser, *, grid: bool = True) -> Non
                         "downstream data when the source has labels, unless --downstream is given")
     p.add_argument("--downstream", default=None, metavar="SPEC",
                    help="labelled downstream data instead of the preset's (e.g. fetal_planes_db:/data/fpdb)")
+    p.add_argument("--track", dest="track_name", default=None, metavar="NAME",
+                   help="name the track NAME instead of after its data, backbone, resolution and preset")
+    for name, kw in SOURCE_FLAGS.items():
+        if name != "resolution":  # the preset's: it is part of the track
+            p.add_argument("--" + name.replace("_", "-"), dest=name, default=None,
+                           **{**kw, "help": kw["help"] + " (pretraining source; downstream: -O " + name + "=...)"})
     p.add_argument("--option", "-o", action="append", default=[], metavar="KEY=VALUE",
-                   help="a source setting for --dataset/--downstream (e.g. -o stride=5)")
+                   help="any other setting of the pretraining source (--dataset; also its downstream "
+                        "role when it serves both), e.g. -o workers=4")
+    add_on_error_argument(p, "--on-error", what=" of the pretraining source")
+    p.add_argument("--downstream-option", "-O", action="append", default=[], metavar="KEY=VALUE",
+                   help="a setting of the downstream source (--downstream), e.g. -O label_column=Brain_plane")
+    add_on_error_argument(p, "--downstream-on-error", default=None,
+                          what=" of the downstream source (default: fail, or --on-error when one "
+                               "source serves both roles)")
     p.add_argument("--protocol", action="append", default=None, metavar="NAME",
                    help="run only this protocol (linear_probe, finetune; repeatable; default: all)")
     if grid:
@@ -88,22 +106,40 @@ def add_track_arguments(p: argparse.ArgumentParser, *, grid: bool = True) -> Non
 
 def track_context_from_args(args: argparse.Namespace, *, need_pretrain_data: bool = True):
     """The track that the arguments of `add_track_arguments` name (benchmark.track.track_context)."""
-    from benchmark.track import track_context
+    from benchmark.track import SourceSettings, track_context
 
-    return track_context(args.preset, dataset=args.dataset, downstream=args.downstream, options=dataset_options(args),
+    pre_opts, pre_flags = dataset_options(args, with_flags=True)
+    down_opts, down_flags = key_value_options(args.downstream_option, "-O")
+    return track_context(args.preset, dataset=args.dataset, downstream=args.downstream,
+                         pretrain=SourceSettings(pre_opts, pre_flags, args.on_error),
+                         downstream_settings=SourceSettings(down_opts, down_flags, args.downstream_on_error),
                          protocols=args.protocol, results_dir=args.results_dir, runs_dir=args.runs_dir,
-                         cache_dir=args.cache_dir, need_pretrain_data=need_pretrain_data)
+                         cache_dir=args.cache_dir, need_pretrain_data=need_pretrain_data,
+                         track_name=args.track_name)
 
 
-def dataset_options(args: argparse.Namespace) -> dict:
-    """The source settings given on the command line, as keyword arguments for parse_dataset_spec."""
-    opts = {name: getattr(args, name, None) for name in SOURCE_FLAGS}
-    for item in getattr(args, "option", []) or []:
+def dataset_options(args: argparse.Namespace, *, with_flags: bool = False):
+    """The source settings given on the command line (named flags and -o KEY=VALUE), as keyword
+    arguments for parse_dataset_spec; `with_flags`: also how each was given (setting → flag)."""
+    opts = {name: getattr(args, name, None) for name in SOURCE_FLAGS if hasattr(args, name)}
+    flags = {name: "--" + name.replace("_", "-") for name, v in opts.items() if v is not None}
+    more, more_flags = key_value_options(getattr(args, "option", []) or [], "-o")
+    opts.update(more)
+    flags.update(more_flags)
+    return (opts, flags) if with_flags else opts
+
+
+def key_value_options(items: list[str], flag: str) -> tuple[dict, dict]:
+    """`KEY=VALUE` items of `flag` → (settings, setting → how it was given)."""
+    opts, flags = {}, {}
+    for item in items:
         key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise UserError(f"--option expects KEY=VALUE, got {item!r}")
-        opts[key.strip().replace("-", "_")] = parse_value(value.strip())
-    return opts
+        if not sep or not key.strip():
+            raise UserError(f"{flag} expects KEY=VALUE, got {item!r}")
+        key = key.strip().replace("-", "_")
+        opts[key] = parse_value(value.strip())
+        flags[key] = f"{flag} {item}"
+    return opts, flags
 
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)\s*([hms]?)")

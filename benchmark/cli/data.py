@@ -42,7 +42,7 @@ def _prepare(args: argparse.Namespace) -> int:
     from benchmark.data.cache import prepare
     from benchmark.data.spec import parse_dataset_spec
 
-    source = parse_dataset_spec(args.dataset, **dataset_options(args))
+    source = parse_dataset_spec(args.dataset, **_options(args))
     for role in _roles(source, args.role):
         cache = prepare(source, role, cache_dir=args.cache_dir, on_error=args.on_error, rebuild=args.rebuild)
         print(cache.summary())
@@ -55,9 +55,15 @@ def _preview(args: argparse.Namespace) -> int:
     from benchmark.data.preview import write_preview
     from benchmark.data.spec import parse_dataset_spec
 
-    source = parse_dataset_spec(args.dataset, **dataset_options(args))
+    source = parse_dataset_spec(args.dataset, **_options(args))
     caches = {role: prepare(source, role, cache_dir=args.cache_dir, on_error=args.on_error)
               for role in source.roles}
     for path in write_preview(caches, args.out):
         print(f"wrote {path}")
     return 0
+
+
+def _options(args: argparse.Namespace) -> dict:
+    """Source settings, and how each was given (for the error naming one the source does not take)."""
+    opts, flags = dataset_options(args, with_flags=True)
+    return {**opts, "flags": flags}

@@ -109,15 +109,16 @@ def _pretrain(args: argparse.Namespace) -> int:
     get_method(cfg.method)  # an unknown name fails before any data work
     import pytorch_lightning  # noqa: F401  (it sets its loggers' level on import; ours must come after)
 
-    from benchmark.data.cache import prepare
+    from benchmark.data.cache import prepare, say_skipped
     from benchmark.data.spec import parse_dataset_spec
     from benchmark.folders import default_runs_dir
     from benchmark.pretrain.run import CHECKPOINT_EVERY_STEPS, pretrain
 
     for name in ("pytorch_lightning", "lightning_fabric"):
         logging.getLogger(name).setLevel(logging.WARNING)  # the hardware banner and tips are noise here
-    source = parse_dataset_spec(spec, **options)
-    pool = prepare(source, "pretrain", cache_dir=args.cache_dir, on_error=args.on_error, progress=not args.quiet)
+    source = parse_dataset_spec(spec, flags=dataset_options(args, with_flags=True)[1], **options)
+    pool = say_skipped(prepare(source, "pretrain", cache_dir=args.cache_dir, on_error=args.on_error,
+                               progress=not args.quiet))
     run_dir = args.run_dir or default_runs_dir() / "pretrain"
     every = args.checkpoint_every or CHECKPOINT_EVERY_STEPS
     if every < 1:

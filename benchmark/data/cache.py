@@ -113,6 +113,16 @@ class FrameCache:
         return "\n".join(lines)
 
 
+def say_skipped(cache: FrameCache) -> FrameCache:
+    """Say how many files the cache left out (--on-error skip) on every run that uses it, not only the
+    one that built it; returns the cache."""
+    n = int(cache.meta.get("skipped", 0))
+    if n:
+        print(f"{cache.meta['spec']} ({cache.meta['role']}): {n} file{'s' * (n != 1)} skipped, listed in "
+              f"{cache.root / 'skipped.csv'}; the results record the count", file=sys.stderr, flush=True)
+    return cache
+
+
 def fingerprint(source: Source, role: str) -> str:
     payload = {"format": CACHE_FORMAT, "kind": source.kind, "role": role, "resolution": source.resolution,
                "parts": source.fingerprint_parts(role)}
@@ -120,15 +130,16 @@ def fingerprint(source: Source, role: str) -> str:
 
 
 def prepare(source: Source, role: str, cache_dir: str | Path | None = None, on_error: str = "fail",
-            progress: bool = True, rebuild: bool = False) -> FrameCache:
-    """Return the cache of `source` for `role`, building it if it does not exist yet."""
+            progress: bool = True, rebuild: bool = False, on_error_flag: str = "--on-error") -> FrameCache:
+    """Return the cache of `source` for `role`, building it if it does not exist yet. `on_error_flag`
+    is the option that sets `on_error` where the user runs it (named in the error of a bad file)."""
     if role not in ROLES:
         raise UserError(f"role must be one of {ROLES}, got {role!r}")
     if role not in source.roles:
         raise UserError(f"dataset {source.describe()!r} cannot be used for {role} "
                         f"(it serves: {', '.join(source.roles)})")
     if on_error not in ("fail", "skip"):
-        raise UserError(f"--on-error must be 'fail' or 'skip', got {on_error!r}")
+        raise UserError(f"{on_error_flag} must be 'fail' or 'skip', got {on_error!r}")
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
     fp = fingerprint(source, role)
     final = cache_dir / f"{source.kind}-{role}-{fp[:16]}"
@@ -139,7 +150,7 @@ def prepare(source: Source, role: str, cache_dir: str | Path | None = None, on_e
     tmp = cache_dir / f".tmp-{final.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     try:
-        _build(source, role, tmp, fp, on_error, progress)
+        _build(source, role, tmp, fp, on_error, progress, on_error_flag)
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
@@ -168,7 +179,8 @@ def _remove_stale_tmp(cache_dir: Path, name: str) -> None:
             pass
 
 
-def _build(source: Source, role: str, tmp: Path, fp: str, on_error: str, progress: bool) -> None:
+def _build(source: Source, role: str, tmp: Path, fp: str, on_error: str, progress: bool,
+           on_error_flag: str = "--on-error") -> None:
     from tqdm.auto import tqdm
 
     res = source.resolution
@@ -181,7 +193,7 @@ def _build(source: Source, role: str, tmp: Path, fp: str, on_error: str, progres
         for item in source.items(role):
             if isinstance(item, Skipped):
                 if on_error == "fail":
-                    raise DataError(item.path, f"{item.reason} (use --on-error skip to leave such files "
+                    raise DataError(item.path, f"{item.reason} (use {on_error_flag} skip to leave such files "
                                                "out and get a report)")
                 skipped.append(item)
                 bar.set_postfix(skipped=len(skipped))
@@ -201,7 +213,7 @@ def _build(source: Source, role: str, tmp: Path, fp: str, on_error: str, progres
             kill_point("cache_clip")
     if n == 0:
         raise UserError(f"dataset {source.describe()!r} produced no frames for {role}"
-                        + (f" ({len(skipped)} files skipped, see the reasons with --on-error fail)"
+                        + (f" ({len(skipped)} files skipped, see the reasons with {on_error_flag} fail)"
                            if skipped else " (is the folder empty?)"))
     index = pd.DataFrame(rows, columns=INDEX_COLUMNS)
     class_names = list(source.class_names(role))

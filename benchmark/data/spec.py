@@ -35,9 +35,21 @@ def known_sources() -> dict[str, type[Source]]:
     return dict(_SOURCES)
 
 
-def parse_dataset_spec(spec: str, **options) -> Source:
+# Fields of every source that are not settings a user gives.
+_NOT_SETTINGS = ("path", "spec", "roles")
+
+
+def source_settings(kind: str) -> list[str]:
+    """The settings a source of `kind` accepts (its dataclass fields, less the path)."""
+    cls = known_sources()[kind]
+    return [f.name for f in dataclasses.fields(cls) if f.name not in _NOT_SETTINGS]
+
+
+def parse_dataset_spec(spec: str, *, flags: dict[str, str] | None = None, hint: str = "", **options) -> Source:
     """Build the Source for SPEC. `options` are settings; those the source does not have are ignored
-    unless they were explicitly set (not None), which is an error naming the option."""
+    unless they were explicitly set (not None), which is an error naming the option as the user gave
+    it (`flags`: setting → flag, default `--setting-name`), the source and the settings it accepts,
+    followed by `hint` (e.g. where settings for another source go)."""
     sources = known_sources()
     kind, _, path = spec.partition(":")
     kind = kind.strip().lower()
@@ -49,13 +61,15 @@ def parse_dataset_spec(spec: str, **options) -> Source:
         raise UserError(f"dataset spec {spec!r} needs a path: `{kind}:PATH`")
     if not cls.needs_path and path:
         raise UserError(f"dataset spec {spec!r}: `{kind}` takes no path")
-    fields = {f.name for f in dataclasses.fields(cls)}
+    fields = {f.name for f in dataclasses.fields(cls)} - set(_NOT_SETTINGS)
     kwargs = {}
     for key, value in options.items():
         if value is None:
             continue
         if key not in fields:
-            raise UserError(f"option --{key.replace('_', '-')} does not apply to `{kind}` datasets")
+            flag = (flags or {}).get(key) or f"--{key.replace('_', '-')}"
+            raise UserError(f"{flag} does not apply to `{kind}` datasets ({spec}); `{kind}` accepts: "
+                            f"{', '.join(source_settings(kind))}{hint}")
         kwargs[key] = value
     if cls.needs_path:
         kwargs["path"] = path

@@ -4,7 +4,8 @@ Run folder `<run_dir>/<method>-<key12>/` (the key covers everything that determi
 
     config.json             the config, the key and the data fingerprint
     checkpoints/last.ckpt   Lightning's full training state, every N steps and at each epoch end
-    tb/, csv/               TensorBoard and CSV logs
+    tb/, csv/version_N/     TensorBoard and CSV logs (a resumed run adds to them: an event file in
+                            tb/, a new csv/version_N/)
     diagnostics.json        did it learn: encoder change, embedding std, effective rank, k-NN
                             macro-F1 before and after (benchmark.pretrain.diagnostics)
     encoder.safetensors     the final encoder (benchmark.checkpoint format) — its presence marks
@@ -22,14 +23,16 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
 import numpy as np
 
 from benchmark.data.cache import FrameCache
-from benchmark.errors import UserError
+from benchmark.errors import Terminated, UserError
 from benchmark.pretrain.config import ENGINE_VERSION, PretrainConfig
 
 CHECKPOINT_EVERY_STEPS = 100
@@ -166,6 +169,7 @@ def _train(cfg: PretrainConfig, pool: FrameCache, positions: np.ndarray, data_fp
         ModelCheckpoint(dirpath=ckpt_dir, save_last=True, save_top_k=0, every_n_train_steps=checkpoint_every),
         ModelCheckpoint(dirpath=ckpt_dir, save_last=True, save_top_k=0, save_on_train_epoch_end=True),
     ]
+    callbacks.append(_save_on_stop(last))
     if progress:
         callbacks.append(ProgressBar(guard, refresh_rate=1 if not cuda else 10))
     trainer = pl.Trainer(
@@ -179,7 +183,10 @@ def _train(cfg: PretrainConfig, pool: FrameCache, positions: np.ndarray, data_fp
         max_steps=total_steps,
         limit_val_batches=0,
         num_sanity_val_steps=0,
-        logger=[TensorBoardLogger(folder, name="tb", version=""), CSVLogger(folder, name="csv", version="")],
+        # Each (re)start logs beside the earlier ones, never over them: TensorBoard adds an event file
+        # to tb/ (shown as one run), the CSV logger (which deletes a metrics.csv it finds) a new
+        # csv/version_N/.
+        logger=[TensorBoardLogger(folder, name="tb", version=""), CSVLogger(folder, name="csv")],
         callbacks=callbacks,
         enable_progress_bar=progress,
         enable_model_summary=False,
@@ -197,14 +204,17 @@ def _train(cfg: PretrainConfig, pool: FrameCache, positions: np.ndarray, data_fp
                                               frame_placement)
 
     started = time.time()
+    # Lightning turns Ctrl-C (and SIGTERM, which the CLI raises as Terminated) into sys.exit(1), or
+    # stops at the next step on a SIGTERM only it saw; callers expect the interrupt back, SIGTERM's as such.
     try:
-        trainer.fit(module, ckpt_path=str(last) if resume and last.exists() else None, weights_only=True)
+        with _sigterm_at_step_end():
+            trainer.fit(module, ckpt_path=str(last) if resume and last.exists() else None, weights_only=True)
     except SystemExit:
-        if trainer.interrupted:  # Lightning turns Ctrl-C into sys.exit(1); callers expect KeyboardInterrupt
-            raise KeyboardInterrupt from None
+        if trainer.interrupted:
+            raise (Terminated if trainer.received_sigterm else KeyboardInterrupt) from None
         raise
     if trainer.interrupted or trainer.global_step < total_steps:
-        raise KeyboardInterrupt
+        raise Terminated if trainer.received_sigterm else KeyboardInterrupt
     if trainer.is_global_zero:
         # A plain copy of the trained encoder: under DDP its BatchNorms are synchronised ones, whose
         # forward passes would wait for the other ranks while this one alone measures it.
@@ -228,6 +238,42 @@ def _train(cfg: PretrainConfig, pool: FrameCache, positions: np.ndarray, data_fp
         shutil.rmtree(ckpt_dir, ignore_errors=True)  # finished: the encoder is the result
     trainer.strategy.barrier("pretrain-final")
     return final
+
+
+def _save_on_stop(last: Path):
+    """A callback: on an interruption the logs so far are written out; on SIGTERM, which stops
+    training at a step's end where the state is whole, the training state is saved too, so the same
+    command resumes from that step."""
+    from pytorch_lightning.callbacks import Callback
+    from pytorch_lightning.utilities.exceptions import SIGTERMException
+
+    class SaveOnStop(Callback):
+        def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+            for logger in trainer.loggers:
+                logger.save()
+            if isinstance(exception, SIGTERMException):
+                trainer.save_checkpoint(last, weights_only=False)
+
+    return SaveOnStop()
+
+
+@contextlib.contextmanager
+def _sigterm_at_step_end():
+    """While Lightning trains, SIGTERM only sets Lightning's flag (its handler, registered over this
+    one, notes it), and training stops at the end of the step under way instead of in the middle of
+    it (where the CLI's handler would raise). Only the main thread may set signal handlers."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _noted_by_lightning)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _noted_by_lightning(signum, frame) -> None:
+    """Lightning's SIGTERM handler, chained before this one, has recorded the signal."""
 
 
 def finish_encoder(encoder, start_state: dict | None, cfg: PretrainConfig, pool: FrameCache,

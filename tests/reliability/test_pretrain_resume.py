@@ -17,7 +17,7 @@ from benchmark.cli import build_parser
 from benchmark.cli.pretrain import build_config
 from benchmark.data.cache import prepare
 from benchmark.data.spec import parse_dataset_spec
-from benchmark.kill_points import ENV
+from benchmark.kill_points import ENV, SIGNAL_ENV
 from benchmark.pretrain.config import PretrainConfig
 from benchmark.pretrain.module import NonFiniteLossError
 from benchmark.pretrain.run import pretrain
@@ -87,6 +87,39 @@ def test_killed_run_resumes_to_the_same_encoder_and_a_finished_run_is_not_redone
     monkeypatch.setattr(benchmark.pretrain.run, "_train", _no_training)
     again = pretrain(cfg, pool, killed_dir, progress=False)
     assert again == final and final.stat().st_mtime_ns == mtime
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_sigterm_saves_the_step_under_way_and_the_resumed_run_ends_as_an_uninterrupted_one(tmp_path):
+    cache_dir, run_dir, clean_dir = tmp_path / "cache", tmp_path / "stopped", tmp_path / "clean"
+    args = build_parser().parse_args([*ARGS, "--cache-dir", str(cache_dir), "--run-dir", str(run_dir)])
+    cfg, spec, options = build_config(args)
+    pool = prepare(parse_dataset_spec(spec, **options), "pretrain", cache_dir=cache_dir, progress=False)
+    cli = [sys.executable, "-m", "benchmark", *ARGS, "--cache-dir", str(cache_dir), "--run-dir", str(run_dir)]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    # SIGTERM during step 3: the step ends, its state is saved (not only step 2's), the process says how to resume.
+    stopped = subprocess.run(cli, env={**env, ENV: "pretrain_step:3", SIGNAL_ENV: "TERM"}, capture_output=True,
+                             text=True, timeout=240)
+    assert stopped.returncode == 128 + signal.SIGTERM, stopped.stderr[-3000:]
+    assert "stopped by SIGTERM" in stopped.stderr and "sslbench pretrain --method vicreg" in stopped.stderr
+    (run,) = run_dir.iterdir()
+    saved = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu")
+    assert saved["global_step"] == 3
+
+    # The rerun resumes at step 4: its 9th step is step 12, the last.
+    again = subprocess.run(cli, env={**env, ENV: "pretrain_step:9"}, capture_output=True, text=True, timeout=240)
+    assert again.returncode == -signal.SIGKILL, again.stderr[-3000:]
+    saved = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu")
+    assert saved["global_step"] == 12
+    resumed = subprocess.run(cli, env=env, capture_output=True, text=True, timeout=240)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    final = run / "encoder.safetensors"
+    reference = pretrain(cfg, pool, clean_dir, progress=False, checkpoint_every=2)
+    a, b = _state(final), _state(reference)
+    assert a.keys() == b.keys()
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=1e-5, atol=1e-6, msg=name)
 
 
 def _no_training(*args, **kwargs):

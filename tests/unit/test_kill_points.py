@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmark.kill_points import ENV
+from benchmark.kill_points import ENV, SIGNAL_ENV
 
 ROOT = Path(__file__).resolve().parents[2]
 # Prints each arrival before reaching the stage, so the output says where the process died.
@@ -32,3 +32,9 @@ def test_kill_at_the_nth_arrival_at_the_named_stage(wanted, code, out):
     proc = subprocess.run([sys.executable, "-c", CODE], cwd=ROOT, env={**env, "PYTHONPATH": str(ROOT)},
                           capture_output=True, text=True, timeout=60)
     assert (proc.returncode, proc.stdout.split()) == (code, out.split())
+
+
+def test_the_signal_can_be_sigterm():
+    env = {**os.environ, ENV: "stage:2", SIGNAL_ENV: "TERM", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-c", CODE], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert (proc.returncode, proc.stdout.split()) == (-signal.SIGTERM, ["1", "2"])

@@ -24,6 +24,8 @@ COMMANDS = [
     "evaluate",
     "run",
     "ablation",
+    "export",
+    "embed",
     "leaderboard",
     "validate",
     "doctor",

@@ -58,7 +58,7 @@ def _benchmark_features(checkpoint: Path, frames: np.ndarray) -> np.ndarray:
 
 def test_onnx_export_gives_the_benchmark_features_in_onnxruntime(checkpoint, tmp_path):
     done = export(checkpoint, "onnx", tmp_path / "out", results_dir=tmp_path / "no-results")
-    assert done.path == tmp_path / "out" / "encoder.onnx" and done.max_abs_diff <= TOLERANCE
+    assert done.path == tmp_path / "out" / "encoder.onnx" and done.max_abs_diff <= TOLERANCE <= done.bound
     frames = _frames()
     ours = _benchmark_features(checkpoint, frames)
     theirs = onnx_features(done.path, frames[:, None].astype(np.float32) / 255)  # the card's input contract

@@ -12,6 +12,7 @@ import pytest
 from benchmark.cli import main
 from leaderboard.regenerate import page_diff
 from leaderboard.results import validate_result
+from leaderboard.validate import validate_paths
 from protocols.spec import known_protocol_hashes
 
 TINY = Path(__file__).with_name("tiny_preset.toml")
@@ -77,6 +78,9 @@ def test_bench_writes_valid_results_for_the_method_and_its_baselines_and_a_rerun
     assert all(f"| {init}" in knn_section for init in ("vicreg", "imagenet", "random"))
     knn = [json.loads(p.read_text()) for p in files if p.relative_to(tmp_path / "results").parts[2] == "knn"]
     assert len(knn) == 3 * 3 and all(r["train"]["k"] in (1, 5, 20) for r in knn)
+    assert "The linear probe and the k-NN are deterministic given their subset" in text
+    problems, n_files = validate_paths([tmp_path / "results"], known_protocol_hashes())  # `sslbench validate`
+    assert problems == [] and n_files == EXPECTED_JOBS
     assert not list((tmp_path / "results").rglob(".*tmp-*"))
 
     mtimes = {p: p.stat().st_mtime_ns for p in files}

@@ -18,6 +18,9 @@ DPI = 120
 # PNG text chunks without the "Software: Matplotlib x.y" entry; Agg adds no date to PNGs.
 PNG_METADATA = {"Software": None}
 
+# One line style per evaluation protocol in the ablation figure; a protocol not named here is dotted.
+LINESTYLES = {"finetune": "-", "linear_probe": "--", "knn": "-."}
+
 
 def f1_vs_fraction_name(track: str, protocol: str) -> str:
     return f"f1_vs_fraction_{track}_{protocol}.png"
@@ -114,7 +117,7 @@ def plot_variance_vs_size(results: Results, figures_dir: Path) -> list[Path]:
                 yerr = np.array([[100 * (iv.mean - iv.low) if iv.n > 1 else 0 for iv in ivs],
                                  [100 * (iv.high - iv.mean) if iv.n > 1 else 0 for iv in ivs]])
                 ax.errorbar(m[xcol] * dodge, 100 * m["macro_f1"], yerr=yerr, marker="o", capsize=3,
-                            linestyle="-" if ev == "finetune" else "--", label=f"{init}, {ev}")
+                            linestyle=LINESTYLES.get(ev, ":"), label=f"{init}, {ev}")
             ax.set_xscale("log", base=2)
             ticks = sorted(tr.loc[tr["axis"] == axis, xcol].unique())
             ax.set_xticks(ticks, [str(t) for t in ticks])

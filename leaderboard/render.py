@@ -174,8 +174,7 @@ def statistics_note(track: str, runs: pd.DataFrame, track_deltas: dict) -> list[
              "seed, with BatchNorm statistics estimated on the same pretraining pool (no gradient step); "
              f"`{ref}` has the same weights for every seed. A downstream seed, within a pretraining seed, sets "
              "the label subset (drawn from both seeds, the same for every init), and for fine-tuning the data "
-             "order and augmentation. The linear probe is deterministic given its subset, so at 100 % labels, "
-             "where every seed has the same subset, it runs once per pretraining seed.",
+             f"order and augmentation. {deterministic_text(runs)}",
              "- **Intervals.** The pretraining runs are the independent replicates: a cell's 95 % interval is the "
              "Student-t interval over the means of its pretraining runs (each averaged over its downstream "
              "seeds), intersected with [0, 100]. Downstream seeds of one checkpoint are not independent draws "
@@ -333,6 +332,15 @@ def _distinct(values, fmt: Callable[[object], str] = str) -> str:
     counts = pd.Series(list(values)).value_counts()
     ordered = sorted(counts.items(), key=lambda kv: str(kv[0]))
     return "<br>".join(f"{fmt(v)} ({_runs(c)})" for v, c in ordered)
+
+
+def deterministic_text(runs: pd.DataFrame) -> str:
+    """Which protocols of the track run once at 100 % labels (nothing random enters them given the subset)."""
+    if "knn" in set(runs["protocol"]):
+        return ("The linear probe and the k-NN are deterministic given their subset, so at 100 % labels, where "
+                "every seed has the same subset, each runs once per pretraining seed.")
+    return ("The linear probe is deterministic given its subset, so at 100 % labels, where every seed has the "
+            "same subset, it runs once per pretraining seed.")
 
 
 def solver_text(df: pd.DataFrame) -> str:

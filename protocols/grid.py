@@ -31,6 +31,8 @@ from leaderboard.results import build_record, result_path
 from protocols.spec import ProtocolSpec, canonical_hash
 
 BASELINES = ("imagenet", "random")
+# Protocols whose result is a function of the label subset alone (no seed enters their fit).
+DETERMINISTIC = ("linear_probe", "knn")
 # Named datasets keep their name in a track id; generic formats (a folder of videos, ...) add the
 # folder's name so two different folders make two tracks.
 _NAMED_DATASETS = ("synthetic", "echonet", "fetal_planes_db")
@@ -45,9 +47,10 @@ def downstream_seed(pretrain_seed: int, seed: int) -> int:
 
 
 def job_seeds(protocol: ProtocolSpec, fraction: float) -> list[int]:
-    """The downstream seeds a protocol runs at `fraction`. The linear probe is deterministic given its
-    label subset, and at 100 % every seed has the same subset: one run, not copies of it."""
-    if protocol.name == "linear_probe" and fraction >= 1.0:
+    """The downstream seeds a protocol runs at `fraction`. The linear probe and the k-NN are
+    deterministic given their label subset, and at 100 % every seed has the same subset: one run, not
+    copies of it."""
+    if protocol.name in DETERMINISTIC and fraction >= 1.0:
         return protocol.seeds[:1]
     return protocol.seeds
 
@@ -253,6 +256,10 @@ def runner_jobs(grid: list[GridJob], downstream: FrameCache, run_dir: Path, prog
                 from protocols.linear_probe import run_probe
 
                 out = run_probe(probe_features(job), downstream, job.protocol, job.fraction, job.subset_seed, device)
+            elif job.protocol.name == "knn":
+                from protocols.knn import run_knn
+
+                out = run_knn(probe_features(job), downstream, job.protocol, job.fraction, job.subset_seed, device)
             else:
                 from protocols.finetune import run_finetune
 

@@ -26,7 +26,7 @@ PROTOCOL_DIR = Path(__file__).resolve().parent
 # current ones), relative to the protocols folder.
 RETIRED_FILE = Path("retired") / "hashes.toml"
 HASH = re.compile(r"^[0-9a-f]{64}$")
-PROTOCOLS = ("linear_probe", "finetune")
+PROTOCOLS = ("linear_probe", "finetune", "knn")
 # Ablations are protocols too (a file, a version, a hash) but not part of the main grid.
 ABLATIONS = ("variance_vs_size",)
 
@@ -54,6 +54,11 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "augment": {"hflip": float, "vflip": float, "rotate_deg": float, "translate": float,
                     "scale_min": float, "scale_max": float, "brightness": float, "contrast": float,
                     "gamma": float, "noise_std": float},
+    },
+    "knn": {
+        **_COMMON,
+        "features": {"batch_size": int},
+        "knn": {"k_grid": INT_LIST, "temperature_grid": FLOAT_LIST, "query_batch_size": int, "select_metric": str},
     },
     "variance_vs_size": {
         "name": str, "version": int, "methods": STR_LIST, "eval_protocols": STR_LIST, "fraction": float,
@@ -243,9 +248,9 @@ def _check_values(c: dict, where: str) -> None:
     for key in ("seeds", "pretrain_seeds"):
         if any(s < 0 for s in c[key]):
             raise UserError(f"{where}: key {key!r} must be >= 0")
-    table = c.get("probe") or c.get("train")
-    if table["select_metric"] not in SELECT_METRICS:
-        raise UserError(f"{where}: key 'select_metric' must be one of {', '.join(SELECT_METRICS)}")
+    table = {"linear_probe": "probe", "finetune": "train", "knn": "knn"}[c["name"]]
+    if c[table]["select_metric"] not in SELECT_METRICS:
+        raise UserError(f"{where}: key '{table}.select_metric' must be one of {', '.join(SELECT_METRICS)}")
     if c["name"] == "linear_probe":
         p = c["probe"]
         if p["solver"] not in SOLVERS:
@@ -253,6 +258,8 @@ def _check_values(c: dict, where: str) -> None:
         if any(v <= 0 for v in p["l2_grid"]) or p["max_iter"] < 1 or c["features"]["batch_size"] < 1:
             raise UserError(f"{where}: 'probe.l2_grid' must be > 0 (a unique, seed-free solution), 'probe.max_iter' and "
                             "'features.batch_size' >= 1")
+    elif c["name"] == "knn":
+        _check_knn(c, where)
     else:
         t, a = c["train"], c["augment"]
         for key in ("epochs", "batch_size", "min_steps_per_epoch"):
@@ -274,6 +281,19 @@ def _check_values(c: dict, where: str) -> None:
         for key in ("hflip", "vflip"):
             if not 0 <= a[key] <= 1:
                 raise UserError(f"{where}: key 'augment.{key}' is a probability in [0, 1]")
+
+
+def _check_knn(c: dict, where: str) -> None:
+    n = c["knn"]
+    for key in ("k_grid", "temperature_grid"):
+        if len(set(n[key])) != len(n[key]):
+            raise UserError(f"{where}: key 'knn.{key}' must not repeat values")
+    if min(n["k_grid"]) < 1:
+        raise UserError(f"{where}: key 'knn.k_grid' values must be >= 1 (neighbours), got {n['k_grid']}")
+    if min(n["temperature_grid"]) <= 0:
+        raise UserError(f"{where}: key 'knn.temperature_grid' values must be > 0, got {n['temperature_grid']}")
+    if n["query_batch_size"] < 1 or c["features"]["batch_size"] < 1:
+        raise UserError(f"{where}: 'knn.query_batch_size' and 'features.batch_size' must be >= 1")
 
 
 def _check_ablation(c: dict, where: str) -> None:

@@ -27,6 +27,8 @@ COMMANDS = [
     "evaluate",
     "run",
     "ablation",
+    "export",
+    "embed",
     "leaderboard",
     "validate",
     "doctor",

@@ -86,7 +86,7 @@ def add_track_arguments(p: argparse.ArgumentParser, *, grid: bool = True) -> Non
                           what=" of the downstream source (default: fail, or --on-error when one "
                                "source serves both roles)")
     p.add_argument("--protocol", action="append", default=None, metavar="NAME",
-                   help="run only this protocol (linear_probe, finetune; repeatable; default: all)")
+                   help="run only this protocol (linear_probe, finetune, knn; repeatable; default: all)")
     if grid:
         p.add_argument("--force", action="store_true", help="rerun jobs whose results exist")
         p.add_argument("--shard", default=None, metavar="i/N",

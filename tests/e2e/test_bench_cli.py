@@ -12,13 +12,14 @@ import pytest
 from benchmark.cli import main
 from leaderboard.regenerate import page_diff
 from leaderboard.results import validate_result
+from leaderboard.validate import validate_paths
 from protocols.spec import known_protocol_hashes
 
 TINY = Path(__file__).with_name("tiny_preset.toml")
 TRACK = "synthetic-efficientnet_lite0-32px-tiny"
-# vicreg + imagenet + random × one pretraining seed × (linear_probe: 2 seeds at 10 % + 1 at 100 %, where
-# every seed has the same subset + finetune: 2 fractions × 1 seed)
-EXPECTED_JOBS = 3 * (3 + 2)
+# vicreg + imagenet + random × one pretraining seed × (linear_probe and knn: 2 seeds at 10 % + 1 at 100 %,
+# where every seed has the same subset + finetune: 2 fractions × 1 seed)
+EXPECTED_JOBS = 3 * (3 + 3 + 2)
 
 
 def bench_command(tmp: Path, *extra: str) -> list[str]:
@@ -72,6 +73,14 @@ def test_bench_writes_valid_results_for_the_method_and_its_baselines_and_a_rerun
     assert page_diff(tmp_path / "results", board, known_protocol_hashes()) == []
     assert all(f"| {init}" in text for init in ("vicreg", "imagenet", "random"))
     assert (tmp_path / "figures" / f"f1_vs_fraction_{TRACK}_linear_probe.png").exists()
+    # The k-NN protocol has its own table, with the method and both baselines in it.
+    knn_section = text.split("### knn (v1")[1].split("\n### ")[0]
+    assert all(f"| {init}" in knn_section for init in ("vicreg", "imagenet", "random"))
+    knn = [json.loads(p.read_text()) for p in files if p.relative_to(tmp_path / "results").parts[2] == "knn"]
+    assert len(knn) == 3 * 3 and all(r["train"]["k"] in (1, 5, 20) for r in knn)
+    assert "The linear probe and the k-NN are deterministic given their subset" in text
+    problems, n_files = validate_paths([tmp_path / "results"], known_protocol_hashes())  # `sslbench validate`
+    assert problems == [] and n_files == EXPECTED_JOBS
     assert not list((tmp_path / "results").rglob(".*tmp-*"))
 
     mtimes = {p: p.stat().st_mtime_ns for p in files}
@@ -120,9 +129,9 @@ def test_unknown_method_lists_the_known_ones(tmp_path, capsys):
 def test_unknown_preset_and_protocol_are_named(tmp_path, capsys):
     code, err = _cli(capsys, "bench", "--method", "random", "--preset", "fastest", *_dirs(tmp_path))
     assert code == 2 and "unknown preset 'fastest'" in err and "smoke, standard, paper" in err
-    code, err = _cli(capsys, "bench", "--method", "random", "--preset", str(TINY), "--protocol", "knn",
+    code, err = _cli(capsys, "bench", "--method", "random", "--preset", str(TINY), "--protocol", "svm",
                      *_dirs(tmp_path))
-    assert code == 2 and "unknown protocol 'knn'" in err and "linear_probe, finetune" in err
+    assert code == 2 and "unknown protocol 'svm'" in err and "linear_probe, finetune, knn" in err
 
 
 def test_bad_shard_is_named(tmp_path, capsys):

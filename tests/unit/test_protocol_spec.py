@@ -86,8 +86,8 @@ def test_overrides_are_validated_merged_and_kept_beside_the_file_hash():
 
 
 def test_unknown_protocol_lists_the_known_ones():
-    with pytest.raises(UserError, match="unknown protocol 'knn'.*linear_probe, finetune"):
-        load_protocol("knn")
+    with pytest.raises(UserError, match="unknown protocol 'svm'.*linear_probe, finetune, knn"):
+        load_protocol("svm")
 
 
 @pytest.mark.parametrize("name", PRESETS)

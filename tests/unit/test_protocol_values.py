@@ -13,7 +13,7 @@ from protocols.spec import PROTOCOL_DIR, load_protocol, read_protocol_file
 
 FRACTION = "key 'fractions' must lie in (0, 1], got "
 REPEAT = "key {!r} must not repeat values"
-METRIC = "key 'select_metric' must be one of macro_f1, balanced_accuracy, accuracy"
+METRIC = "key '{}.select_metric' must be one of macro_f1, balanced_accuracy, accuracy"
 PROBE = "'probe.l2_grid' must be > 0 (a unique, seed-free solution), 'probe.max_iter' and 'features.batch_size' >= 1"
 TRAIN = "'train.lr_grid' values must be > 0, 'train.weight_decay' and 'train.warmup_epochs' >= 0"
 HEAD = "'head.l2_grid' values must be > 0 and 'head.max_iter' >= 1"
@@ -36,7 +36,7 @@ CASES = [
     ('linear_probe', {'pretrain_seeds': [0]}, None),
     ('linear_probe', {'seeds': [-1, 0]}, "key 'seeds' must be >= 0"),
     ('linear_probe', {'seeds': [0]}, None),
-    ('linear_probe', {'probe': {'select_metric': 'auroc'}}, METRIC),
+    ('linear_probe', {'probe': {'select_metric': 'auroc'}}, METRIC.format('probe')),
     ('linear_probe', {'probe': {'select_metric': 'accuracy'}}, None),
     ('linear_probe', {'probe': {'l2_grid': [-0.001, 0.1]}}, PROBE),
     ('linear_probe', {'probe': {'l2_grid': [0.0]}}, PROBE),
@@ -45,7 +45,7 @@ CASES = [
     ('linear_probe', {'probe': {'max_iter': 1}}, None),
     ('linear_probe', {'features': {'batch_size': 0}}, PROBE),
     ('linear_probe', {'features': {'batch_size': 1}}, None),
-    ('finetune', {'train': {'select_metric': 'loss'}}, METRIC),
+    ('finetune', {'train': {'select_metric': 'loss'}}, METRIC.format('train')),
     ('finetune', {'train': {'epochs': 0}}, "key 'train.epochs' must be >= 1"),
     ('finetune', {'train': {'batch_size': 0}}, "key 'train.batch_size' must be >= 1"),
     ('finetune', {'train': {'min_steps_per_epoch': 0}}, "key 'train.min_steps_per_epoch' must be >= 1"),
@@ -74,8 +74,9 @@ CASES = [
     ('variance_vs_size', {'seeds': [1, 1]}, SEEDS),
     ('variance_vs_size', {'seeds': [-1]}, SEEDS),
     ('variance_vs_size', {'seeds': [0]}, None),
-    ('variance_vs_size', {'eval_protocols': ['linear_probe', 'knn']},
-     "key 'eval_protocols' must name protocols among linear_probe, finetune, got ['knn']"),
+    ('variance_vs_size', {'eval_protocols': ['linear_probe', 'svm']},
+     "key 'eval_protocols' must name protocols among linear_probe, finetune, knn, got ['svm']"),
+    ('variance_vs_size', {'eval_protocols': ['knn']}, None),
     ('variance_vs_size', {'eval_protocols': ['finetune']}, None),
     ('variance_vs_size', {'pretrain_steps': 0}, STEPS),
     ('variance_vs_size', {'batch_size': 1}, STEPS),
@@ -158,10 +159,10 @@ def test_file_errors_name_the_file_and_what_is_wrong(protocol_dir):
         load_protocol("linear_probe")
     assert str(info.value) == f"{path}: key 'name' is 'finetune' but the file is for 'linear_probe'"
 
-    path.write_text(_shipped("linear_probe").replace('name = "linear_probe"', 'name = "knn"'))
+    path.write_text(_shipped("linear_probe").replace('name = "linear_probe"', 'name = "svm"'))
     with pytest.raises(UserError) as info:
         load_protocol("linear_probe")
-    assert str(info.value) == f"{path}: key 'name' must be one of linear_probe, finetune, variance_vs_size, got 'knn'"
+    assert str(info.value) == f"{path}: key 'name' must be one of linear_probe, finetune, knn, variance_vs_size, got 'svm'"
 
     path.write_text("name = \n")
     with pytest.raises(UserError) as info:

@@ -31,8 +31,9 @@ def test_done_means_a_result_of_the_current_protocol_and_overrides_on_this_track
     ctx = _ctx(tmp_path)
     specs = {s.name: s for s in ctx.protocols}
     paths = planned_results(ctx, "vicreg")
-    # tiny preset, one pretraining seed: linear_probe 2 seeds at 10 % + 1 at 100 %, finetune 2 fractions × 1 seed
-    assert len(paths) == 5 and len(set(paths)) == 5
+    # tiny preset, one pretraining seed: linear_probe and knn 2 seeds at 10 % + 1 at 100 % each, finetune
+    # 2 fractions × 1 seed
+    assert len(paths) == 8 and len(set(paths)) == 8
     assert all(p.is_relative_to(ctx.results_dir / ctx.track.id / "vicreg") for p in paths)
     assert count_done(paths, ctx) == 0
 
@@ -42,13 +43,13 @@ def test_done_means_a_result_of_the_current_protocol_and_overrides_on_this_track
     for path in paths:
         spec = spec_of(path)
         _write(path, ctx.track.id, spec, spec.overrides or None)
-    assert count_done(paths, ctx) == 5
+    assert count_done(paths, ctx) == 8
     old = spec_of(paths[0])
     _write(paths[0], ctx.track.id, old, old.overrides or None, protocol={"name": old.name, "hash": "0" * 64})
     _write(paths[1], "another-track", spec_of(paths[1]), spec_of(paths[1]).overrides or None)
     _write(paths[2], ctx.track.id, spec_of(paths[2]), {"train": {"epochs": 99}})
     paths[3].write_text("{not json")
-    assert count_done(paths, ctx) == 1
+    assert count_done(paths, ctx) == 4  # the four spoilt above no longer count
 
 
 def test_checkpoints_are_kept_only_for_methods_with_jobs_left(tmp_path):

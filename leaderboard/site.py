@@ -312,11 +312,17 @@ JS = """
       s.addEventListener("change", function () { filterTable(controls); });
     });
   });
-  // #sort=<table id>:<column index>[:desc] sorts a table on load (a link to a sorted view).
+  // On load, #sort=<table id>:<column index>[:desc] sorts a table and #filter=<table id>:<fraction|family>=<value>
+  // filters one, joined by "&" (a link to a sorted, filtered view).
   location.hash.replace(/^#/, "").split("&").forEach(function (part) {
-    var m = /^sort=([A-Za-z0-9_-]+):([0-9]+)(:desc)?$/.exec(decodeURIComponent(part));
+    part = decodeURIComponent(part);
+    var m = /^sort=([A-Za-z0-9_-]+):([0-9]+)(:desc)?$/.exec(part);
     var table = m && document.getElementById(m[1]);
     if (table) { sortTable(table, parseInt(m[2], 10), m[3] ? -1 : 1); }
+    var f = /^filter=([A-Za-z0-9_-]+):(fraction|family)=(.*)$/.exec(part);
+    var controls = f && document.querySelector('.controls[data-for="' + f[1] + '"]');
+    var select = controls && controls.querySelector('select[data-filter="' + f[2] + '"]');
+    if (select) { select.value = f[3]; filterTable(controls); }
   });
   document.documentElement.setAttribute("data-ready", "1");
 }());

@@ -23,12 +23,12 @@ from tests.unit.test_leaderboard import FRACTIONS, INITS, TRACK, generate, leade
 
 
 class BoardParser(HTMLParser):
-    """The sortable tables of a page: id → (attributes, rows), a row being its cells' data-sort values
-    (the cells of tables nested in a cell are not the row's)."""
+    """The sortable tables of a page: id → (attributes, rows, which rows are hidden), a row being its
+    cells' data-sort values (the cells of tables nested in a cell are not the row's)."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.tables: dict[str, tuple[dict, list[list[str | None]]]] = {}
+        self.tables: dict[str, tuple[dict, list[list[str | None]], list[bool]]] = {}
         self.stack: list[str | None] = []  # per open <table>: its id when it is a board, else None
 
     def handle_starttag(self, tag, attrs):
@@ -37,11 +37,12 @@ class BoardParser(HTMLParser):
             board = "board" in (a.get("class") or "").split()
             self.stack.append(a.get("id") if board else None)
             if board:
-                self.tables[a["id"]] = (a, [])
+                self.tables[a["id"]] = (a, [], [])
         elif self.stack and self.stack[-1] is not None:
-            rows = self.tables[self.stack[-1]][1]
+            _, rows, hidden = self.tables[self.stack[-1]]
             if tag == "tr" and "data-fraction" in a:
                 rows.append([])
+                hidden.append("hidden" in a)
             elif tag == "td" and rows:
                 rows[-1].append(a.get("data-sort"))
 
@@ -50,7 +51,7 @@ class BoardParser(HTMLParser):
             self.stack.pop()
 
 
-def boards(page: str) -> dict[str, tuple[dict, list[list[str | None]]]]:
+def boards(page: str) -> dict[str, tuple[dict, list[list[str | None]], list[bool]]]:
     parser = BoardParser()
     parser.feed(page)
     return parser.tables
@@ -76,7 +77,7 @@ def test_the_page_has_every_track_and_protocol_table_and_its_figures(site):
     tables = expected_tables(results, protocols)
     found = boards(page)
     assert sorted(found) == sorted(table_id(t.key) for t in tables) and len(found) == 2
-    for _attrs, rows in found.values():
+    for _attrs, rows, _hidden in found.values():
         assert len(rows) == len(INITS) * len(FRACTIONS)
         assert all(len(r) == len(COLUMNS) for r in rows)
     assert f'id="track-{TRACK["id"]}"' in page
@@ -186,8 +187,9 @@ def test_a_headless_browser_loads_the_page_from_disk_sorts_it_and_draws_it(site,
 
     results, protocols, out = site
     table = next(t for t in expected_tables(results, protocols) if t.key.protocol == "finetune")
-    tid, col = table_id(table.key), 3  # macro-F1, descending
-    url = site_path(out).resolve().as_uri() + f"#sort={tid}:{col}:desc"
+    tid, col = table_id(table.key), 3  # macro-F1, descending; and the 1 % rows of the baselines only
+    url = site_path(out).resolve().as_uri() + f"#sort={tid}:{col}:desc&filter={tid}:family=baseline" \
+        f"&filter={tid}:fraction=0.01"
 
     dom = browser(["--dump-dom"], url, tmp_path)
     assert dom.returncode == 0, dom.stderr[-2000:]
@@ -195,8 +197,11 @@ def test_a_headless_browser_loads_the_page_from_disk_sorts_it_and_draws_it(site,
     assert 'data-ready="1"' in dom.stdout  # the script ran to its end
     found = boards(dom.stdout)
     assert sorted(found) == sorted(table_id(t.key) for t in expected_tables(results, protocols))
-    attrs, rows = found[tid]
+    attrs, rows, hidden = found[tid]
     assert attrs.get("data-sorted") == f"{col}:desc"
+    shown = [r for r, h in zip(rows, hidden, strict=True) if not h]
+    assert sorted(r[0] for r in shown) == ["imagenet", "random"] and {r[2] for r in shown} == {"0.01"}
+    assert not any(h for other, (_, _, hs) in found.items() if other != tid for h in hs)  # only that table
     values = [float(r[col]) for r in rows if r[col]]
     assert len(values) == len(rows) == len(INITS) * len(FRACTIONS)
     assert values == sorted(values, reverse=True)

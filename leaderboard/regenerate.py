@@ -14,8 +14,8 @@ from leaderboard.atomic import atomic_write_text
 from leaderboard.figures import write_figures
 from leaderboard.load import load_results
 from leaderboard.render import FIGURES_DIR, render
-from leaderboard.site import SITE_DIR, SITE_NAME, render_site
 from leaderboard.validate import Problem, validate_paths
+from leaderboard.webpage import SITE_DIR, SITE_NAME, render_site
 
 LEADERBOARD_NAME = "LEADERBOARD.md"
 

@@ -17,7 +17,7 @@ import pytest
 from leaderboard import analysis
 from leaderboard.load import load_results
 from leaderboard.regenerate import site_path
-from leaderboard.site import COLUMNS, table_id
+from leaderboard.webpage import COLUMNS, table_id
 from protocols.spec import known_protocol_hashes
 from tests.unit.test_leaderboard import FRACTIONS, INITS, TRACK, generate, leaderboard, make_fixture
 

@@ -329,6 +329,19 @@ JS = """
 """
 
 
+def unique_heading_ids(lines: list[str]) -> list[str]:
+    """A repeated heading id gets -1, -2, … as GitHub numbers them (the first keeps the plain anchor)."""
+    seen: dict[str, int] = {}
+
+    def number(m: re.Match) -> str:
+        base = m.group(2)
+        n = seen.get(base, 0)
+        seen[base] = n + 1
+        return f'{m.group(1)}{base}{"" if n == 0 else f"-{n}"}"'
+
+    return [re.sub(r'^(<h[1-6] id=")([^"]*)"', number, line) for line in lines]
+
+
 def render_site(results: Results, known_hashes: dict[str, str], pngs: dict[str, bytes]) -> str:
     """The page's HTML; `pngs` are the figures by file name (as `figures.write_figures` draws them)."""
     page = render.Page(results, known_hashes)
@@ -336,6 +349,7 @@ def render_site(results: Results, known_hashes: dict[str, str], pngs: dict[str, 
     for track in page.tracks:
         body += track_html(page, track, pngs)
     body += markdown_to_html(render.ablation_section(page) + render.provenance_section(page), pngs)
+    body = unique_heading_ids(body)
     return "\n".join(['<!DOCTYPE html>', '<html lang="en">', "<head>", '<meta charset="utf-8">',
                       '<meta name="viewport" content="width=device-width, initial-scale=1">',
                       "<title>sslbench leaderboard</title>", f"<style>{CSS}</style>", "</head>", "<body>",

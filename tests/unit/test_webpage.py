@@ -81,6 +81,8 @@ def test_the_page_has_every_track_and_protocol_table_and_its_figures(site):
         assert len(rows) == len(INITS) * len(FRACTIONS)
         assert all(len(r) == len(COLUMNS) for r in rows)
     assert f'id="track-{TRACK["id"]}"' in page
+    ids = re.findall(r'\bid="([^"]*)"', page)
+    assert len(ids) == len(set(ids))  # in-page links land on one element
     for part in ["Δ vs imagenet", "p (Holm)", "Across tasks", "Did pretraining learn?", "How to read track",
                  "How to reproduce a row", "Provenance", "make bench METHOD=barlowtwins PRESET=smoke",
                  "information-theoretic", '<select data-filter="fraction">', '<select data-filter="family">',

@@ -82,27 +82,35 @@ def runs_text(cell: analysis.Cell) -> str:
     return f"{cell.pretrain_runs}×{per}" if per is not None else f"{cell.pretrain_runs} runs, {cell.runs} jobs"
 
 
-def metric_table(table: analysis.Table, metric: str) -> list[str]:
-    """Mean [95 % interval] (pretraining runs × seeds) per init × label fraction; the best mean of
-    each column in bold; † marks an interval over the seeds of a single pretraining run."""
-    cells = analysis.summary(table, metric)
+def column_best(table: analysis.Table, cells: dict[tuple[str, float], analysis.Cell]) -> dict[float, float | None]:
+    """The best mean of each label-fraction column (shown in bold)."""
     best = {}
     for f in table.fractions:
         shown = [c.interval.mean for (i, ff), c in cells.items() if ff == f]
         best[f] = max(shown) if shown else None
+    return best
+
+
+def cell_text(cell: analysis.Cell | None, best: float | None) -> str:
+    """One metric cell: mean [interval] (runs), bold when it is the column's best, † when conditional."""
+    if cell is None:
+        return NOT_RUN
+    if math.isnan(cell.interval.low):
+        return f"{pct(cell.interval.mean)} ({runs_text(cell)}, no interval)"
+    mark = CONDITIONAL if cell.conditional else ""
+    return f"{interval_text(cell.interval, bold=cell.interval.mean == best)}{mark} ({runs_text(cell)})"
+
+
+def metric_table(table: analysis.Table, metric: str) -> list[str]:
+    """Mean [95 % interval] (pretraining runs × seeds) per init × label fraction; the best mean of
+    each column in bold; † marks an interval over the seeds of a single pretraining run."""
+    cells = analysis.summary(table, metric)
+    best = column_best(table, cells)
     rows = []
     for init in table.inits:
         row = [init_label(table.runs, init)]
         for f in table.fractions:
-            cell = cells.get((init, f))
-            if cell is None:
-                row.append(NOT_RUN)
-            elif math.isnan(cell.interval.low):
-                row.append(f"{pct(cell.interval.mean)} ({runs_text(cell)}, no interval)")
-            else:
-                mark = CONDITIONAL if cell.conditional else ""
-                row.append(f"{interval_text(cell.interval, bold=cell.interval.mean == best[f])}{mark} "
-                           f"({runs_text(cell)})")
+            row.append(cell_text(cells.get((init, f)), best[f]))
         rows.append(row)
     return markdown_table(rows, ["init"] + [fraction_title(f) for f in table.fractions],
                           ["left"] + ["right"] * len(table.fractions))

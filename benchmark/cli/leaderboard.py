@@ -8,10 +8,12 @@ from pathlib import Path
 
 
 def register(sub) -> None:
-    p = sub.add_parser("leaderboard", help="regenerate LEADERBOARD.md and its figures from the result files",
+    p = sub.add_parser("leaderboard",
+                       help="regenerate LEADERBOARD.md, its figures and site/index.html from the result files",
                        description="Read every result JSON under --results, compute the statistics and write "
-                                   "the markdown leaderboard and its figures (figures/ beside it). The same "
-                                   "results give byte-identical markdown.")
+                                   "the markdown leaderboard, its figures (figures/ beside it) and a self-contained "
+                                   "HTML page (site/index.html beside it). The same results give "
+                                   "byte-identical files.")
     p.add_argument("--results", type=Path, default=None, metavar="DIR",
                    help="results folder (default: $SSLBENCH_RESULTS_DIR or leaderboard/results of this repository)")
     p.add_argument("--out", type=Path, default=None, metavar="FILE",
@@ -21,8 +23,8 @@ def register(sub) -> None:
                    help="protocol specs whose hashes count as current (default: protocols/ of this repository)")
     p.add_argument("--check", action="store_true",
                    help="write nothing; exit 1 and print a unified diff when FILE is not what the results "
-                        "give, or when a result file fails validation exactly as `sslbench validate` "
-                        "reports it (CI runs this)")
+                        "give, say where site/index.html differs when it is not, or when a result file "
+                        "fails validation exactly as `sslbench validate` reports it (CI runs this)")
     p.set_defaults(func=_run)
 
 
@@ -36,16 +38,16 @@ def _run(args: argparse.Namespace) -> int:
     known = known_protocol_hashes(args.protocols)
     if args.check:
         return _check(results_dir, out_md, known, retired_protocol_hashes(args.protocols))
-    from leaderboard.regenerate import regenerate
+    from leaderboard.regenerate import regenerate, site_path
 
     path = regenerate(results_dir, out_md, known)
-    print(f"wrote {path} and its figures in {path.parent / 'figures'}")
+    print(f"wrote {path}, its figures in {path.parent / 'figures'} and {site_path(path)}")
     return 0
 
 
 def _check(results_dir: Path, out_md: Path, known: dict[str, str], retired: dict[str, dict[str, int]]) -> int:
     """0 when `out_md` is what the results give and every result file validates; 1 otherwise."""
-    from leaderboard.regenerate import blocking_problems, page_diff
+    from leaderboard.regenerate import blocking_problems, page_diff, site_difference, site_path
 
     status = 0
     problems = blocking_problems(results_dir, known, retired)
@@ -59,5 +61,10 @@ def _check(results_dir: Path, out_md: Path, known: dict[str, str], retired: dict
         sys.stdout.writelines(diff)
         print(f"sslbench leaderboard --check: {out_md} is not what the results give; run `make leaderboard` "
               "and commit it with the figures", file=sys.stderr)
+        status = 1
+    site = site_difference(results_dir, out_md, known)
+    if site:
+        print(f"sslbench leaderboard --check: {site}; run `make leaderboard` and commit "
+              f"{site_path(out_md)}", file=sys.stderr)
         status = 1
     return status

@@ -20,7 +20,7 @@ def test_probe_learns_separable_features_and_picks_l2_on_validation(tmp_path):
     cache = fake_downstream(tmp_path)
     spec = load_protocol("linear_probe")
     out = run_probe(_separable_features(cache), cache, spec, 1.0, seed=0, device=CPU)
-    assert out["metrics"]["test"]["macro_f1"] > 0.5  # 3 classes: chance is 0.33; measured 0.64
+    assert out["metrics"]["test"]["macro_f1"] > 0.9
     assert set(out["train"]["val_scores"]) == {f"{v:g}" for v in spec.settings["probe"]["l2_grid"]}
     chosen = out["train"]["val_scores"][f"{out['train']['l2']:g}"]
     assert chosen == max(out["train"]["val_scores"].values())

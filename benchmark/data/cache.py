@@ -4,7 +4,8 @@ Layout of one cache (a folder under the cache directory, named `<kind>-<role>-<f
 
     frames.u8     raw uint8 frames, N×H×W, C order (np.memmap)
     index.csv     one row per frame: video_id, subject_id, frame_idx, label, split
-    meta.json     fingerprint, shape, class names, source settings, counts — written last
+    meta.json     fingerprint, shape, class names, source settings, counts (among them the clips
+                  without a subject id) — written last
     skipped.csv   (only with --on-error skip) every file left out, with the reason
 
 A build writes into a hidden temporary folder and renames it into place only when complete, so a
@@ -28,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmark.data.source import ROLES, UNLABELLED, Clip, Skipped, Source
+from benchmark.data.source import ROLES, SPLITS, UNLABELLED, Clip, Skipped, Source
 from benchmark.data.splits import assign_subject_splits
 from benchmark.errors import DataError, UserError
 from benchmark.folders import ensure_writable
@@ -110,16 +111,64 @@ class FrameCache:
                 for k, name in enumerate(self.class_names)))
         if self.meta.get("skipped"):
             lines.append(f"skipped    {self.meta['skipped']} files (report: {self.root / 'skipped.csv'})")
+        warning = self.subject_warning()
+        if warning:
+            lines.append(f"warning    {warning}")
         return "\n".join(lines)
+
+    @property
+    def clips_without_subject(self) -> int | None:
+        """How many clips (files, images) had no subject id, so that each is its own subject; None for a
+        cache built before this was recorded."""
+        n = self.meta.get("clips_without_subject")
+        return None if n is None else int(n)
+
+    def subject_warning(self) -> str | None:
+        """For a downstream cache some of whose clips have no subject id: why its train/val/test splits
+        cannot be subject-disjoint, and the fix. None otherwise."""
+        n = self.clips_without_subject
+        if not n or self.meta.get("role") != "downstream":
+            return None
+        total = int(self.meta.get("clips") or 0)
+        which = f"none of its {total:,} labelled files has a" if n == total else \
+            f"{n:,} of its {total:,} labelled files have no"
+        return (f"{self.meta['spec']}: {which} subject id, so each such file is its own subject and the "
+                "train/val/test splits cannot be subject-disjoint (images of one patient may be in train and "
+                "test, which inflates the scores); give the subjects with a subject column "
+                "in the manifest, one sub-folder per subject, or --subject-pattern")
+
+    def card(self) -> dict:
+        """The data card of this cache, as results record it (provenance.data.<role>): source kind and
+        spec, frames, videos, subjects, frames and subjects per split, labelled frames per class and
+        split, and the clips without a subject id (absent for a cache built before it was recorded).
+        The fingerprint and the skipped files are recorded beside it."""
+        idx = self.index
+        splits = {str(s): {"frames": int(len(g)), "subjects": int(g["subject_id"].nunique())}
+                  for s, g in idx.groupby("split", sort=False)}
+        labelled = idx[idx["label"] >= 0]
+        counts = labelled.groupby(["label", "split"]).size()
+        classes = {name: {sp: int(counts[(label, sp)]) for sp in SPLITS if (label, sp) in counts.index}
+                   for label, name in enumerate(self.class_names)}
+        card = {"kind": self.meta.get("kind", ""), "spec": self.meta.get("spec", ""), "frames": int(len(idx)),
+                "videos": int(idx["video_id"].nunique()), "subjects": int(idx["subject_id"].nunique()),
+                "splits": {s: splits[s] for s in SPLITS if s in splits}, "classes": classes}
+        if self.clips_without_subject is not None:
+            card["clips"] = int(self.meta.get("clips") or 0)
+            card["clips_without_subject"] = self.clips_without_subject
+        return card
 
 
 def say_skipped(cache: FrameCache) -> FrameCache:
-    """Say how many files the cache left out (--on-error skip) on every run that uses it, not only the
-    one that built it; returns the cache."""
+    """Say how many files the cache left out (--on-error skip), and warn when its splits cannot be
+    subject-disjoint, on every run that uses it, not only the one that built it; returns the cache."""
     n = int(cache.meta.get("skipped", 0))
     if n:
         print(f"{cache.meta['spec']} ({cache.meta['role']}): {n} file{'s' * (n != 1)} skipped, listed in "
               f"{cache.root / 'skipped.csv'}; the results record the count", file=sys.stderr, flush=True)
+    warning = cache.subject_warning()
+    if warning:
+        print(f"warning: {warning}; the results record it and the leaderboard marks their scores",
+              file=sys.stderr, flush=True)
     return cache
 
 
@@ -186,7 +235,7 @@ def _build(source: Source, role: str, tmp: Path, fp: str, on_error: str, progres
     res = source.resolution
     rows: list[tuple] = []
     skipped: list[Skipped] = []
-    n = 0
+    n = clips = without_subject = 0
     with open(tmp / "frames.u8", "wb") as out, \
             tqdm(desc=f"caching {source.describe()} ({role})", unit="frame", disable=not progress,
                  file=sys.stderr) as bar:
@@ -209,6 +258,8 @@ def _build(source: Source, role: str, tmp: Path, fp: str, on_error: str, progres
             for k in range(t):
                 rows.append((item.video_id, item.subject_id, int(fidx[k]), int(labels[k]), item.split))
             n += t
+            clips += 1
+            without_subject += not item.subject_known
             bar.update(t)
             kill_point("cache_clip")
     if n == 0:
@@ -236,6 +287,7 @@ def _build(source: Source, role: str, tmp: Path, fp: str, on_error: str, progres
         "role": role, "shape": [n, res, res], "class_names": class_names,
         "settings": source.fingerprint_parts(role), "skipped": len(skipped),
         "videos": int(index["video_id"].nunique()), "subjects": int(index["subject_id"].nunique()),
+        "clips": clips, "clips_without_subject": without_subject,
     }
     # meta.json last: its presence is what marks a cache as complete.
     (tmp / "meta.json").write_text(json.dumps(meta, indent=1, sort_keys=True, default=str))

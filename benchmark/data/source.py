@@ -30,6 +30,9 @@ class Clip:
     split: str | None = None  # one of SPLITS when the source dictates it; None = assign later
     frame_idx: np.ndarray | None = None  # (T,) frame numbers in the original clip; default 0..T-1
     path: str = ""  # the file it came from, for reports
+    # False when the source has no subject id for this clip and uses the file itself as its subject
+    # (an image folder of stills from unknown patients): splits of such clips cannot be subject-disjoint.
+    subject_known: bool = True
 
     def __post_init__(self) -> None:
         if self.frames.dtype != np.uint8 or self.frames.ndim != 3:

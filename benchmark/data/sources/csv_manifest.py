@@ -116,7 +116,8 @@ def manifest_items(manifest: Path, rows: list[ManifestRow], classes: list[str], 
             yield Skipped(shown, str(exc))
             continue
         tasks.append(source.task(shown, row.rel, subject or str(Path(row.rel).with_suffix("")), reader,
-                                 label=index[row.label], split=row.split, subject_from_patient_id=subject is None))
+                                 label=index[row.label], split=row.split, subject_from_patient_id=subject is None,
+                                 subject_known=subject is not None))
         paths.append(shown)
     yield from source.decode(tasks, paths, desc=desc)
 

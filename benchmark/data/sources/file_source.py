@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmark.data.source import Clip, Skipped, Source
-from benchmark.data.sources.files import compile_subject_pattern, subject_of
+from benchmark.data.sources.files import compile_subject_pattern, names_subject, subject_of
 from benchmark.data.sources.parallel import decode_all
 from benchmark.data.sources.readers import FileTask, decode_file
 from benchmark.errors import UserError
@@ -51,8 +51,8 @@ class FileSource(Source):
 
     def decode_files(self, root: Path, files: list[str], reader: str, **settings) -> Iterator[Clip | Skipped]:
         """Decode `files` (relative to `root`), one clip each, the subject from each relative path
-        (`subject_pattern`, else the first sub-folder, else the name); a file whose subject the
-        pattern cannot read is reported as Skipped."""
+        (`subject_pattern`, else the first sub-folder, else the name: then the clip's subject is not
+        known); a file whose subject the pattern cannot read is reported as Skipped."""
         tasks, paths = [], []
         for rel in files:
             path = str(root / rel)
@@ -61,7 +61,8 @@ class FileSource(Source):
             except ValueError as exc:
                 yield Skipped(path, str(exc))
                 continue
-            tasks.append(self.task(path, rel, subject, reader, **settings))
+            tasks.append(self.task(path, rel, subject, reader, subject_known=names_subject(rel, self._pattern),
+                                   **settings))
             paths.append(path)
         yield from self.decode(tasks, paths, desc=f"decoding {self.path}")
 

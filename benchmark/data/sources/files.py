@@ -72,3 +72,9 @@ def subject_of(rel_path: str, pattern: re.Pattern | None) -> str:
         return subject_from_pattern(pattern, rel_path)
     parts = Path(rel_path).parts
     return parts[0] if len(parts) > 1 else Path(rel_path).stem
+
+
+def names_subject(rel_path: str, pattern: re.Pattern | None) -> bool:
+    """Whether `subject_of` finds a subject for the file (the pattern, or a sub-folder) rather than
+    falling back to the file itself."""
+    return pattern is not None or len(Path(rel_path).parts) > 1

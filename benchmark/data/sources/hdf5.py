@@ -63,6 +63,7 @@ class Hdf5Source(ClipSource):
             except ValueError as exc:
                 yield Skipped(where, str(exc))
                 continue
-            tasks.append(self.task(str(self._file), key, subject, "hdf5", key=key))
+            tasks.append(self.task(str(self._file), key, subject, "hdf5", key=key,
+                                   subject_known=self._pattern is not None or "/" in key))
             paths.append(where)
         yield from self.decode(tasks, paths, desc=f"reading {self._file.name}")

@@ -34,6 +34,7 @@ class HfImageTask:
     split: str | None
     resolution: int
     crop: str
+    subject_known: bool = True  # False: no subject column, each image is its own subject
 
 
 def decode_hf_image(task: HfImageTask) -> Clip:
@@ -44,7 +45,7 @@ def decode_hf_image(task: HfImageTask) -> Clip:
     frames = prepare_frames(raw, task.crop, task.resolution)
     return Clip(frames=frames, video_id=task.video_id, subject_id=task.subject_id,
                 labels=np.full(1, task.label, np.int64), split=task.split, frame_idx=idx,
-                path=task.path or task.video_id)
+                path=task.path or task.video_id, subject_known=task.subject_known)
 
 
 def _is_saved_dataset(root: Path) -> bool:
@@ -192,6 +193,7 @@ class HuggingFaceSource(FileSource):
                 k = int(row[label]) if is_class_label else index[str(row[label])]
                 tasks.append(HfImageTask(data=encoded.get("bytes"), path=encoded.get("path"), video_id=video_id,
                                          subject_id=str(row[subject]) if subject else video_id, label=k,
-                                         split=split, resolution=self.resolution, crop=self.crop))
+                                         split=split, resolution=self.resolution, crop=self.crop,
+                                         subject_known=subject is not None))
                 paths.append(where)
         yield from decode_all(decode_hf_image, tasks, paths, desc=f"decoding {self.path}", workers=self.workers)

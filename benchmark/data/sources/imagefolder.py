@@ -64,14 +64,15 @@ class ImageFolderSource(FileSource):
         for rel, split, cls, below in self._entries():
             path = str(self._root / rel)
             try:
+                below_parts = below.split("/")
+                known = self._pattern is not None or len(below_parts) > 1
                 if self._pattern is not None:
                     subject = subject_from_pattern(self._pattern, rel)
                 else:
-                    below_parts = below.split("/")
-                    subject = below_parts[0] if len(below_parts) > 1 else str(Path(rel).with_suffix(""))
+                    subject = below_parts[0] if known else str(Path(rel).with_suffix(""))
             except ValueError as exc:
                 yield Skipped(path, str(exc))
                 continue
-            tasks.append(self.task(path, rel, subject, "image", label=classes[cls], split=split))
+            tasks.append(self.task(path, rel, subject, "image", label=classes[cls], split=split, subject_known=known))
             paths.append(path)
         yield from self.decode(tasks, paths, desc=f"decoding {self.path}")

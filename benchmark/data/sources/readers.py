@@ -35,6 +35,8 @@ class FileTask:
     key: str | None = None  # the dataset inside an HDF5 file
     # DICOM: use the file's PatientID as subject when it has one (subject_id is then the fallback).
     subject_from_patient_id: bool = False
+    # Whether subject_id names a subject (False: it is the file itself); a PatientID found makes it True.
+    subject_known: bool = True
 
 
 def kept_indices(n_frames: int, stride: int, max_frames: int | None) -> np.ndarray:
@@ -160,7 +162,7 @@ def read_hdf5(path: str, key: str, stride: int = 1, max_frames: int | None = Non
 
 def decode_file(task: FileTask) -> Clip:
     """Worker entry point: read, crop, resize, label."""
-    subject = task.subject_id
+    subject, known = task.subject_id, task.subject_known
     if task.reader == "video":
         raw, idx = read_video(task.path, task.stride, task.max_frames)
     elif task.reader == "image":
@@ -168,7 +170,7 @@ def decode_file(task: FileTask) -> Clip:
     elif task.reader == "dicom":
         raw, idx, patient_id = read_dicom(task.path, task.stride, task.max_frames)
         if task.subject_from_patient_id and patient_id:
-            subject = patient_id
+            subject, known = patient_id, True
     elif task.reader == "hdf5":
         raw, idx = read_hdf5(task.path, task.key or "", task.stride, task.max_frames)
     else:
@@ -177,4 +179,4 @@ def decode_file(task: FileTask) -> Clip:
     labels = None if task.label is None else np.full(len(frames), task.label, np.int64)
     path = f"{task.path}:{task.key}" if task.key else task.path
     return Clip(frames=frames, video_id=task.video_id, subject_id=subject, labels=labels,
-                split=task.split, frame_idx=idx, path=path)
+                split=task.split, frame_idx=idx, path=path, subject_known=known)

@@ -168,6 +168,8 @@ class GridJob:
     output: Path
     # Files the caches behind the fingerprints left out (--on-error skip), per role: provenance only.
     skipped_files: dict[str, int] = field(default_factory=dict)
+    # The data card of each of those caches (FrameCache.card), per role: provenance only.
+    data_cards: dict[str, dict] = field(default_factory=dict)
     key: str = field(init=False)
 
     def __post_init__(self) -> None:
@@ -202,23 +204,26 @@ def skipped_files(cache: FrameCache | None) -> int:
 def build_grid(inits: list[Init], protocols: list[ProtocolSpec], track: Track, downstream: FrameCache,
                results_dir: Path, pool: FrameCache | None = None) -> list[GridJob]:
     """Every (init, protocol, fraction, seed) whose pretraining seed the protocol runs, in a fixed
-    order (shards depend on it). `pool`: the pretraining cache, whose skipped files the results of
-    inits made on it record."""
+    order (shards depend on it). `pool`: the pretraining cache, whose skipped files and data card the
+    results of inits made on it record."""
     jobs = []
+    cards = {"downstream": downstream.card(), "pretrain": pool.card() if pool is not None else None}
     for init in inits:
         fps = {"downstream": downstream.fingerprint}
         skipped = {"downstream": skipped_files(downstream)}
+        data = {"downstream": cards["downstream"]}
         if init.pretrain_fingerprint:
             fps["pretrain"] = init.pretrain_fingerprint
             if pool is not None and init.pretrain_fingerprint == pool.fingerprint:
                 skipped["pretrain"] = skipped_files(pool)
+                data["pretrain"] = cards["pretrain"]
         for spec in protocols:
             if init.pretrain_seed not in spec.pretrain_seeds:
                 continue
             for fraction in spec.fractions:
                 for seed in job_seeds(spec, fraction):
                     jobs.append(GridJob(init=init, protocol=spec, fraction=fraction, seed=seed, track=track,
-                                        fingerprints=fps, skipped_files=skipped,
+                                        fingerprints=fps, skipped_files=skipped, data_cards=data,
                                         output=result_path(results_dir, track.id, init.name, spec.name,
                                                            fraction, init.pretrain_seed, seed)))
     return jobs
@@ -277,7 +282,8 @@ def runner_jobs(grid: list[GridJob], downstream: FrameCache, run_dir: Path, prog
                 provenance={**provenance(dataset_fingerprints=job.fingerprints, device=name,
                                          gpu=device.type == "cuda", wall_time_s=time.perf_counter() - start,
                                          command=command), **arithmetic,
-                            **({"skipped_files": job.skipped_files} if job.skipped_files else {})})
+                            **({"skipped_files": job.skipped_files} if job.skipped_files else {}),
+                            **({"data": job.data_cards} if job.data_cards else {})})
 
         return produce
 

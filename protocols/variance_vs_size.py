@@ -113,10 +113,13 @@ def ablation_jobs(spec: ProtocolSpec, method: str, subset: Subset, init, evals: 
 
     subset_fp = canonical_hash({"pool": pool_fingerprint, "positions": subset.positions.tolist()})
     grid = []
+    # The pretraining data of these runs is the subset, which the ablation record describes.
+    cards = {"downstream": downstream.card()}
     for ev in evals:
         for seed in ev.seeds:
             grid.append(GridJob(init=init, protocol=ev, fraction=ev.fractions[0], seed=seed, track=track,
                                 fingerprints={"downstream": downstream.fingerprint, "pretrain": subset_fp},
+                                data_cards=cards,
                                 output=result_path(results_dir, track.id, method, NAME, ev.fractions[0],
                                                    init.pretrain_seed, seed, variant=f"{subset.tag}/{ev.name}")))
     jobs = []

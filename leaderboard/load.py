@@ -21,6 +21,7 @@ COLUMNS = [
     "variant", "fraction", "pretrain_seed", "seed", "macro_f1", "balanced_accuracy", "accuracy", "n_test", "per_class_f1",
     "class_names", "confusion_matrix", "val_macro_f1", "git_sha", "git_dirty", "device", "gpu",
     "wall_time_s", "fp_pretrain", "fp_downstream", "command", "ablation", "diagnostics", "train",
+    "data_pretrain", "data_downstream", "skipped_pretrain", "skipped_downstream",
 ]
 
 
@@ -48,6 +49,11 @@ def flatten(result: dict, path: Path | str) -> dict:
         "fp_pretrain": fps.get("pretrain"), "fp_downstream": fps["downstream"],
         "command": prov["command"], "ablation": result.get("ablation"),
         "diagnostics": (init.get("pretrain") or {}).get("diagnostics"), "train": result.get("train") or {},
+        # The data cards and skipped-file counts, per role (None where a result does not record them).
+        "data_pretrain": (prov.get("data") or {}).get("pretrain"),
+        "data_downstream": (prov.get("data") or {}).get("downstream"),
+        "skipped_pretrain": (prov.get("skipped_files") or {}).get("pretrain"),
+        "skipped_downstream": (prov.get("skipped_files") or {}).get("downstream"),
     }
 
 

@@ -112,7 +112,8 @@ def metric_table(table: analysis.Table, metric: str) -> list[str]:
         for f in table.fractions:
             row.append(cell_text(cells.get((init, f)), best[f]))
         rows.append(row)
-    return markdown_table(rows, ["init"] + [fraction_title(f) for f in table.fractions],
+    mark = score_mark(table.runs)
+    return markdown_table(rows, ["init"] + [fraction_title(f) + mark for f in table.fractions],
                           ["left"] + ["right"] * len(table.fractions))
 
 
@@ -154,7 +155,7 @@ def table_section(page: Page, table: analysis.Table, track_deltas: dict) -> list
     lines += ["Test macro-F1 (%): mean [95 % interval] (pretraining runs × downstream seeds); best mean per "
               "column in bold. Statistics: see [how to read this track](#" + anchor(f"How to read track {k.track}")
               + ").", ""]
-    lines += metric_table(table, "macro_f1") + [""]
+    lines += metric_table(table, "macro_f1") + [""] + subject_note(table.runs)
     if table.current:
         lines += delta_table(table, track_deltas) + [""]
     lines += ["<details><summary>Balanced accuracy and accuracy</summary>", ""]
@@ -165,6 +166,130 @@ def table_section(page: Page, table: analysis.Table, track_deltas: dict) -> list
         name = figures.f1_vs_fraction_name(k.track, k.protocol)
         lines += [f"![macro-F1 vs label fraction, {k.protocol}]({FIGURES_DIR}/{name})", ""]
     return lines
+
+
+# ---------------------------------------------------------------- data card
+
+NOT_DISJOINT = "‡"
+NOT_RECORDED = "not recorded"
+ROLE_TITLES = {"pretrain": "pretraining", "downstream": "downstream"}
+
+
+def _count(n: int) -> str:
+    return f"{int(n):,}"
+
+
+def without_subject_ids(runs: pd.DataFrame) -> bool:
+    """Whether the downstream data of any of `runs` has files without a subject id (so its splits are
+    not subject-disjoint), as the results' data cards record it."""
+    return any(isinstance(c, dict) and c.get("clips_without_subject") for c in runs["data_downstream"])
+
+
+def score_mark(runs: pd.DataFrame) -> str:
+    """The mark beside the scores of runs whose splits are not subject-disjoint ("" for the others)."""
+    return NOT_DISJOINT if without_subject_ids(runs) else ""
+
+
+def subject_note(runs: pd.DataFrame) -> list[str]:
+    """The footnote of `score_mark` (no lines when the splits are subject-disjoint or not recorded)."""
+    if not without_subject_ids(runs):
+        return []
+    specs = sorted({c["spec"] for c in runs["data_downstream"] if isinstance(c, dict) and c.get("clips_without_subject")})
+    return [f"{NOT_DISJOINT} **Splits not subject-disjoint**: the downstream data ({', '.join(f'`{s}`' for s in specs)}) "
+            "has files without a subject id, so each is its own subject and images of one patient may be in both "
+            "train and test; these scores may be optimistic (see the data card).", ""]
+
+
+def role_cards(runs: pd.DataFrame, role: str) -> list[tuple[str, dict | None, list]]:
+    """(fingerprint, data card or None, skipped-file counts recorded) per distinct fingerprint of `role`
+    among `runs`; the most complete card where results differ (older ones record less)."""
+    out = []
+    for fp, g in runs.groupby(f"fp_{role}", sort=True):
+        cards = [c for c in g[f"data_{role}"] if isinstance(c, dict)]
+        card = max(cards, key=lambda c: ("clips_without_subject" in c, len(c)), default=None)
+        skipped = sorted({int(v) for v in g[f"skipped_{role}"] if not pd.isna(v)})
+        out.append((str(fp), card, skipped))
+    return out
+
+
+SPLIT_ORDER = ("train", "val", "test")
+
+
+def ordered_classes(card: dict, class_names) -> list[tuple[str, dict]]:
+    """(class, labelled frames per split) of a card, in the order of the track's `class_names` (result
+    files store them sorted by name); classes the track does not name come last, by name."""
+    classes = card.get("classes") or {}
+    order = {name: k for k, name in enumerate(class_names)}
+    return sorted(classes.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0]))
+
+
+def _classes_text(card: dict, class_names) -> str:
+    classes = ordered_classes(card, class_names)
+    if not classes:
+        return "unlabelled"
+    return ", ".join(f"{name} {_count(sum(per.values()))}" for name, per in classes)
+
+
+def _subjects_text(card: dict) -> str:
+    splits = card.get("splits") or {}
+    per = ", ".join(f"{s} {_count(splits[s]['subjects'])}" for s in SPLIT_ORDER if s in splits)
+    return _count(card["subjects"]) + (f" ({per})" if per else "")
+
+
+def _subject_ids_text(card: dict, role: str) -> str:
+    missing = card.get("clips_without_subject")
+    if missing is None:
+        return NOT_RECORDED
+    if missing == 0:
+        return "given for every video/image"
+    mark = f" {NOT_DISJOINT}" if role == "downstream" else ""
+    return f"**none for {_count(missing)} of {_count(card.get('clips', 0))} videos/images** (each its own subject){mark}"
+
+
+CARD_ROWS = ["source (kind)", "frames", "videos", "subjects", "subject ids", "classes (labelled frames)",
+             "skipped files"]
+
+
+def card_column(role: str, card: dict | None, skipped: list, spec: str, class_names) -> list[str]:
+    """The cells of one data card column, in the order of `CARD_ROWS`; `spec`: the track's dataset of
+    the role, shown when no result records a card."""
+    skipped_text = ", ".join(_count(n) for n in skipped) if skipped else NOT_RECORDED
+    if card is None:
+        return [f"`{spec}`"] + [NOT_RECORDED] * (len(CARD_ROWS) - 2) + [skipped_text]
+    return [f"`{card['spec'] or spec}` ({card['kind']})", _count(card["frames"]), _count(card["videos"]),
+            _subjects_text(card), _subject_ids_text(card, role), _classes_text(card, class_names), skipped_text]
+
+
+def class_split_table(card: dict, class_names) -> list[str]:
+    """Labelled frames per class and split of one downstream card."""
+    splits = [s for s in SPLIT_ORDER if s in (card.get("splits") or {})]
+    rows = [[name] + [_count(per.get(s, 0)) for s in splits] + [_count(sum(per.values()))]
+            for name, per in ordered_classes(card, class_names)]
+    if not rows:
+        return []
+    return markdown_table(rows, ["class"] + splits + ["all"], ["left"] + ["right"] * (len(splits) + 1))
+
+
+def data_card_section(runs: pd.DataFrame) -> list[str]:
+    """### Data: the track's pretraining and downstream data, one column per role and fingerprint, from
+    the data cards the results record ("not recorded" for results written before they did)."""
+    columns = [(role, fp, card, skipped) for role in ROLE_TITLES
+               for fp, card, skipped in role_cards(runs.dropna(subset=[f"fp_{role}"]), role)]
+    lines = ["### Data", "",
+             "What the runs of this track were trained and scored on, as each result records it: the frame caches "
+             "of the pretraining pool (of the SSL and `random` inits) and of the downstream set; subjects of the "
+             "downstream data per split (train/val/test are subject-disjoint when every file has a subject id).", ""]
+    heads = [f"{ROLE_TITLES[role]} `{fp[:12]}`" for role, fp, _, _ in columns]
+    class_names = runs["class_names"].iloc[0]
+    cells = [card_column(role, card, skipped, str(runs[f"{role}_dataset"].iloc[0]), class_names)
+             for role, _, card, skipped in columns]
+    rows = [[title] + [col[i] for col in cells] for i, title in enumerate(CARD_ROWS)]
+    lines += markdown_table(rows, ["data (fingerprint)"] + heads) + [""]
+    for role, fp, card, _ in columns:
+        table = class_split_table(card, class_names) if role == "downstream" and card is not None else []
+        if table:
+            lines += [f"Labelled downstream frames per class and split (`{fp[:12]}`):", ""] + table + [""]
+    return lines + subject_note(runs)
 
 
 # ---------------------------------------------------------------- per-track parts
@@ -286,6 +411,7 @@ def track_section(page: Page, track: str) -> list[str]:
              f"Pretraining data `{first['pretrain_dataset']}`, downstream data `{first['downstream_dataset']}`, "
              f"backbone `{first['backbone']}`, {first['resolution']} px, preset `{first['preset']}`; "
              f"{len(runs)} runs.", ""]
+    lines += data_card_section(runs)
     track_tables = [t for t in page.tables if t.key.track == track]
     track_deltas = analysis.deltas(track_tables, "macro_f1")
     for table in track_tables:

@@ -197,7 +197,9 @@ def protocol_table(table: analysis.Table, track_deltas: dict) -> list[str]:
     fraction_opts = "".join(f'<option value="{_num(f)}">{fraction_title(f)}</option>' for f in table.fractions)
     family_opts = "".join(f'<option value="{html.escape(v, quote=True)}">{html.escape(v)}</option>'
                           for v in sorted(families))
-    head = "".join(f'<th data-type="{kind}" data-col="{i}" tabindex="0" aria-sort="none">{html.escape(name)}</th>'
+    mark = render.score_mark(table.runs)  # splits not subject-disjoint: beside every score column
+    head = "".join(f'<th data-type="{kind}" data-col="{i}" tabindex="0" aria-sort="none">'
+                   f'{html.escape(name + (mark if kind == "num" and "%" in name else ""))}</th>'
                    for i, (name, kind) in enumerate(COLUMNS))
     return [f'<div class="controls" data-for="{tid}">'
             f'<label>label fraction <select data-filter="fraction"><option value="">all</option>{fraction_opts}'
@@ -219,6 +221,7 @@ def table_html(table: analysis.Table, track_deltas: dict, pngs: dict[str, bytes]
                f"{analysis.REFERENCE_INIT}: paired, Holm-adjusted p, ▲/▼ = adjusted p &lt; 0.05. Statistics: "
                f'<a href="#{render.anchor("How to read track " + k.track)}">how to read this track</a>.</p>')
     out += protocol_table(table, track_deltas)
+    out += markdown_to_html(render.subject_note(table.runs), pngs)
     if table.current:
         out.append(image(f"macro-F1 vs label fraction, {k.protocol}",
                          figures.f1_vs_fraction_name(k.track, k.protocol), pngs))
@@ -233,8 +236,8 @@ def track_html(page: render.Page, track: str, pngs: dict[str, bytes]) -> list[st
     out = ['<section class="track">', *markdown_to_html(
         [f"## Track `{track}`",
          f"Pretraining data `{first['pretrain_dataset']}`, downstream data `{first['downstream_dataset']}`, "
-         f"backbone `{first['backbone']}`, {first['resolution']} px, preset `{first['preset']}`; {len(runs)} runs."],
-        pngs)]
+         f"backbone `{first['backbone']}`, {first['resolution']} px, preset `{first['preset']}`; {len(runs)} runs."]
+        + render.data_card_section(runs), pngs)]
     for table in track_tables:
         out += table_html(table, track_deltas, pngs)
     ranking = analysis.ranking(track_tables)

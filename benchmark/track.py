@@ -385,3 +385,34 @@ def variance_vs_size(ctx: TrackContext, methods: str | None = None, protocols: l
     if leaderboard:
         refresh_leaderboard(ctx.results_dir)
     return stopped
+
+
+def backfill_data_cards(ctx: TrackContext) -> tuple[int, int]:
+    """Add the data cards of the track's caches to its results written before results recorded them.
+
+    A result gets the card (and the skipped-file count) of a role only when the cache built now has
+    the fingerprint that the result records for that role: the same source and settings, so the same
+    frames and index (the cache contract). Nothing else in a result changes: metrics, keys and the rest
+    of its provenance stay as they were. Returns (results changed, results seen)."""
+    from leaderboard.results import find_result_files, read_json, write_result
+
+    folder = ctx.results_dir / ctx.track.id
+    if not folder.is_dir():
+        raise UserError(f"no results of track {ctx.track.id} in {ctx.results_dir}: nothing to backfill "
+                        "(pass the --preset, data and --track the results were made with, or --results-dir)")
+    caches = {"downstream": ctx.downstream_cache(), "pretrain": ctx.pretrain_cache()}
+    files = find_result_files(folder)
+    changed = 0
+    for path in files:
+        record = read_json(path)
+        prov = record["provenance"]
+        data, skipped = dict(prov.get("data") or {}), dict(prov.get("skipped_files") or {})
+        for role, cache in caches.items():
+            if role in data or prov["dataset_fingerprints"].get(role) != cache.fingerprint:
+                continue
+            data[role] = cache.card()
+            skipped.setdefault(role, int(cache.meta.get("skipped", 0)))
+        if data != (prov.get("data") or {}):
+            write_result(path, {**record, "provenance": {**prov, "data": data, "skipped_files": skipped}})
+            changed += 1
+    return changed, len(files)

@@ -4,7 +4,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from benchmark.cli.common import add_dataset_arguments, dataset_options
+from benchmark.cli.common import (
+    add_dataset_arguments,
+    add_track_arguments,
+    dataset_options,
+    track_context_from_args,
+)
 
 
 def register(sub) -> None:
@@ -23,6 +28,15 @@ def register(sub) -> None:
                            "downstream set, or both where the source has both (default)")
     prep.add_argument("--rebuild", action="store_true", help="build again even if the cache exists")
     prep.set_defaults(func=_prepare)
+
+    back = dsub.add_parser("backfill-cards", help="add data cards to a track's results written before they had them",
+                           description="Rebuild (or reuse) the frame caches of a track and add each cache's "
+                                       "data card to the track's results that record its fingerprint but no "
+                                       "card; metrics and everything else in a result stay as they are. Give "
+                                       "the preset, data and --track the results were made with, then run "
+                                       "`sslbench leaderboard`.")
+    add_track_arguments(back, grid=False)
+    back.set_defaults(func=_backfill_cards)
 
     prev = dsub.add_parser("preview", help="write a PNG contact sheet and an animated GIF of a dataset",
                            description="Write preview images: a contact sheet with examples of every "
@@ -47,6 +61,16 @@ def _prepare(args: argparse.Namespace) -> int:
         cache = prepare(source, role, cache_dir=args.cache_dir, on_error=args.on_error, rebuild=args.rebuild)
         print(cache.summary())
         print()
+    return 0
+
+
+def _backfill_cards(args: argparse.Namespace) -> int:
+    from benchmark.track import backfill_data_cards
+
+    ctx = track_context_from_args(args)
+    changed, seen = backfill_data_cards(ctx)
+    print(f"{ctx.track.id}: data cards added to {changed} of {seen} results in {ctx.results_dir / ctx.track.id}; "
+          "regenerate the leaderboard with `sslbench leaderboard`")
     return 0
 
 

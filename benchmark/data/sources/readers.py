@@ -134,7 +134,11 @@ def read_dicom(path: str, stride: int = 1, max_frames: int | None = None
     arr = np.stack(list(iter_pixels(ds, indices=[int(i) for i in keep])))
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip()
     if photometric == "PALETTE COLOR":
+        # pydicom gives the palette's 16-bit entries (8-bit palettes scaled by 256): their top byte is the
+        # 8-bit colour, where stretching over the image's own range would brighten a dark image.
         arr = apply_color_lut(arr, ds)
+        if arr.dtype == np.uint16:
+            arr = (arr >> 8).astype(np.uint8)
     color = arr.ndim == 4
     gray = to_gray(arr, channels_last=color)
     if photometric == "MONOCHROME1":

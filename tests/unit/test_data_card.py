@@ -1,0 +1,166 @@
+"""The data card: which clips have no subject id (the sources), the warning and the card of a cache,
+the card each result records (the grid), and how the leaderboard shows it beside the scores."""
+from __future__ import annotations
+
+import json
+import shutil
+import tomllib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from benchmark.data.cache import prepare, say_skipped
+from benchmark.data.spec import parse_dataset_spec
+from leaderboard import render, webpage
+from leaderboard.load import load_results
+from protocols.grid import Init, build_grid, make_track
+from protocols.spec import load_protocol
+from tests.fake_source import tiny_pool
+from tests.unit.test_leaderboard import TRACK, canonical_sha256, make_fixture
+
+CLASSES = ("4CH", "LVOT")
+
+
+def write_png(path: Path, value: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((12, 12), value, np.uint8)).save(path)
+
+
+def stills(root: Path, with_subjects: bool) -> Path:
+    """4 images per class, as `<class>/<image>` or `<class>/<subject>/<image>` (two subjects per class)."""
+    for c, name in enumerate(CLASSES):
+        for k in range(4):
+            below = f"p{c}{k // 2}/img{k}.png" if with_subjects else f"img{k}.png"
+            write_png(root / name / below, 40 * c + 10 * k)
+    return root
+
+
+def downstream(spec: str, cache_dir: Path):
+    return prepare(parse_dataset_spec(spec, resolution=8, workers=1), "downstream", cache_dir=cache_dir,
+                   progress=False)
+
+
+def test_an_image_folder_of_stills_has_no_subject_ids_and_says_so(tmp_path, capsys):
+    cache = downstream(f"imagefolder:{stills(tmp_path / 'flat', False)}", tmp_path / "c")
+    assert cache.clips_without_subject == 8 and cache.meta["clips"] == 8
+    warning = cache.subject_warning()
+    assert "none of its 8 labelled files has a subject id" in warning and "subject-disjoint" in warning
+    assert "--subject-pattern" in warning
+    assert f"warning    {warning}" in cache.summary().splitlines()
+    say_skipped(cache)
+    assert warning in capsys.readouterr().err
+    card = cache.card()
+    assert card["clips_without_subject"] == 8 and card["subjects"] == 8 and card["frames"] == 8
+    assert sum(card["splits"][s]["frames"] for s in ("train", "val", "test")) == 8
+    assert {name: sum(per.values()) for name, per in card["classes"].items()} == {"4CH": 4, "LVOT": 4}
+    # Per class and split, the card counts what the index holds.
+    idx = cache.index
+    for k, name in enumerate(CLASSES):
+        for split, n in card["classes"][name].items():
+            assert n == int(((idx["label"] == k) & (idx["split"] == split)).sum())
+
+
+def test_subject_folders_give_subject_ids_and_no_warning(tmp_path, capsys):
+    cache = downstream(f"imagefolder:{stills(tmp_path / 'nested', True)}", tmp_path / "c")
+    assert cache.clips_without_subject == 0 and cache.subject_warning() is None
+    assert cache.card()["subjects"] == 4
+    say_skipped(cache)
+    assert "subject-disjoint" not in capsys.readouterr().err
+
+
+def test_a_manifest_without_a_subject_for_some_rows(tmp_path):
+    root = stills(tmp_path / "flat", False)
+    rows = [f"{name}/img{k}.png,{name},{f's{k}' if k < 2 else ''}" for name in CLASSES for k in range(4)]
+    (root / "labels.csv").write_text("path,label,subject\n" + "\n".join(rows) + "\n")
+    cache = downstream(f"csv:{root / 'labels.csv'}", tmp_path / "c")
+    assert cache.clips_without_subject == 4  # img2, img3 of each class
+    assert "4 of its 8 labelled files have no subject id" in cache.subject_warning()
+
+
+def test_the_grid_records_the_cards_of_the_caches_behind_the_fingerprints(tmp_path):
+    down = downstream(f"imagefolder:{stills(tmp_path / 'flat', False)}", tmp_path / "c")
+    pool = tiny_pool(tmp_path / "pool")
+    spec = load_protocol("linear_probe", {"pretrain_seeds": [0], "seeds": [0], "fractions": [1.0]})
+    track = make_track("synthetic", "imagefolder:x", "tiny", 8, "smoke")
+    made_here = Init(name="vicreg", kind="ssl", backbone="tiny", pretrain_seed=0, pretrain_fingerprint=pool.fingerprint)
+    elsewhere = Init(name="simclr", kind="ssl", backbone="tiny", pretrain_seed=0, pretrain_fingerprint="f" * 64)
+    imagenet = Init(name="imagenet", kind="baseline", backbone="tiny", pretrain_seed=0)
+    jobs = {j.init.name: j for j in build_grid([made_here, elsewhere, imagenet], [spec], track, down, tmp_path, pool)}
+    assert jobs["vicreg"].data_cards == {"downstream": down.card(), "pretrain": pool.card()}
+    assert jobs["simclr"].data_cards == {"downstream": down.card()}  # another pool: its card is not known here
+    assert jobs["imagenet"].data_cards == {"downstream": down.card()}
+
+
+def card(without_subject: int) -> dict:
+    return {"kind": "imagefolder", "spec": "imagefolder:/data/stills", "frames": 40, "videos": 40, "subjects": 40,
+            "splits": {"test": {"frames": 8, "subjects": 8}, "train": {"frames": 24, "subjects": 24},
+                       "val": {"frames": 8, "subjects": 8}},
+            "classes": {"LVOT": {"train": 4, "val": 2, "test": 2}, "4CH": {"train": 20, "val": 6, "test": 6}},
+            "clips": 40, "clips_without_subject": without_subject}
+
+
+POOL_CARD = {"kind": "dicom", "spec": "dicom:/data/cines", "frames": 900, "videos": 30, "subjects": 12,
+             "splits": {"pretrain": {"frames": 900, "subjects": 12}}, "classes": {}, "clips": 30,
+             "clips_without_subject": 0}
+
+
+@pytest.fixture(scope="module")
+def fixture(tmp_path_factory):
+    return make_fixture(tmp_path_factory.mktemp("fixture"), protocols=("linear_probe",),
+                        inits=("vicreg", "imagenet"))
+
+
+def page(results: Path, protocols_dir: Path, downstream_card: dict | None) -> tuple[str, str]:
+    if downstream_card is not None:
+        for path in results.rglob("*.json"):
+            record = json.loads(path.read_text())
+            prov = record["provenance"]
+            prov["data"] = {"downstream": downstream_card,
+                            **({"pretrain": POOL_CARD} if "pretrain" in prov["dataset_fingerprints"] else {})}
+            prov["skipped_files"] = {"downstream": 3, **({"pretrain": 0} if "pretrain" in prov["data"] else {})}
+            path.write_text(json.dumps(record))
+    hashes = {p.stem: _hash(p) for p in protocols_dir.glob("*.toml")}
+    loaded = load_results(results)
+    return render.render(loaded, hashes), webpage.render_site(loaded, hashes, {})
+
+
+def _hash(path: Path) -> str:
+    return canonical_sha256(tomllib.loads(path.read_text()))
+
+
+def test_the_card_shows_both_roles_and_marks_scores_whose_splits_are_not_subject_disjoint(fixture, tmp_path):
+    results, protocols_dir = fixture
+    copy = tmp_path / "results"
+    shutil.copytree(results, copy)
+    md, site = page(copy, protocols_dir, card(without_subject=40))
+    data = md[md.index("### Data"):md.index("### linear_probe")]
+    row = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]] for line in data.splitlines()
+           if line.startswith("| ") and not line.startswith("| class ")}
+    assert row["source (kind)"] == ["`dicom:/data/cines` (dicom)", "`imagefolder:/data/stills` (imagefolder)"]
+    assert row["frames"] == ["900", "40"] and row["videos"] == ["30", "40"]
+    assert row["subjects"] == ["12", "40 (train 24, val 8, test 8)"]
+    assert row["subject ids"] == ["given for every video/image",
+                                  "**none for 40 of 40 videos/images** (each its own subject) ‡"]
+    assert row["classes (labelled frames)"] == ["unlabelled", "4CH 32, LVOT 8"]  # in the results' class order
+    assert row["skipped files"] == ["0", "3"]
+    assert "| 4CH     |      20 |     6 |      6 |    32 |" in data
+    # Beside the scores: the mark on every fraction column and its footnote under the table.
+    table = md[md.index("### linear_probe"):md.index("### Across tasks")]
+    header = next(line for line in table.splitlines() if line.startswith("| init"))
+    assert header.count("‡") == 3
+    assert "‡ **Splits not subject-disjoint**: the downstream data (`imagefolder:/data/stills`)" in table
+    assert "Splits not subject-disjoint" in site and "macro-F1 (%)‡" in site and ">Data</h3>" in site
+
+
+def test_subject_disjoint_data_gets_no_mark_and_older_results_say_not_recorded(fixture, tmp_path):
+    results, protocols_dir = fixture
+    copy = tmp_path / "results"
+    shutil.copytree(results, copy)
+    md, _ = page(copy, protocols_dir, card(without_subject=0))
+    assert "‡" not in md and "given for every video/image" in md
+    old, _ = page(results, protocols_dir, None)
+    data = old[old.index("### Data"):old.index("### linear_probe")]
+    assert "| frames                    | not recorded" in data and "‡" not in old
+    assert f"`{TRACK['pretrain_dataset']}`" in data

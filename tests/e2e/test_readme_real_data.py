@@ -5,30 +5,23 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import shlex
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from leaderboard.results import validate_result
+from tests.e2e.doc_commands import doc_commands
 from tests.e2e.test_bench_cli import TINY
 from tests.unit.test_sources_images import PLANES, make_fetal_planes_db
 from tests.unit.test_sources_videos import encode_clip
 
-README = Path(__file__).parents[2] / "README.md"
-
 
 def readme_real_data_command() -> list[str]:
-    """The `sslbench bench` command of README's "Your own data" section, as argv."""
-    text = README.read_text()
-    section = text[text.index("### Your own data"):]
-    block = re.search(r"```bash\n(.*?)```", section, flags=re.S).group(1)
-    lines = [line for line in block.replace("\\\n", " ").splitlines() if line.strip() and not line.startswith("#")]
-    (command,) = [line for line in lines if line.strip().startswith("sslbench bench")]
-    return shlex.split(command)
+    """The `sslbench bench … --downstream …` command of README's "Your own data" section, as argv."""
+    (argv,) = [c.argv for c in doc_commands("README.md")
+               if c.argv[:2] == ["sslbench", "bench"] and "--downstream" in c.argv]
+    return argv
 
 
 def test_the_readme_command_parses_and_names_real_data_folders():

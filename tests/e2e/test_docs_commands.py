@@ -315,8 +315,15 @@ def make_recipe(argv: list[str]) -> list[list[str]]:
     done = subprocess.run(["make", "-n", "-C", str(REPO), *argv[1:]], capture_output=True, text=True, timeout=60,
                           env=env)
     assert done.returncode == 0, f"make -n {' '.join(argv[1:])}: {done.stderr}"
-    return [shlex.split(line) for line in done.stdout.splitlines()
+    return [_without_env_assignments(shlex.split(line)) for line in done.stdout.splitlines()
             if line.strip() and not line.startswith("make")]
+
+
+def _without_env_assignments(argv: list[str]) -> list[str]:
+    """A recipe line's program and arguments, without the `VAR=value` environment settings before them."""
+    while argv and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*=\S*", argv[0]):
+        argv = argv[1:]
+    return argv
 
 
 def run_make(command: DocCommand, argv: list[str], run_sslbench_line) -> None:

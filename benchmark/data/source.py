@@ -2,7 +2,8 @@
 
 A source (the simulator, a folder of videos, DICOM cines, ...) yields `Clip`s: uint8 grayscale
 frames already resized to the cache resolution, with their video/subject ids and, when known,
-their labels and split. A file it cannot read is reported as a `Skipped` item (the cache
+their labels, split and scanner (the machine that acquired them: the cross-scanner protocol holds
+one out). A file it cannot read is reported as a `Skipped` item (the cache
 builder decides, per `--on-error`, whether that stops the build or goes in the skip report).
 Sources never write files; the cache builder does.
 """
@@ -30,6 +31,7 @@ class Clip:
     split: str | None = None  # one of SPLITS when the source dictates it; None = assign later
     frame_idx: np.ndarray | None = None  # (T,) frame numbers in the original clip; default 0..T-1
     path: str = ""  # the file it came from, for reports
+    scanner: str = ""  # the machine that acquired it, where the source knows it ("" = unknown)
 
     def __post_init__(self) -> None:
         if self.frames.dtype != np.uint8 or self.frames.ndim != 3:

@@ -35,6 +35,7 @@ class FileTask:
     key: str | None = None  # the dataset inside an HDF5 file
     # DICOM: use the file's PatientID as subject when it has one (subject_id is then the fallback).
     subject_from_patient_id: bool = False
+    scanner: str = ""  # the machine that acquired it, where the source knows it
 
 
 def kept_indices(n_frames: int, stride: int, max_frames: int | None) -> np.ndarray:
@@ -177,4 +178,4 @@ def decode_file(task: FileTask) -> Clip:
     labels = None if task.label is None else np.full(len(frames), task.label, np.int64)
     path = f"{task.path}:{task.key}" if task.key else task.path
     return Clip(frames=frames, video_id=task.video_id, subject_id=subject, labels=labels,
-                split=task.split, frame_idx=idx, path=path)
+                split=task.split, frame_idx=idx, path=path, scanner=task.scanner)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from leaderboard.errors import ResultFileError, ResultsError
-from leaderboard.results import find_result_files, job_variant, read_json, schema_errors
+from leaderboard.results import IN_SCANNER_TEST, find_result_files, job_variant, read_json, schema_errors
 
 # What identifies one job; `variant` tells apart the runs of an ablation (subset × evaluation protocol).
 JOB_COLUMNS = ["track", "init", "protocol", "variant", "fraction", "pretrain_seed", "seed"]
@@ -21,6 +21,7 @@ COLUMNS = [
     "variant", "fraction", "pretrain_seed", "seed", "macro_f1", "balanced_accuracy", "accuracy", "n_test", "per_class_f1",
     "class_names", "confusion_matrix", "val_macro_f1", "git_sha", "git_dirty", "device", "gpu",
     "wall_time_s", "fp_pretrain", "fp_downstream", "command", "ablation", "diagnostics", "train",
+    "scanner", "in_scanner_macro_f1",
 ]
 
 
@@ -48,6 +49,9 @@ def flatten(result: dict, path: Path | str) -> dict:
         "fp_pretrain": fps.get("pretrain"), "fp_downstream": fps["downstream"],
         "command": prov["command"], "ablation": result.get("ablation"),
         "diagnostics": (init.get("pretrain") or {}).get("diagnostics"), "train": result.get("train") or {},
+        "scanner": result.get("scanner"),
+        "in_scanner_macro_f1": float(result["metrics"][IN_SCANNER_TEST]["macro_f1"])
+        if IN_SCANNER_TEST in result["metrics"] else float("nan"),
     }
 
 
@@ -61,14 +65,19 @@ def duplicate_jobs(runs: pd.DataFrame) -> list[tuple[tuple, list[str]]]:
 
 @dataclass(frozen=True)
 class Results:
-    """All runs of a results folder; `main` holds the runs of the main tables, `ablation` the rest."""
+    """All runs of a results folder; `main` holds the runs of the main tables, `ablation` those of the
+    variance-vs-size ablation and `cross_scanner` those of the cross-scanner protocol."""
 
     runs: pd.DataFrame
     n_files: int
 
     @property
     def main(self) -> pd.DataFrame:
-        return self.runs[self.runs["ablation"].isna()].reset_index(drop=True)
+        return self.runs[self.runs["ablation"].isna() & self.runs["scanner"].isna()].reset_index(drop=True)
+
+    @property
+    def cross_scanner(self) -> pd.DataFrame:
+        return self.runs[self.runs["scanner"].notna()].reset_index(drop=True)
 
     @property
     def ablation(self) -> pd.DataFrame:

@@ -457,7 +457,7 @@ def cross_scanner_section(page: Page) -> list[str]:
         hashes = sorted(tr["protocol_hash"].unique())
         lines += [f"### `{track}`", "",
                   f"Held-out scanners: {', '.join(f'`{s}`' for s in scanners)}; downstream data "
-                  f"`{tr['downstream_dataset'].iloc[0]}` (fingerprint {_distinct(tr['fp_downstream'], lambda v: f'`{str(v)[:12]}`')}); "
+                  f"`{tr['downstream_dataset'].iloc[0]}`, fingerprint {_distinct(tr['fp_downstream'], lambda v: f'`{str(v)[:12]}`')}; "
                   f"protocol `{hashes[0][:12]}`{' + older versions' if len(hashes) > 1 else ''}.", ""]
         table = []
         for r in cross_scanner.rows(tr):

@@ -52,8 +52,8 @@ def folds(cache: FrameCache, min_scanners: int) -> tuple[list[Fold], list[str]]:
     scanners = cache.scanners
     where = cache.meta.get("spec", str(cache.root))
     if len(scanners) < min_scanners:
-        found = f"{len(scanners)} ({', '.join(scanners)})" if scanners else "none"
-        return [], [f"{NAME}: skipped: the downstream data {where} records {found} scanner(s) for its labelled "
+        found = f"{len(scanners)} scanner(s) ({', '.join(scanners)})" if scanners else "no scanner"
+        return [], [f"{NAME}: skipped: the downstream data {where} records {found} for its labelled "
                     f"images, the protocol needs at least {min_scanners} (a `scanner` per image: FETAL_PLANES_DB's "
                     "US_Machine, a scanner column in a csv: manifest, or the simulator's -O scanners=N)"]
     out, messages = [], []

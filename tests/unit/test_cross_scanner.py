@@ -167,7 +167,7 @@ def test_fewer_than_two_scanners_skip_with_a_message(tmp_path):
     cache = FrameCache(cache.root, cache.frames, cache.index.assign(scanner="only"), cache.class_names, cache.meta)
     fold_list, messages = folds(cache, min_scanners=2)
     assert fold_list == [] and len(messages) == 1
-    assert "1 (only) scanner(s)" in messages[0] and "needs at least 2" in messages[0]
+    assert "1 scanner(s) (only)" in messages[0] and "needs at least 2" in messages[0]
     assert "-O scanners=N" in messages[0]
     # With 18 subjects, scanner sc1 has no test subject: it cannot be held out (it still trains the others).
     fold_list, messages = folds(scanned_downstream(tmp_path, n_subjects=18), min_scanners=2)

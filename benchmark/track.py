@@ -63,13 +63,15 @@ def track_context(preset: str = "auto", *, dataset: str | None = None, downstrea
                   pretrain: SourceSettings | None = None,
                   downstream_settings: SourceSettings | None = None, protocols: list[str] | None = None,
                   results_dir: Path | None = None, runs_dir: Path | None = None, cache_dir: str | None = None,
-                  need_pretrain_data: bool = True, track_name: str | None = None) -> TrackContext:
+                  need_pretrain_data: bool = True, track_name: str | None = None,
+                  data_table: str | None = None) -> TrackContext:
     """Preset → sources, track, protocols and folders; fails early on bad input or an unwritable
     results folder, before any work. `dataset`/`downstream` replace the preset's data; `pretrain` are
     the settings of the pretraining source (`--dataset`, or the preset's; they also reach its
     downstream role when one source serves both), `downstream_settings` those of the downstream source
     alone. `protocols` restricts the main protocols run; `track_name` replaces the track id made from
-    the data, backbone, resolution and preset."""
+    the data, backbone, resolution and preset. `data_table`: an ablation whose `[data.<name>]` table of
+    the preset adds settings to the preset's downstream source (the command line's still win)."""
     from benchmark.data.spec import parse_dataset_spec
     from benchmark.folders import default_runs_dir, ensure_writable
     from leaderboard.results import default_results_dir
@@ -94,6 +96,8 @@ def track_context(preset: str = "auto", *, dataset: str | None = None, downstrea
             # One source serving both roles gets both tables' settings, so both caches see one config.
             opts = {**data["pretrain"].get("options", {}), **data["downstream"].get("options", {})} \
                 if shared else data[role].get("options", {})
+            if role == "downstream" and data_table:
+                opts = {**opts, **data.get(data_table, {}).get("options", {})}
             return parse_dataset_spec(data[role]["spec"], flags=flags, hint=hint,
                                       **{**opts, **settings, "resolution": res})
         return parse_dataset_spec(spec, flags=flags, hint=hint, **{**settings, "resolution": res})
@@ -290,21 +294,30 @@ def refresh_leaderboard(results_dir: Path) -> None:
     print(f"leaderboard: {out}", file=sys.stderr)
 
 
+def pretrained_inits(ctx: TrackContext, methods: list[str], baselines: list[str], pool,
+                     deadline: Deadline | None = None) -> list | None:
+    """The inits of `methods` (pretrained now where their checkpoint is missing, once per pretraining seed of
+    the track's protocols) and of `baselines`; None when `deadline` stopped it."""
+    inits, longest = [], 0.0
+    for method in methods:
+        for seed in pretrain_seeds(ctx):
+            if out_of_time(deadline, longest, f"pretrain {method} (pretraining seed {seed})"):
+                return None
+            started = time.perf_counter()
+            inits.append(pretrained_init(ctx, method, pool, seed))
+            longest = max(longest, time.perf_counter() - started)
+    return inits + [init for b in baselines for init in baseline_inits(ctx, b, pool)]
+
+
 def bench(ctx: TrackContext, methods: list[str], baselines: list[str], *, force: bool = False,
           shard: tuple[int, int] | None = None, deadline: Deadline | None = None, leaderboard: bool = True) -> bool:
     """Pretrain `methods` (each once per pretraining seed, unless done), then run the grid of their
     checkpoints and of `baselines`, then refresh the leaderboard. True when `deadline` stopped it."""
     downstream = ctx.downstream_cache()
     pool = ctx.pretrain_cache() if methods or "random" in baselines else None
-    inits, longest = [], 0.0
-    for method in methods:
-        for seed in pretrain_seeds(ctx):
-            if out_of_time(deadline, longest, f"pretrain {method} (pretraining seed {seed})"):
-                return True
-            started = time.perf_counter()
-            inits.append(pretrained_init(ctx, method, pool, seed))
-            longest = max(longest, time.perf_counter() - started)
-    inits += [init for b in baselines for init in baseline_inits(ctx, b, pool)]
+    inits = pretrained_inits(ctx, methods, baselines, pool, deadline)
+    if inits is None:
+        return True
     summary = run_grid(ctx, inits, downstream, force=force, shard=shard, deadline=deadline, pool=pool)
     if leaderboard:
         refresh_leaderboard(ctx.results_dir)
@@ -416,3 +429,43 @@ def backfill_data_cards(ctx: TrackContext) -> tuple[int, int]:
             write_result(path, {**record, "provenance": {**prov, "data": data, "skipped_files": skipped}})
             changed += 1
     return changed, len(files)
+
+
+def cross_scanner(ctx: TrackContext, methods: list[str], baselines: list[str], *, force: bool = False,
+                  shard: tuple[int, int] | None = None, deadline: Deadline | None = None,
+                  leaderboard: bool = True) -> bool:
+    """The cross-scanner protocol on the track: for each scanner of the downstream data, the inits of
+    `methods` (pretrained where missing) and `baselines` are evaluated trained on the other scanners and
+    tested on it. Data with fewer scanners than the protocol needs skip it with a message (not an error).
+    True when `deadline` stopped it."""
+    import dataclasses
+
+    from benchmark.runner import run_jobs
+    from protocols import cross_scanner as xs
+    from protocols.spec import evaluation_specs, load_protocol
+
+    spec = load_protocol(xs.NAME, ctx.preset["protocols"].get(xs.NAME))
+    s = spec.settings
+    downstream = ctx.downstream_cache()
+    folds, messages = xs.folds(downstream, s["min_scanners"])
+    for message in messages:
+        print(message, file=sys.stderr, flush=True)
+    if not folds:
+        return False
+    evals = evaluation_specs(s["eval_protocols"], ctx.preset["protocols"], fractions=list(s["fractions"]),
+                             seeds=list(s["seeds"]), pretrain_seeds=list(s["pretrain_seeds"]))
+    ctx = dataclasses.replace(ctx, protocols=evals)  # the inits of the protocol's pretraining seeds
+    pool = ctx.pretrain_cache() if methods or "random" in baselines else None
+    inits = pretrained_inits(ctx, methods, baselines, pool, deadline)
+    if inits is None:
+        return True
+    jobs = [job for fold in folds for job in xs.fold_jobs(spec, fold, inits, evals, ctx.track, ctx.results_dir,
+                                                           ctx.runs_dir, pool=pool)]
+    print(f"{xs.NAME} on {ctx.track.id}: {len(folds)} held-out scanners ({', '.join(f.held_out for f in folds)}), "
+          f"{len(jobs)} jobs", file=sys.stderr, flush=True)
+    summary = run_jobs(jobs, force=force, shard=shard, title=f"{ctx.track.id} {xs.NAME}", deadline=deadline)
+    print(f"{xs.NAME}: {len(summary.done)} runs written, {summary.skipped} already finished, under "
+          f"{ctx.results_dir / ctx.track.id}", file=sys.stderr)
+    if leaderboard:
+        refresh_leaderboard(ctx.results_dir)
+    return summary.stopped

@@ -139,11 +139,12 @@ class Delta:
         return "▲" if self.comparison.diff.mean > 0 else "▼"
 
 
-def paired_delta(own: pd.DataFrame, ref: pd.DataFrame, metric: str) -> tuple[stats.PairedComparison, int, int] | None:
-    """Δ of one cell against the reference over jobs matched on (pretraining seed, seed): the paired
-    t-test over the pretraining runs' mean differences (≥ 2 runs), none with a single run (its
-    interval, over that run's downstream seeds, is then conditional)."""
-    keys = ["pretrain_seed", "seed"]
+def paired_delta(own: pd.DataFrame, ref: pd.DataFrame, metric: str, keys: tuple[str, ...] = ("pretrain_seed", "seed")
+                 ) -> tuple[stats.PairedComparison, int, int] | None:
+    """Δ of one cell against the reference over jobs matched on `keys` (pretraining seed, seed): the
+    paired t-test over the pretraining runs' mean differences (≥ 2 runs), none with a single run (its
+    interval, over that run's downstream jobs, is then conditional)."""
+    keys = list(keys)
     joined = own[keys + [metric]].merge(ref[keys + [metric]], on=keys, suffixes=("", "_ref"))
     if joined.empty:
         return None

@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from leaderboard.errors import ResultFileError, ResultsError
-from leaderboard.results import find_result_files, job_variant, read_json, schema_errors
+from leaderboard.results import IN_SCANNER_TEST, find_result_files, job_variant, read_json, schema_errors
 
 # What identifies one job; `variant` tells apart the runs of an ablation (subset × evaluation protocol).
 JOB_COLUMNS = ["track", "init", "protocol", "variant", "fraction", "pretrain_seed", "seed"]
@@ -22,6 +22,7 @@ COLUMNS = [
     "class_names", "confusion_matrix", "val_macro_f1", "git_sha", "git_dirty", "device", "gpu",
     "wall_time_s", "fp_pretrain", "fp_downstream", "command", "ablation", "diagnostics", "train",
     "data_pretrain", "data_downstream", "skipped_pretrain", "skipped_downstream",
+    "scanner", "in_scanner_macro_f1",
 ]
 
 
@@ -54,6 +55,9 @@ def flatten(result: dict, path: Path | str) -> dict:
         "data_downstream": (prov.get("data") or {}).get("downstream"),
         "skipped_pretrain": (prov.get("skipped_files") or {}).get("pretrain"),
         "skipped_downstream": (prov.get("skipped_files") or {}).get("downstream"),
+        "scanner": result.get("scanner"),
+        "in_scanner_macro_f1": float(result["metrics"][IN_SCANNER_TEST]["macro_f1"])
+        if IN_SCANNER_TEST in result["metrics"] else float("nan"),
     }
 
 
@@ -67,14 +71,19 @@ def duplicate_jobs(runs: pd.DataFrame) -> list[tuple[tuple, list[str]]]:
 
 @dataclass(frozen=True)
 class Results:
-    """All runs of a results folder; `main` holds the runs of the main tables, `ablation` the rest."""
+    """All runs of a results folder; `main` holds the runs of the main tables, `ablation` those of the
+    variance-vs-size ablation and `cross_scanner` those of the cross-scanner protocol."""
 
     runs: pd.DataFrame
     n_files: int
 
     @property
     def main(self) -> pd.DataFrame:
-        return self.runs[self.runs["ablation"].isna()].reset_index(drop=True)
+        return self.runs[self.runs["ablation"].isna() & self.runs["scanner"].isna()].reset_index(drop=True)
+
+    @property
+    def cross_scanner(self) -> pd.DataFrame:
+        return self.runs[self.runs["scanner"].notna()].reset_index(drop=True)
 
     @property
     def ablation(self) -> pd.DataFrame:

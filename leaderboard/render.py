@@ -13,7 +13,7 @@ from functools import cached_property
 import pandas as pd
 from tabulate import tabulate
 
-from leaderboard import ablation, analysis, figures, stats
+from leaderboard import ablation, analysis, cross_scanner, figures, stats
 from leaderboard.load import Results
 from leaderboard.results import fraction_title
 
@@ -445,6 +445,8 @@ def header_section(page: Page) -> list[str]:
     if len(ablation):
         lines.append(f"{len(ablation)} ablation runs ({', '.join(sorted(ablation['protocol'].unique()))}) are "
                      "shown in their own section below.")
+    if len(page.results.cross_scanner):
+        lines.append(f"{len(page.results.cross_scanner)} cross-scanner runs are shown in their own section below.")
     lines.append("")
     if page.tracks:
         lines += ["Tracks: " + ", ".join(f"[`{t}`](#{anchor('Track ' + t)})" for t in page.tracks), ""]
@@ -559,9 +561,70 @@ def ablation_section(page: Page) -> list[str]:
     return lines
 
 
+def cross_scanner_section(page: Page) -> list[str]:
+    """Markdown lines of the cross-scanner section (empty when there are no cross-scanner runs)."""
+    runs = cross_scanner.expand(page.results.cross_scanner)
+    if runs.empty:
+        return []
+    lines = ["## Cross-scanner: leave one scanner out", "",
+             "Is an init's accuracy robust to a scanner it never saw labels from? For every scanner of the "
+             "downstream data in turn (`protocols/cross_scanner.toml`), the evaluation protocol is trained on the "
+             "other scanners' train images at each label fraction and seed, selected on their validation images, "
+             "and the same model scores the held-out scanner's test images (**held out**) and the training "
+             "scanners' own test images (**in scanner**); no image of the held-out scanner enters training or "
+             "selection. Test macro-F1 (%), pooled over the held-out scanners: mean [95 % interval] (pretraining "
+             "runs × jobs; † = one pretraining run, the interval then covers its downstream jobs only). **Drop** = "
+             "held out − in scanner, paired within each run; with ≥ 2 pretraining runs it is tested by the paired "
+             "t-test over the pretraining runs' mean drops, Holm-adjusted over every test of the track's section.",
+             ""]
+    for track in sorted(runs["track"].unique()):
+        tr = runs[runs["track"] == track]
+        scanners = sorted(tr["held_out"].unique())
+        hashes = sorted(tr["protocol_hash"].unique())
+        lines += [f"### `{track}`", "",
+                  f"Held-out scanners: {', '.join(f'`{s}`' for s in scanners)}; downstream data "
+                  f"`{tr['downstream_dataset'].iloc[0]}`, fingerprint {_distinct(tr['fp_downstream'], lambda v: f'`{str(v)[:12]}`')}; "
+                  f"protocol `{hashes[0][:12]}`{' + older versions' if len(hashes) > 1 else ''}.", ""]
+        table = []
+        for r in cross_scanner.rows(tr):
+            drop = r.drop.diff
+            mark = CONDITIONAL if not r.tested and not r.drop.constant else ""
+            drop_text = (f"{interval_text(drop, signed_pct)}{mark}" if not math.isnan(drop.low)
+                         else f"{signed_pct(drop.mean)} (no interval)")
+            if r.tested:
+                drop_text += f" {p_value(r.p_holm)}"
+            table.append([init_label(tr, r.init), r.eval_protocol, fraction_title(r.fraction),
+                          _cell_or_mean(r.in_scanner), _cell_or_mean(r.held_out), drop_text,
+                          cross_scanner.supports(r)])
+        lines += markdown_table(table, ["init", "protocol", "labels", "in scanner", "held out", "drop",
+                                        "what the statistics support"],
+                                ["left", "left", "right", "right", "right", "right", "left"]) + [""]
+        per = cross_scanner.per_scanner(tr)
+        lines += ["Mean drop (F1 points) per held-out scanner, over every label fraction and seed (descriptive):", ""]
+        lines += markdown_table([[init_label(tr, init), ev] + [signed_pct(v) if not math.isnan(v) else NOT_RUN
+                                                              for v in row]
+                                 for (init, ev), row in zip(per.index, per.to_numpy(), strict=True)],
+                                ["init", "protocol"] + [f"`{s}` held out" for s in per.columns],
+                                ["left", "left"] + ["right"] * len(per.columns)) + [""]
+        ssl = sorted(tr.loc[tr["init_kind"] == "ssl", "init"].unique())
+        first = tr.iloc[0]
+        data = "".join(f" --{flag} {first[col]}" for flag, col in (("dataset", "pretrain_dataset"),
+                                                                    ("downstream", "downstream_dataset"))
+                       if first[col] != "synthetic")
+        lines += [f"Reproduce: `sslbench ablation cross-scanner --method {','.join(ssl) or 'imagenet'} "
+                  f"--preset {first['preset']}{data}`.", ""]
+    return lines
+
+
+def _cell_or_mean(cell: analysis.Cell) -> str:
+    if math.isnan(cell.interval.low):
+        return f"{pct(cell.interval.mean)} ({runs_text(cell)}, no interval)"
+    return f"{interval_text(cell.interval)}{CONDITIONAL if cell.conditional else ''} ({runs_text(cell)})"
+
+
 # Order = order on the page.
 SECTIONS: list[Callable[[Page], list[str]]] = [header_section, tracks_section, ablation_section,
-                                               provenance_section]
+                                               cross_scanner_section, provenance_section]
 
 
 def render(results: Results, known_hashes: dict[str, str]) -> str:

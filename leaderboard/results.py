@@ -7,12 +7,15 @@ through it; it imports neither torch nor the engine.
     <results>/<track>/<init>/<protocol>/<fraction>/pretrain-seed<p>/seed<k>.json
 
 An ablation run adds its variant after the protocol: for the variance-vs-size ablation the subset
-and the evaluation protocol, `<track>/<method>/variance_vs_size/<subset>/<eval protocol>/...`.
+and the evaluation protocol, `<track>/<method>/variance_vs_size/<subset>/<eval protocol>/...`; for
+the cross-scanner protocol the held-out scanner and the evaluation protocol,
+`<track>/<init>/cross_scanner/held-out-<scanner>/<eval protocol>/...`.
 """
 from __future__ import annotations
 
 import json
 import os
+import re
 from functools import cache
 from pathlib import Path
 
@@ -24,6 +27,10 @@ SCHEMA_PATH = PACKAGE_DIR / "result.schema.json"
 SCHEMA_VERSION = 2
 # The protocol name of the variance-vs-size ablation, as its results record it and lie under.
 VARIANCE_VS_SIZE = "variance_vs_size"
+# The cross-scanner protocol's name, and the metrics entry of its in-scanner test set (the training
+# scanners' test images; "test" is the held-out scanner's).
+CROSS_SCANNER = "cross_scanner"
+IN_SCANNER_TEST = "test_in_scanner"
 
 
 def default_results_dir() -> Path:
@@ -55,9 +62,18 @@ def subset_tag(axis: str, level: int) -> str:
     return f"{axis}-L{level}"
 
 
+def scanner_tag(scanner: str) -> str:
+    """The folder of a held-out scanner's runs: `held-out-<name>`, the name made safe for a path
+    (`Voluson E6` → `held-out-Voluson_E6`)."""
+    return "held-out-" + (re.sub(r"[^A-Za-z0-9_.-]+", "_", scanner).strip("_.") or "unnamed")
+
+
 def job_variant(result: dict) -> str:
-    """"" for a main-protocol run; for an ablation run its subset and evaluation protocol, as in its
-    path (`diversity-L2/linear_probe`)."""
+    """"" for a main-protocol run; for an ablation run its subset (or held-out scanner) and evaluation
+    protocol, as in its path (`diversity-L2/linear_probe`, `held-out-convex-flat/linear_probe`)."""
+    scanner = result.get("scanner")
+    if scanner:
+        return f"{scanner_tag(scanner['held_out'])}/{scanner['eval_protocol']}"
     ablation = result.get("ablation")
     if not ablation:
         return ""
@@ -140,11 +156,12 @@ def build_record(*, key: str, track: dict, protocol: dict, init: dict, fraction:
     }
 
 
-def ablation_record(record: dict, *, key: str, protocol: dict, ablation: dict) -> dict:
+def ablation_record(record: dict, *, key: str, protocol: dict, **varied: dict) -> dict:
     """An evaluation run's record as a run of an ablation protocol: the ablation's key and protocol,
-    and what the ablation varied (`ablation`, e.g. the pretraining subset and the evaluation protocol)."""
+    and what the ablation varied (`ablation=`: the pretraining subset and the evaluation protocol;
+    `scanner=`: the held-out scanner and the evaluation protocol)."""
     return {**record, "job": {**record["job"], "key": key, "protocol": protocol["name"]}, "protocol": protocol,
-            "ablation": ablation}
+            **varied}
 
 
 # ------------------------------------------------------------------------------------ files

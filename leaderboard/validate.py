@@ -18,6 +18,8 @@ import pandas as pd
 from leaderboard.errors import ResultFileError
 from leaderboard.load import JOB_COLUMNS, duplicate_jobs, flatten
 from leaderboard.results import (
+    CROSS_SCANNER,
+    IN_SCANNER_TEST,
     find_result_files,
     job_variant,
     read_json,
@@ -123,6 +125,24 @@ def check_layout(result: dict, path: Path) -> list[tuple[str, str]]:
     return []
 
 
+def check_scanner(result: dict) -> list[tuple[str, str]]:
+    """A cross-scanner run names its held-out scanner, never trained on it, and scores both test sets;
+    no other run carries either."""
+    scanner, metrics = result.get("scanner"), result["metrics"]
+    if result["protocol"]["name"] != CROSS_SCANNER:
+        bad = [name for name in ("scanner",) if scanner] + [f"metrics.{IN_SCANNER_TEST}"] * (IN_SCANNER_TEST in metrics)
+        return [(name, f"only {CROSS_SCANNER} results carry it") for name in bad]
+    if not scanner:
+        return [("scanner", f"a {CROSS_SCANNER} result must name its held-out scanner")]
+    out = []
+    if scanner["held_out"] in scanner["train_scanners"]:
+        out.append(("scanner.train_scanners", f"includes the held-out scanner {scanner['held_out']!r}"))
+    if IN_SCANNER_TEST not in metrics:
+        out.append((f"metrics.{IN_SCANNER_TEST}", "missing; a cross-scanner run scores the training scanners' test "
+                                                  "images too"))
+    return out
+
+
 def check_result(result: dict, path: Path, known: dict[str, str],
                  retired: dict[str, dict[str, int]] | None = None) -> list[tuple[str, str]]:
     """Every check of one schema-valid result except duplicates; (field, message) pairs. `known`: the
@@ -146,7 +166,10 @@ def check_result(result: dict, path: Path, known: dict[str, str],
             out.append(("protocol.version", f"{proto['version']} but {RETIRED_LIST} lists "
                                             f"hash {proto['hash'][:12]}… as version {earlier[proto['hash']]}"))
     out += check_layout(result, path)
-    for split in ("val", "test"):
+    out += check_scanner(result)
+    for split in ("val", "test", IN_SCANNER_TEST):
+        if split not in result["metrics"]:
+            continue
         bad = [f"metrics.{split}.{name}" for name in ("macro_f1", "balanced_accuracy", "accuracy")
                if not math.isfinite(result["metrics"][split][name])]
         bad += [f"metrics.{split}.per_class_f1.{c}" for c, v in result["metrics"][split]["per_class_f1"].items()

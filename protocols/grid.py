@@ -27,7 +27,7 @@ from benchmark.errors import UserError
 from benchmark.kill_points import kill_point
 from benchmark.provenance import provenance
 from benchmark.runner import Job
-from leaderboard.results import build_record, result_path
+from leaderboard.results import ablation_record, build_record, result_path
 from protocols.spec import ProtocolSpec, canonical_hash
 
 BASELINES = ("imagenet", "random")
@@ -230,8 +230,9 @@ def build_grid(inits: list[Init], protocols: list[ProtocolSpec], track: Track, d
 
 
 def runner_jobs(grid: list[GridJob], downstream: FrameCache, run_dir: Path, progress: bool = True,
-                command: str | None = None) -> list[Job]:
-    """Wrap grid jobs for benchmark.runner: each produces its validated result record."""
+                command: str | None = None, extra_tests: tuple[str, ...] = ()) -> list[Job]:
+    """Wrap grid jobs for benchmark.runner: each produces its validated result record. `extra_tests`:
+    further splits of `downstream` the linear probe scores (protocols.cross_scanner)."""
     from benchmark import determinism
     from benchmark.device import default_device, device_name
 
@@ -260,7 +261,8 @@ def runner_jobs(grid: list[GridJob], downstream: FrameCache, run_dir: Path, prog
             if job.protocol.name == "linear_probe":
                 from protocols.linear_probe import run_probe
 
-                out = run_probe(probe_features(job), downstream, job.protocol, job.fraction, job.subset_seed, device)
+                out = run_probe(probe_features(job), downstream, job.protocol, job.fraction, job.subset_seed, device,
+                                extra_tests)
             elif job.protocol.name == "knn":
                 from protocols.knn import run_knn
 
@@ -292,6 +294,15 @@ def runner_jobs(grid: list[GridJob], downstream: FrameCache, run_dir: Path, prog
 
     return [Job(key=j.key, output=j.output, produce=producer(j), label=j.label, cleanup=cleanup(j))
             for j in grid]
+
+
+def as_ablation(job: Job, key: str, protocol: ProtocolSpec, label: str, **varied: dict) -> Job:
+    """An evaluation job re-keyed as a run of the ablation `protocol`: its record carries the ablation's
+    key and protocol and what the ablation varied (`leaderboard.results.ablation_record`)."""
+    def produce() -> dict:
+        return ablation_record(job.produce(), key=key, protocol=protocol.record(), **varied)
+
+    return Job(key=key, output=job.output, produce=produce, label=label, cleanup=job.cleanup)
 
 
 def _state_path(run_dir: Path, job: GridJob) -> Path:

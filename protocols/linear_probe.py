@@ -155,15 +155,17 @@ def _one_cpu_thread(device: torch.device):
 
 
 def run_probe(features: np.ndarray, cache: FrameCache, spec: ProtocolSpec, fraction: float, seed: int,
-              device: torch.device | None = None) -> dict:
-    """One probe job → {"metrics": {"val", "test"}, "train": {...}} (the result's own fields)."""
+              device: torch.device | None = None, extra_tests: tuple[str, ...] = ()) -> dict:
+    """One probe job → {"metrics": {"val", "test"}, "train": {...}} (the result's own fields).
+    `extra_tests`: further splits of the cache that the chosen model scores, each under its own name in
+    "metrics" (the cross-scanner protocol's in-scanner test set)."""
     device = device or default_device()
     with _one_cpu_thread(device):
-        return _run_probe(features, cache, spec, fraction, seed, device)
+        return _run_probe(features, cache, spec, fraction, seed, device, extra_tests)
 
 
 def _run_probe(features: np.ndarray, cache: FrameCache, spec: ProtocolSpec, fraction: float, seed: int,
-               device: torch.device) -> dict:
+               device: torch.device, extra_tests: tuple[str, ...] = ()) -> dict:
     probe, feat_cfg = spec.settings["probe"], spec.settings["features"]
     labels = cache.index["label"].to_numpy()
     k = cache.num_classes
@@ -191,10 +193,14 @@ def _run_probe(features: np.ndarray, cache: FrameCache, spec: ProtocolSpec, frac
     best = int(np.argmax(scores))  # the first maximum: the strongest regularisation among ties
     l2, val_metrics = grid[best], val_all[best]
     val_scores = {f"{v:g}": s for v, s in zip(grid, scores, strict=True)}
-    with torch.no_grad():  # the test split is scored once, with the model chosen on validation
-        test_pred = (x[te] @ weight_param[best] + bias[best]).argmax(1).cpu().numpy()
+    metrics = {"val": val_metrics}
+    for split in ("test", *extra_tests):  # each test split is scored once, with the model chosen on validation
+        rows = te if split == "test" else cache.labelled_positions(split)
+        with torch.no_grad():
+            pred = (x[rows] @ weight_param[best] + bias[best]).argmax(1).cpu().numpy()
+        metrics[split] = split_metrics(labels[rows], pred, cache.class_names)
     return {
-        "metrics": {"val": val_metrics, "test": split_metrics(labels[te], test_pred, cache.class_names)},
+        "metrics": metrics,
         "train": {"n_train": int(len(tr)), "l2": l2, "val_scores": val_scores,
                   "feature_dim": int(features.shape[1]), "constant_features": constant,
                   "solver": solver, "device": str(device)},

@@ -27,8 +27,11 @@ PROTOCOL_DIR = Path(__file__).resolve().parent
 RETIRED_FILE = Path("retired") / "hashes.toml"
 HASH = re.compile(r"^[0-9a-f]{64}$")
 PROTOCOLS = ("linear_probe", "finetune", "knn")
-# Ablations are protocols too (a file, a version, a hash) but not part of the main grid.
-ABLATIONS = ("variance_vs_size",)
+# Ablations are protocols too (a file, a version, a hash) but not part of the main grid: each has its
+# own command (`sslbench ablation ...`) and its own section of the leaderboard.
+ABLATIONS = ("variance_vs_size", "cross_scanner")
+# The protocols the cross-scanner protocol can evaluate with: those that score cached features.
+CROSS_SCANNER_EVALS = ("linear_probe",)
 
 FLOAT_LIST = "list[float]"
 INT_LIST = "list[int]"
@@ -65,6 +68,9 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "seeds": INT_LIST, "pretrain_seeds": INT_LIST, "pretrain_steps": int, "batch_size": int, "selection_seed": int,
         "diversity": {"subjects": INT_LIST, "frames": int},
         "size": {"subjects": int, "frames": INT_LIST},
+    },
+    "cross_scanner": {
+        **_COMMON, "eval_protocols": STR_LIST, "min_scanners": int,
     },
 }
 
@@ -237,17 +243,11 @@ def _check_values(c: dict, where: str) -> None:
     """Ranges and choices that the types alone do not capture."""
     if c["version"] < 1:
         raise UserError(f"{where}: key 'version' must be >= 1")
+    if c["name"] == "cross_scanner":
+        return _check_cross_scanner(c, where)
     if c["name"] in ABLATIONS:
         return _check_ablation(c, where)
-    bad = [f for f in c["fractions"] if not 0 < f <= 1]
-    if bad:
-        raise UserError(f"{where}: key 'fractions' must lie in (0, 1], got {bad}")
-    for key in ("fractions", "seeds", "pretrain_seeds"):
-        if len(set(c[key])) != len(c[key]):
-            raise UserError(f"{where}: key {key!r} must not repeat values")
-    for key in ("seeds", "pretrain_seeds"):
-        if any(s < 0 for s in c[key]):
-            raise UserError(f"{where}: key {key!r} must be >= 0")
+    _check_common(c, where)
     table = {"linear_probe": "probe", "finetune": "train", "knn": "knn"}[c["name"]]
     if c[table]["select_metric"] not in SELECT_METRICS:
         raise UserError(f"{where}: key '{table}.select_metric' must be one of {', '.join(SELECT_METRICS)}")
@@ -294,6 +294,34 @@ def _check_knn(c: dict, where: str) -> None:
         raise UserError(f"{where}: key 'knn.temperature_grid' values must be > 0, got {n['temperature_grid']}")
     if n["query_batch_size"] < 1 or c["features"]["batch_size"] < 1:
         raise UserError(f"{where}: 'knn.query_batch_size' and 'features.batch_size' must be >= 1")
+
+
+def _check_common(c: dict, where: str) -> None:
+    bad = [f for f in c["fractions"] if not 0 < f <= 1]
+    if bad:
+        raise UserError(f"{where}: key 'fractions' must lie in (0, 1], got {bad}")
+    for key in ("fractions", "seeds", "pretrain_seeds"):
+        if len(set(c[key])) != len(c[key]):
+            raise UserError(f"{where}: key {key!r} must not repeat values")
+    for key in ("seeds", "pretrain_seeds"):
+        if any(s < 0 for s in c[key]):
+            raise UserError(f"{where}: key {key!r} must be >= 0")
+
+
+def _check_cross_scanner(c: dict, where: str) -> None:
+    _check_common(c, where)
+    bad = [p for p in c["eval_protocols"] if p not in CROSS_SCANNER_EVALS]
+    if bad:
+        raise UserError(f"{where}: key 'eval_protocols' may name {', '.join(CROSS_SCANNER_EVALS)} (protocols "
+                        f"that score cached features), got {bad}")
+    if c["min_scanners"] < 2:
+        raise UserError(f"{where}: key 'min_scanners' must be >= 2 (one scanner to hold out, one to train on)")
+
+
+def evaluation_specs(names: list[str], preset_overrides: dict, **settings) -> list[ProtocolSpec]:
+    """Main protocols as an ablation runs them: the preset's overrides of each (e.g. fewer fine-tune
+    epochs on the smoke track), then the ablation's `settings` (its fractions, seeds, pretraining seeds)."""
+    return [load_protocol(name, {**(preset_overrides.get(name) or {}), **settings}) for name in names]
 
 
 def _check_ablation(c: dict, where: str) -> None:

@@ -8,7 +8,6 @@ subjects where the source knows them, else videos (sources then use the video as
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,8 +18,8 @@ from benchmark.data.cache import FrameCache
 from benchmark.data.splits import stable_rank
 from benchmark.errors import UserError
 from benchmark.runner import Job
-from leaderboard.results import VARIANCE_VS_SIZE, ablation_record, result_path, subset_tag
-from protocols.spec import ProtocolSpec, canonical_hash, load_protocol
+from leaderboard.results import VARIANCE_VS_SIZE, result_path, subset_tag
+from protocols.spec import ProtocolSpec, canonical_hash, evaluation_specs
 
 NAME = VARIANCE_VS_SIZE
 
@@ -97,9 +96,8 @@ def eval_protocols(spec: ProtocolSpec, preset_overrides: dict) -> list[ProtocolS
     pretraining seeds, plus the preset's overrides of each (e.g. fewer fine-tune epochs on the smoke
     track)."""
     s = spec.settings
-    return [load_protocol(name, {**(preset_overrides.get(name) or {}), "fractions": [s["fraction"]],
-                                 "seeds": list(s["seeds"]), "pretrain_seeds": list(s["pretrain_seeds"])})
-            for name in s["eval_protocols"]]
+    return evaluation_specs(s["eval_protocols"], preset_overrides, fractions=[s["fraction"]], seeds=list(s["seeds"]),
+                            pretrain_seeds=list(s["pretrain_seeds"]))
 
 
 def ablation_jobs(spec: ProtocolSpec, method: str, subset: Subset, init, evals: list[ProtocolSpec], track,
@@ -109,7 +107,7 @@ def ablation_jobs(spec: ProtocolSpec, method: str, subset: Subset, init, evals: 
 
     They reuse the main grid's job machinery (same protocols, same records) and re-key each job by the
     ablation's hash and the subset, so a run is identified by everything that determines it."""
-    from protocols.grid import GridJob, runner_jobs
+    from protocols.grid import GridJob, as_ablation, runner_jobs
 
     subset_fp = canonical_hash({"pool": pool_fingerprint, "positions": subset.positions.tolist()})
     grid = []
@@ -122,21 +120,10 @@ def ablation_jobs(spec: ProtocolSpec, method: str, subset: Subset, init, evals: 
                                 data_cards=cards,
                                 output=result_path(results_dir, track.id, method, NAME, ev.fractions[0],
                                                    init.pretrain_seed, seed, variant=f"{subset.tag}/{ev.name}")))
-    jobs = []
-    for g, job in zip(grid, runner_jobs(grid, downstream, runs_dir, progress=progress), strict=True):
-        key = canonical_hash({"ablation": spec.key, "subset": subset.tag, "eval_job": job.key})
-        jobs.append(Job(key=key, output=job.output, produce=_as_ablation(job.produce, key, spec, subset, g),
-                        label=f"{method} {subset.tag} {g.protocol.name} pretrain-seed{g.pretrain_seed} seed{g.seed}",
-                        cleanup=job.cleanup))
-    return jobs
-
-
-def _as_ablation(produce: Callable[[], dict], key: str, spec: ProtocolSpec, subset: Subset, g) -> Callable[[], dict]:
-    def run() -> dict:
-        return ablation_record(produce(), key=key, protocol=spec.record(),
-                               ablation=subset.record(g.protocol.name, g.protocol.hash))
-
-    return run
+    return [as_ablation(job, canonical_hash({"ablation": spec.key, "subset": subset.tag, "eval_job": job.key}), spec,
+                        f"{method} {subset.tag} {g.protocol.name} pretrain-seed{g.pretrain_seed} seed{g.seed}",
+                        ablation=subset.record(g.protocol.name, g.protocol.hash))
+            for g, job in zip(grid, runner_jobs(grid, downstream, runs_dir, progress=progress), strict=True)]
 
 
 def pretrain_subset(preset_pretrain: dict, method: str, spec: ProtocolSpec, subset: Subset, pool: FrameCache,

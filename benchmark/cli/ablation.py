@@ -8,7 +8,7 @@ from benchmark.cli.common import add_track_arguments, track_context_from_args
 
 
 def register(sub) -> None:
-    p = sub.add_parser("ablation", help="run an ablation protocol (variance-vs-size)",
+    p = sub.add_parser("ablation", help="run an ablation protocol (variance-vs-size, cross-scanner)",
                        description="Ablations of the pretraining data, run with the same job keys, resume "
                                    "and sharding as the main grid; results go to the results folder and "
                                    "`sslbench leaderboard` adds their section.")
@@ -27,6 +27,21 @@ def register(sub) -> None:
     add_track_arguments(v)
     v.add_argument("--no-leaderboard", action="store_true", help="do not regenerate the leaderboard at the end")
     v.set_defaults(func=_variance_vs_size)
+    x = asub.add_parser(
+        "cross-scanner", help="leave one scanner out: train on the other scanners, test on the held-out one",
+        description="For each scanner of the downstream data (protocols/cross_scanner.toml), evaluate METHOD and "
+                    "the baselines with the linear probe trained on the other scanners' images at every label "
+                    "fraction and seed, selected on their validation images, and tested on the held-out scanner's "
+                    "test images and on the training scanners' own (in-scanner). Scanners come from the data; "
+                    "the simulator spreads its downstream images over N machines with -O scanners=N (the preset's "
+                    "[data.cross_scanner] table may set it). Data with fewer than 2 scanners skip the protocol. "
+                    "METHOD is pretrained first where its checkpoint is missing.")
+    x.add_argument("--method", required=True,
+                   help="SSL method(s), comma-separated, `all`, `imagenet` or `random` (as for `sslbench bench`)")
+    add_track_arguments(x)
+    x.add_argument("--no-baselines", action="store_true", help="leave out the imagenet and random baselines")
+    x.add_argument("--no-leaderboard", action="store_true", help="do not regenerate the leaderboard at the end")
+    x.set_defaults(func=_cross_scanner)
 
 
 def _variance_vs_size(args: argparse.Namespace) -> int:
@@ -37,4 +52,17 @@ def _variance_vs_size(args: argparse.Namespace) -> int:
     ctx = track_context_from_args(args)
     stopped = track.variance_vs_size(ctx, args.method, args.protocol, force=args.force, shard=shard,
                                      deadline=args.time_limit, leaderboard=not args.no_leaderboard)
+    return TIME_LIMIT_EXIT if stopped else 0
+
+
+def _cross_scanner(args: argparse.Namespace) -> int:
+    from benchmark import track
+    from benchmark.runner import TIME_LIMIT_EXIT, parse_shard
+    from protocols.cross_scanner import NAME
+
+    methods, baselines = track.parse_methods(args.method, baselines=not args.no_baselines)
+    shard = parse_shard(args.shard)
+    ctx = track_context_from_args(args, need_pretrain_data=bool(methods) or "random" in baselines, data_table=NAME)
+    stopped = track.cross_scanner(ctx, methods, baselines, force=args.force, shard=shard, deadline=args.time_limit,
+                                  leaderboard=not args.no_leaderboard)
     return TIME_LIMIT_EXIT if stopped else 0

@@ -3,7 +3,7 @@
 Layout of one cache (a folder under the cache directory, named `<kind>-<role>-<fingerprint>`):
 
     frames.u8     raw uint8 frames, N×H×W, C order (np.memmap)
-    index.csv     one row per frame: video_id, subject_id, frame_idx, label, split
+    index.csv     one row per frame: video_id, subject_id, frame_idx, label, split, scanner
     meta.json     fingerprint, shape, class names, source settings, counts (among them the clips
                   without a subject id) — written last
     skipped.csv   (only with --on-error skip) every file left out, with the reason
@@ -12,6 +12,13 @@ A build writes into a hidden temporary folder and renames it into place only whe
 killed build never leaves a cache that looks finished; stale temporary folders are removed by the
 next build. The fingerprint covers the source's settings and its files' identity (see
 `Source.fingerprint_parts`), so a changed source or setting builds a new cache.
+
+The `scanner` column (the machine that acquired a frame, "" when the source does not know it) came
+after the first caches were built. A cache without it still loads (every scanner then reads ""): for
+a source that records no scanner that is exactly what a new build gives, so its fingerprint, and the
+results keyed by it, are unchanged. A source that records scanners says so in its fingerprint parts
+(the simulator's `scanners` knob, FETAL_PLANES_DB's `US_Machine`, a manifest's scanner column), so
+its caches built before the column existed are rebuilt rather than read without scanners.
 """
 from __future__ import annotations
 
@@ -36,7 +43,8 @@ from benchmark.folders import ensure_writable
 from benchmark.kill_points import kill_point
 
 CACHE_FORMAT = 1
-INDEX_COLUMNS = ["video_id", "subject_id", "frame_idx", "label", "split"]
+INDEX_COLUMNS = ["video_id", "subject_id", "frame_idx", "label", "split", "scanner"]
+UNKNOWN_SCANNER = ""
 
 
 def default_cache_dir() -> Path:
@@ -69,6 +77,12 @@ class FrameCache:
     def split_positions(self, split: str) -> np.ndarray:
         return np.flatnonzero(self.index["split"].to_numpy() == split)
 
+    @property
+    def scanners(self) -> list[str]:
+        """The known scanners of the labelled frames, sorted ("" — unknown — is not one)."""
+        labelled = self.index[self.index["label"] >= 0]
+        return sorted(s for s in labelled["scanner"].unique() if s != UNKNOWN_SCANNER)
+
     def labelled_positions(self, split: str) -> np.ndarray:
         """Row positions of the labelled frames of `split`."""
         pos = self.split_positions(split)
@@ -87,8 +101,10 @@ class FrameCache:
             np.zeros((0, h, w), np.uint8)
         # Ids are text as the source gave them: "007" stays "007", and a subject called "NA" or "nan"
         # is not turned into a missing value (which groupby would then drop from every split).
-        index = pd.read_csv(root / "index.csv", dtype={"video_id": str, "subject_id": str, "split": str},
-                            keep_default_na=False)
+        index = pd.read_csv(root / "index.csv", dtype={"video_id": str, "subject_id": str, "split": str,
+                                                       "scanner": str}, keep_default_na=False)
+        if "scanner" not in index.columns:  # a cache built before the column existed
+            index["scanner"] = UNKNOWN_SCANNER
         return cls(root=root, frames=frames, index=index, class_names=list(meta["class_names"]), meta=meta)
 
     def summary(self) -> str:
@@ -102,6 +118,8 @@ class FrameCache:
             f"subjects   {idx['subject_id'].nunique():,}",
         ]
         splits = idx["split"].value_counts()
+        if self.scanners:
+            lines.append(f"scanners   {', '.join(self.scanners)}")
         lines.append("splits     " + ", ".join(f"{s} {splits[s]:,}" for s in ("pretrain", "train", "val", "test")
                                                 if s in splits))
         if self.class_names:
@@ -256,7 +274,8 @@ def _build(source: Source, role: str, tmp: Path, fp: str, on_error: str, progres
             labels = item.labels if item.labels is not None else np.full(t, UNLABELLED)
             fidx = item.frame_idx if item.frame_idx is not None else np.arange(t)
             for k in range(t):
-                rows.append((item.video_id, item.subject_id, int(fidx[k]), int(labels[k]), item.split))
+                rows.append((item.video_id, item.subject_id, int(fidx[k]), int(labels[k]), item.split,
+                             item.scanner))
             n += t
             clips += 1
             without_subject += not item.subject_known

@@ -2,7 +2,8 @@
 
 A source (the simulator, a folder of videos, DICOM cines, ...) yields `Clip`s: uint8 grayscale
 frames already resized to the cache resolution, with their video/subject ids and, when known,
-their labels and split. A file it cannot read is reported as a `Skipped` item (the cache
+their labels, split and scanner (the machine that acquired them: the cross-scanner protocol holds
+one out). A file it cannot read is reported as a `Skipped` item (the cache
 builder decides, per `--on-error`, whether that stops the build or goes in the skip report).
 Sources never write files; the cache builder does.
 """
@@ -33,6 +34,7 @@ class Clip:
     # False when the source has no subject id for this clip and uses the file itself as its subject
     # (an image folder of stills from unknown patients): splits of such clips cannot be subject-disjoint.
     subject_known: bool = True
+    scanner: str = ""  # the machine that acquired it, where the source knows it ("" = unknown)
 
     def __post_init__(self) -> None:
         if self.frames.dtype != np.uint8 or self.frames.ndim != 3:

@@ -1,7 +1,9 @@
 """Presets: one TOML file per track size (`smoke`, `standard`, `paper`).
 
 A preset sets the datasets (pretraining and downstream spec + source settings), the backbone, the
-resolution, the `[pretrain]` table (PretrainConfig fields) and per-protocol overrides. It is data,
+resolution, the `[pretrain]` table (PretrainConfig fields) and per-protocol overrides. An optional
+`[data.<ablation>]` table holds settings of the downstream source that only that ablation's runs add
+(`[data.cross_scanner] options = { scanners = 3 }`: the simulator's images spread over 3 machines). It is data,
 not code; `load_preset` validates it. A path to a `.toml` file works wherever a name does (tests
 use a tiny one).
 """
@@ -23,6 +25,8 @@ PRESETS = ("smoke", "standard", "paper", "calibrate")
 # PretrainConfig fields a preset may set (benchmark/pretrain/config.py); `method` comes from the command.
 PRETRAIN_FIELDS = ("backbone", "init", "resolution", "steps", "batch_size", "positives", "hparams",
                    "augment", "precision", "compile", "devices", "num_nodes", "limit_frames")
+# Ablations that may add settings of the downstream source in their own `[data.<name>]` table.
+DATA_ABLATIONS = ("cross_scanner",)
 TOP_KEYS = ("name", "description", "backbone", "resolution", "data", "pretrain", "protocols")
 
 
@@ -90,8 +94,13 @@ def _validate(p: dict, path: Path) -> None:
     if p["resolution"] < 16:
         raise UserError(f"{where}: key 'resolution' must be >= 16 px, got {p['resolution']}")
     for role in p["data"]:
-        if role not in ROLES:
-            raise _unknown(role, ROLES, f"{where} [data]")
+        if role not in ROLES + DATA_ABLATIONS:
+            raise _unknown(role, ROLES + DATA_ABLATIONS, f"{where} [data]")
+    for name in DATA_ABLATIONS:
+        table = p["data"].get(name, {})
+        if not isinstance(table, dict) or set(table) - {"options"} or not isinstance(table.get("options", {}), dict):
+            raise UserError(f"{where}: [data.{name}] takes one key, options = {{ ... }}: settings of the downstream "
+                            f"source for the {name} runs")
     for role in ROLES:
         table = p["data"].get(role)
         if not isinstance(table, dict) or not isinstance(table.get("spec"), str):

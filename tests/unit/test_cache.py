@@ -15,7 +15,7 @@ def test_build_then_reuse(tmp_path):
     src = parse_dataset_spec("fake")
     cache = prepare(src, "pretrain", tmp_path, progress=False)
     assert cache.frames.shape == (6 * 4, 16, 16) and cache.frames.dtype == np.uint8
-    assert list(cache.index.columns) == ["video_id", "subject_id", "frame_idx", "label", "split"]
+    assert list(cache.index.columns) == ["video_id", "subject_id", "frame_idx", "label", "split", "scanner"]
     assert (cache.index["split"] == "pretrain").all() and (cache.index["label"] == -1).all()
     mtime = (cache.root / "meta.json").stat().st_mtime_ns
     again = prepare(parse_dataset_spec("fake"), "pretrain", tmp_path, progress=False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numbers
 from dataclasses import dataclass
 
+from benchmark.data.simulator.scanners import MACHINES
 from benchmark.errors import UserError
 
 # Bump whenever the drawing or the rendering changes, so that caches built by an older version rebuild.
@@ -31,6 +32,8 @@ class SimulatorKnobs:
     downstream_subjects: int = 60
     downstream_images_per_subject: int = 20
     include_other: bool = False  # a 6th class "other" (upper abdomen, no heart)
+    # Simulated machines the downstream subjects are spread over (scanners.py); 1 = the generic mix.
+    scanners: int = 1
 
     def validate_knobs(self, resolution: int) -> None:
         _int("resolution", resolution, minimum=32, hint="at least 32 px so the heart's chambers show")
@@ -42,6 +45,13 @@ class SimulatorKnobs:
         _int("downstream_subjects", self.downstream_subjects, minimum=3,
              hint="at least 3 so train/val/test can be subject-disjoint")
         _int("downstream_images_per_subject", self.downstream_images_per_subject, minimum=1)
+        _int("scanners", self.scanners, minimum=1)
+        if self.scanners > len(MACHINES):
+            raise UserError(f"simulator knob scanners must be at most {len(MACHINES)} (the simulated machines: "
+                            f"{', '.join(m.name for m in MACHINES)}), got {self.scanners}")
+        if self.scanners > self.downstream_subjects:
+            raise UserError(f"simulator knob scanners={self.scanners} needs at least as many downstream_subjects "
+                            f"(got {self.downstream_subjects}): every machine images whole subjects")
         _real("motion", self.motion, 0.0, 5.0)
         _real("noise", self.noise, 0.0, 5.0)
         _real("sweep", self.sweep, 0.0, 1.0)

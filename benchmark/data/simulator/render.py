@@ -41,6 +41,9 @@ class Look:
     blur: float  # extra Gaussian blur, in pixels at 128 px
     near_field: np.ndarray  # (n, 3) bright layers of the maternal wall: depth, width, echo
     overlay_seed: int  # burnt-in text and depth marks
+    gamma: float = 1.0  # display map exponent (a machine's grey map); 1 = none
+    speckle_grain: float = 1.0  # point-spread function size relative to the generic probe's
+    overlay: int = 0  # on-screen layout (see `_overlay`)
 
 
 @dataclass
@@ -103,7 +106,7 @@ def _render(keys: np.ndarray, plan: FramePlan, heart: tuple[np.ndarray, np.ndarr
     gain_depth = torch.exp(-(look.attenuation - look.tgc) * depth)[None, :, None]
     gain = torch.from_numpy((10 ** (plan.gain / 20)).astype(np.float32))[:, None, None]
     amplitude = (echo + look.haze) * shadow * gain_depth * gain
-    speckle = _speckle(t, res, look.persistence, px, rng)
+    speckle = _speckle(t, res, look.persistence, px * look.speckle_grain, rng)
     # Electronic noise, amplified with depth by the TGC: the speckle field turned upside down is
     # independent of it where it lands, and costs no new random numbers.
     floor = look.noise_floor * 0.3 * torch.exp(look.tgc * depth)[None, :, None]
@@ -111,12 +114,14 @@ def _render(keys: np.ndarray, plan: FramePlan, heart: tuple[np.ndarray, np.ndarr
 
     db = 20 * torch.log10(amplitude + 1e-6)
     polar = ((db + look.dynamic_range) / look.dynamic_range).clamp(0, 1)
+    if look.gamma != 1.0:
+        polar = polar ** look.gamma
     if look.blur > 0:
         polar = _gaussian_blur(polar[:, None], (look.blur * px, look.blur * px * 0.6))[:, 0]
     image = F.grid_sample(polar[:, None], _scan_grid(fan, res).expand(t, -1, -1, -1), mode="bilinear",
                           padding_mode="zeros", align_corners=True)[:, 0]
     image = image * torch.from_numpy(_fan_mask(fan, res))
-    image = torch.maximum(image, torch.from_numpy(_overlay(fan, res, look.overlay_seed)))
+    image = torch.maximum(image, torch.from_numpy(_overlay(fan, res, look.overlay_seed, look.overlay)))
     return (image * 255 + 0.5).clamp(0, 255).to(torch.uint8).numpy()
 
 
@@ -194,25 +199,45 @@ def _near_field(look: Look, depth: np.ndarray, theta: np.ndarray, rng: np.random
     return (prof[:, None] * lateral[None, :]).astype(np.float32)
 
 
-def _overlay(fan: Fan, res: int, seed: int) -> np.ndarray:
-    """Burnt-in annotations: a block of text-like glyphs and a depth scale beside the fan."""
+# On-screen layouts of `_overlay`: where the text blocks go (top-left corner cells, in glyph cells
+# from the top-left; negative = from the right/bottom), which sides of the sector carry depth marks,
+# and whether a grey bar stands at the right edge.
+OVERLAYS = (
+    {"text": [(2, 2)], "marks": (1,), "bar": False},  # the generic layout
+    {"text": [(2, -30)], "marks": (-1,), "bar": False},
+    {"text": [(-16, 2)], "marks": (1,), "bar": True},
+    {"text": [(2, 2), (2, -30)], "marks": (1, -1), "bar": False},
+)
+
+
+def _overlay(fan: Fan, res: int, seed: int, layout: int = 0) -> np.ndarray:
+    """Burnt-in annotations: blocks of text-like glyphs and a depth scale beside the fan, placed as the
+    machine's `layout` (an index into OVERLAYS) places them."""
     rng = np.random.default_rng(seed)
     out = np.zeros((res, res), np.float32)
     cell = max(1, round(res / 64))
     level = rng.uniform(0.55, 0.85)
     rows, cols = rng.integers(1, 3), rng.integers(4, 8)
-    for r in range(rows):
-        for c in range(cols):
-            glyph = rng.random((5, 3)) < 0.55
-            y0, x0 = cell * (2 + r * 7), cell * (2 + c * 4)
-            block = np.kron(glyph, np.ones((cell, cell))) * level
-            h, w = out[y0:y0 + 5 * cell, x0:x0 + 3 * cell].shape
-            out[y0:y0 + h, x0:x0 + w] = block[:h, :w]
-    # Depth marks every ~1 cm along the right border of the sector.
-    for d in np.arange(fan.near + 0.1, fan.far, 0.1):
-        x = 0.5 + d * np.sin(fan.half_angle) + 2.5 / res
-        y = fan.apex_y + d * np.cos(fan.half_angle)
-        i, j = int(y * res), int(x * res)
-        if 0 <= i < res and 0 <= j < res:
-            out[i:i + cell, j:j + cell] = level
+    style = OVERLAYS[layout]
+    for top, left in style["text"]:
+        top, left = top % (res // cell), left % (res // cell)
+        for r in range(rows):
+            for c in range(cols):
+                glyph = rng.random((5, 3)) < 0.55
+                y0, x0 = cell * (top + r * 7), cell * (left + c * 4)
+                block = np.kron(glyph, np.ones((cell, cell))) * level
+                h, w = out[y0:y0 + 5 * cell, x0:x0 + 3 * cell].shape
+                out[y0:y0 + h, x0:x0 + w] = block[:h, :w]
+    # Depth marks every ~1 cm along a border of the sector (right: +1, left: -1).
+    for side in style["marks"]:
+        for d in np.arange(fan.near + 0.1, fan.far, 0.1):
+            x = 0.5 + d * np.sin(fan.half_angle) + 2.5 / res if side > 0 else \
+                0.5 - d * np.sin(fan.half_angle) - 2.5 / res
+            y = fan.apex_y + d * np.cos(fan.half_angle)
+            i, j = int(y * res), int(x * res)
+            if 0 <= i < res and 0 <= j < res:
+                out[i:i + cell, j:j + cell] = level
+    if style["bar"]:  # a grey-scale bar: the display map, dark at the bottom
+        x0 = res - 3 * cell
+        out[res // 4:3 * res // 4, x0:x0 + 2 * cell] = np.linspace(level, 0.1, 3 * res // 4 - res // 4)[:, None]
     return out

@@ -11,6 +11,7 @@ from benchmark.data.simulator import timeline
 from benchmark.data.simulator.anatomy import SubjectAnatomy, draw_level, sample_subject
 from benchmark.data.simulator.config import SIMULATOR_VERSION, SimulatorKnobs
 from benchmark.data.simulator.render import Fan, FramePlan, Look, render_frames
+from benchmark.data.simulator.scanners import GENERIC, scanner_of
 from benchmark.data.source import Clip, Skipped, Source
 from benchmark.data.sources.parallel import decode_all
 from benchmark.data.spec import register_source
@@ -40,7 +41,12 @@ class SyntheticSource(Source, SimulatorKnobs):
         return {n: values[n] for n in names}
 
     def fingerprint_parts(self, role: str) -> dict:
-        return {"simulator_version": SIMULATOR_VERSION, **self.knobs()}
+        knobs = self.knobs()
+        # `scanners` came after the first caches: at its default (or for pretraining, which it does not
+        # touch) it stays out, so those caches and the results keyed by their fingerprints stay valid.
+        if role == "pretrain" or knobs["scanners"] == 1:
+            del knobs["scanners"]
+        return {"simulator_version": SIMULATOR_VERSION, **knobs}
 
     def class_names(self, role: str) -> list[str]:
         return SimulatorKnobs.class_names(self)
@@ -95,8 +101,9 @@ class SyntheticSource(Source, SimulatorKnobs):
 
     def labelled_images(self, k: int) -> list[Clip]:
         """The labelled still images of downstream subject k, spread over the classes, each from its
-        own probe position and cardiac phase."""
+        own probe position and cardiac phase, on the subject's scanner."""
         anat = self.subject("downstream", k)
+        scanner = scanner_of(k, self.scanners)
         rng = self._rng("downstream", k, 2)
         n = self.downstream_images_per_subject
         lowest = timeline.lowest_level(self.include_other)
@@ -106,19 +113,22 @@ class SyntheticSource(Source, SimulatorKnobs):
         jitter = 0.15 + 0.15 * min(self.noise, 2.0)
         levels = order + rng.uniform(-jitter, jitter, n)
         contraction, systolic = timeline.cardiac_state(rng.uniform(0, 1, n))
-        fan = timeline.sample_fan(rng)
-        look = timeline.sample_look(rng, self.noise)
-        poses = [timeline.base_pose(rng, fan) for _ in range(n)]
+        fan = timeline.sample_fan(rng, scanner)
+        look = timeline.sample_look(rng, self.noise, scanner)
+        # A machine's fan may have its apex far above the image: the heart stays mid-image.
+        offset = 0.0 if scanner is GENERIC else -(fan.apex_y + 0.035)
+        poses = [timeline.base_pose(rng, fan, offset) for _ in range(n)]
         frames = self._render(anat, levels, contraction, systolic, fan, look, rng,
                               center=np.stack([p["center"] for p in poses]),
                               scale=np.array([p["scale"] for p in poses]),
                               rotation=np.array([p["rotation"] for p in poses]),
                               mirror=np.array([p["mirror"] for p in poses]),
-                              gain=rng.uniform(-7, 1, n).astype(np.float32))
+                              gain=(rng.uniform(-7, 1, n) + scanner.gain_db).astype(np.float32))
         labels = timeline.label_of(levels)
         sid = self.subject_id("downstream", k)
+        name = "" if scanner is GENERIC else scanner.name  # the generic mix is no machine
         return [Clip(frames=frames[i:i + 1], video_id=f"{sid}-i{i:03d}", subject_id=sid,
-                     labels=labels[i:i + 1], frame_idx=np.array([i])) for i in range(n)]
+                     labels=labels[i:i + 1], frame_idx=np.array([i]), scanner=name) for i in range(n)]
 
     def _render(self, anat: SubjectAnatomy, levels: np.ndarray, contraction: np.ndarray,
                 systolic: np.ndarray, fan: Fan, look: Look, rng: np.random.Generator, **pose) -> np.ndarray:

@@ -6,6 +6,7 @@ import numpy as np
 
 from benchmark.data.simulator.config import OTHER_LEVEL, PLANES
 from benchmark.data.simulator.render import Fan, Look
+from benchmark.data.simulator.scanners import GENERIC, ScannerProfile
 
 TOP_LEVEL = len(PLANES) - 1
 SYSTOLE = 0.4  # fraction of the cardiac cycle
@@ -62,28 +63,33 @@ def cardiac_state(phase: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return contraction.astype(np.float32), systolic.astype(np.float32)
 
 
-def sample_fan(rng: np.random.Generator) -> Fan:
-    apex = rng.uniform(-0.06, -0.01)
-    return Fan(half_angle=float(np.deg2rad(rng.uniform(32, 42))), apex_y=float(apex),
+def sample_fan(rng: np.random.Generator, scanner: ScannerProfile = GENERIC) -> Fan:
+    """The sector of a clip: its opening and apex drawn from the scanner's ranges."""
+    apex = rng.uniform(*scanner.apex_y)
+    return Fan(half_angle=float(np.deg2rad(rng.uniform(*scanner.half_angle_deg))), apex_y=float(apex),
                near=float(0.03 - apex), far=float(0.985 - apex))
 
 
-def sample_look(rng: np.random.Generator, noise: float) -> Look:
+def sample_look(rng: np.random.Generator, noise: float, scanner: ScannerProfile = GENERIC) -> Look:
+    """The scanner settings of a clip: tissue and maternal wall of the scan, the gain curve, dynamic range,
+    speckle and overlays of the machine (drawn in the same order for every scanner)."""
     att = rng.uniform(1.0, 2.2)
     layers = rng.integers(2, 5)
     near_field = np.stack([rng.uniform(0.04, 0.17, layers), rng.uniform(0.008, 0.02, layers),
                            rng.uniform(0.15, 0.6, layers)], axis=1)
-    return Look(attenuation=float(att), tgc=float(att * rng.uniform(0.5, 0.9)),
-                dynamic_range=float(rng.uniform(50, 60)), persistence=float(rng.uniform(0.5, 0.85)),
+    return Look(attenuation=float(att), tgc=float(att * rng.uniform(*scanner.tgc_ratio)),
+                dynamic_range=float(rng.uniform(*scanner.dynamic_range)), persistence=float(rng.uniform(0.5, 0.85)),
                 haze=float(0.0015 * noise * rng.uniform(0.5, 1.5)), noise_floor=float(0.001 * noise),
                 blur=float(0.3 + 0.5 * noise * rng.uniform(0.5, 1.5)), near_field=near_field,
-                overlay_seed=int(rng.integers(2**31)))
+                overlay_seed=int(rng.integers(2**31)), gamma=scanner.gamma, speckle_grain=scanner.speckle_grain,
+                overlay=scanner.overlay)
 
 
-def base_pose(rng: np.random.Generator, fan: Fan) -> dict:
+def base_pose(rng: np.random.Generator, fan: Fan, depth_offset: float = 0.0) -> dict:
     """Where the thorax lies in the sector, its size and its orientation (any: the apex may point
-    anywhere, and the fetal left may be on either side of the screen)."""
-    depth = rng.uniform(0.5, 0.58)
+    anywhere, and the fetal left may be on either side of the screen). `depth_offset` moves it along
+    the beam, so that a fan whose apex lies far above the image still has the heart mid-image."""
+    depth = rng.uniform(0.5, 0.58) + depth_offset
     psi = rng.uniform(-0.12, 0.12)
     return {"center": np.array([0.5 + depth * np.sin(psi), fan.apex_y + depth * np.cos(psi)]),
             "scale": rng.uniform(0.23, 0.3), "rotation": rng.uniform(0, 2 * np.pi),

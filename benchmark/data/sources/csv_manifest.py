@@ -1,4 +1,4 @@
-"""`csv:FILE` — a label manifest with columns path,label[,subject][,split], paths relative to the file.
+"""`csv:FILE` — a label manifest with columns path,label[,subject][,split][,scanner], paths relative to the file.
 
 The same manifest format labels DICOM folders (`dicom:DIR --labels FILE`). Each row is one image,
 DICOM file or video (every kept frame of a video gets the row's label).
@@ -50,6 +50,7 @@ class ManifestRow:
     subject: str | None
     split: str | None
     line: int  # line number in the file, for messages
+    scanner: str = ""  # the machine that acquired it ("" = unknown or no scanner column)
 
 
 def read_manifest(path: Path, label_column: str = "label", base: Path | None = None) -> list[ManifestRow]:
@@ -69,10 +70,10 @@ def read_manifest(path: Path, label_column: str = "label", base: Path | None = N
     missing = [n for n in need if n not in lower]
     if missing:
         raise DataError(path, missing_columns_message(path, list(table.columns), missing,
-                                                      f"path,{label_column}[,subject][,split]"))
+                                                      f"path,{label_column}[,subject][,split][,scanner]"))
     if table.empty:
         raise DataError(path, "the manifest has a header but no rows")
-    col = {name: lower.get(name) for name in ("path", "subject", "split")}
+    col = {name: lower.get(name) for name in ("path", "subject", "split", "scanner")}
     col["label"] = lower[label_column.lower()]
     rows, bad_labels, bad_splits = [], [], []
     for k, rec in enumerate(table.to_dict("records")):
@@ -85,8 +86,10 @@ def read_manifest(path: Path, label_column: str = "label", base: Path | None = N
         if split and split not in SPLIT_NAMES:
             bad_splits.append(f"line {line}: {split!r}")
         subject = rec[col["subject"]].strip() if col["subject"] else ""
+        scanner = rec[col["scanner"]].strip() if col["scanner"] else ""
         rows.append(ManifestRow(rel=rel, path=(base / rel).resolve() if rel else base,
-                                label=label, subject=subject or None, split=SPLIT_NAMES.get(split), line=line))
+                                label=label, subject=subject or None, split=SPLIT_NAMES.get(split), line=line,
+                                scanner=scanner))
     if bad_labels:
         raise DataError(path, f"empty {col['label']!r} on line(s) {', '.join(map(str, bad_labels[:10]))}"
                               f"{' …' if len(bad_labels) > 10 else ''}; every row needs a class")
@@ -117,13 +120,17 @@ def manifest_items(manifest: Path, rows: list[ManifestRow], classes: list[str], 
             continue
         tasks.append(source.task(shown, row.rel, subject or str(Path(row.rel).with_suffix("")), reader,
                                  label=index[row.label], split=row.split, subject_from_patient_id=subject is None,
-                                 subject_known=subject is not None))
+                                 subject_known=subject is not None, scanner=row.scanner))
         paths.append(shown)
     yield from source.decode(tasks, paths, desc=desc)
 
 
 def manifest_identity(manifest: Path, rows: list[ManifestRow]) -> dict:
-    return {"manifest": file_identity(manifest), **files_identity(manifest.parent, [r.rel for r in rows], [r.path for r in rows])}
+    """The manifest's content and its files' identity; a manifest with scanners says so, so a cache built
+    before scanners were recorded rebuilds (one without keeps its fingerprint)."""
+    scanners = {"scanner_column": True} if any(r.scanner for r in rows) else {}
+    return {"manifest": file_identity(manifest), **scanners,
+            **files_identity(manifest.parent, [r.rel for r in rows], [r.path for r in rows])}
 
 
 @register_source("csv")
@@ -139,7 +146,7 @@ class CsvManifestSource(ClipSource):
     def __post_init__(self) -> None:
         super().__post_init__()
         self._file = require_file(self.path, "csv", "expected a CSV manifest with columns "
-                                  "path,label[,subject][,split]")
+                                  "path,label[,subject][,split][,scanner]")
         self._rows: list[ManifestRow] | None = None
 
     def _manifest(self) -> list[ManifestRow]:

@@ -5,7 +5,8 @@ Layout: `FETAL_PLANES_DB_data.csv` (semicolon-separated; columns
 space) and `Images/<Image_name>.png`. Classes come from `Plane` (6), or from `Brain_plane` with
 `--label-column Brain_plane` (then only the brain images, the others being 'Not A Brain'). The
 `Train ` column (1/0) gives train/test; patients are the subjects, so the validation set carved out
-of train is patient-disjoint too.
+of train is patient-disjoint too. `US_Machine` is each image's scanner (the cross-scanner protocol
+holds one machine out).
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from benchmark.data.spec import register_source
 from benchmark.errors import DataError, UserError
 
 CSV_NAME = "FETAL_PLANES_DB_data.csv"
+SCANNER_COLUMN = "US_Machine"
 COLUMNS = ["Image_name", "Patient_num", "Plane", "Brain_plane", "Operator", "US_Machine", "Train"]
 LABEL_COLUMNS = ("Plane", "Brain_plane")
 NOT_A_BRAIN = "Not A Brain"
@@ -84,7 +86,9 @@ class FetalPlanesDbSource(FileSource):
 
     def fingerprint_parts(self, role: str) -> dict:
         names = self._rows()["Image_name"]
-        return {"label_column": self.label_column, **self.decode_settings(), "csv": file_identity(self._root / CSV_NAME),
+        # The scanner column in the fingerprint: caches built before scanners were recorded rebuild.
+        return {"label_column": self.label_column, "scanner_column": SCANNER_COLUMN, **self.decode_settings(),
+                "csv": file_identity(self._root / CSV_NAME),
                 **files_identity(self._root, [self._image(n).relative_to(self._root).as_posix() for n in names])}
 
     def class_names(self, role: str) -> list[str]:
@@ -100,6 +104,7 @@ class FetalPlanesDbSource(FileSource):
                 continue
             tasks.append(self.task(str(image), rec["Image_name"], rec["Patient_num"], "image",
                                    label=classes[rec[self.label_column]],
-                                   split="train" if rec["Train"] == "1" else "test"))
+                                   split="train" if rec["Train"] == "1" else "test",
+                                   scanner=rec[SCANNER_COLUMN]))
             paths.append(str(image))
         yield from self.decode(tasks, paths, desc=f"decoding {self.path}")

@@ -37,6 +37,7 @@ class FileTask:
     subject_from_patient_id: bool = False
     # Whether subject_id names a subject (False: it is the file itself); a PatientID found makes it True.
     subject_known: bool = True
+    scanner: str = ""  # the machine that acquired it, where the source knows it
 
 
 def kept_indices(n_frames: int, stride: int, max_frames: int | None) -> np.ndarray:
@@ -183,4 +184,5 @@ def decode_file(task: FileTask) -> Clip:
     labels = None if task.label is None else np.full(len(frames), task.label, np.int64)
     path = f"{task.path}:{task.key}" if task.key else task.path
     return Clip(frames=frames, video_id=task.video_id, subject_id=subject, labels=labels,
-                split=task.split, frame_idx=idx, path=path, subject_known=known)
+                split=task.split, frame_idx=idx, path=path, subject_known=known,
+                scanner=task.scanner)

@@ -10,7 +10,7 @@ from benchmark.data.cache import FrameCache
 def _cache(labels, splits, class_names, meta_extra) -> FrameCache:
     n = len(labels)
     index = pd.DataFrame({"video_id": [f"v{i // 3}" for i in range(n)], "subject_id": [f"s{i // 300}" for i in range(n)],
-                          "frame_idx": [i % 3 for i in range(n)], "label": labels, "split": splits})
+                          "frame_idx": [i % 3 for i in range(n)], "label": labels, "split": splits, "scanner": ""})
     return FrameCache(root=Path("/caches/x"), frames=np.zeros((n, 32, 32), np.uint8), index=index,
                       class_names=class_names, meta={"fingerprint": "0123456789abcdef" * 4, "spec": "spec:/d",
                                                      **meta_extra})

@@ -135,3 +135,68 @@ def test_probability_of_improvement_interval():
     ragged_y = [[t[0], t[1][:4]] for t in y]
     b = stats.probability_of_improvement_interval(x, ragged_y, reps=50, seed=3)
     assert 0 <= b.low <= b.mean <= b.high <= 1
+
+
+def test_missing_values_are_left_out_whether_nan_or_none():
+    assert stats.mean_ci([0.5, None, 0.7, math.nan, 0.9]) == stats.mean_ci([0.5, 0.7, 0.9])
+    empty = stats.mean_ci([None])
+    assert empty.n == 0 and all(math.isnan(v) for v in (empty.mean, empty.low, empty.high))
+    # a pair with a missing side is dropped, the others stay paired
+    assert stats.paired_comparison([0.5, None, 0.7, 0.9], [0.4, 0.5, 0.5, math.nan]) == \
+        stats.paired_comparison([0.5, 0.7], [0.4, 0.5])
+
+
+def test_paired_comparison_of_one_pair_has_a_difference_but_no_interval_or_test():
+    one = stats.paired_comparison([0.7], [0.5])
+    assert one.diff.mean == pytest.approx(0.2) and one.diff.n == 1
+    assert math.isnan(one.diff.low) and math.isnan(one.diff.high) and math.isnan(one.p)
+    assert one.constant is False
+
+
+def test_paired_comparison_passes_its_confidence_to_the_interval():
+    a, b = [0.71, 0.64, 0.69, 0.75], [0.60, 0.62, 0.58, 0.66]
+    for confidence in (0.8, 0.99):
+        got = stats.paired_comparison(a, b, confidence=confidence).diff
+        assert got == stats.mean_ci(np.subtract(a, b), confidence)
+    assert stats.paired_comparison(a, b, 0.8).diff.high < stats.paired_comparison(a, b, 0.99).diff.high
+
+
+def test_paired_samples_of_different_lengths_are_refused_with_both_shapes():
+    with pytest.raises(ValueError, match=r"one value per replicate each, got \(3,\) and \(2,\)"):
+        stats.paired_comparison([0.1, 0.2, 0.3], [0.1, 0.2])
+
+
+def test_constant_differences_are_no_variation_not_a_p_value():
+    # 0.6-0.5, 0.7-0.6, 0.8-0.7 differ only by rounding (~1e-16): the same difference every time
+    c = stats.paired_comparison([0.6, 0.7, 0.8], [0.5, 0.6, 0.7])
+    assert c.constant is True and math.isnan(c.p)
+    assert c.diff.n == 3 and c.diff.mean == pytest.approx(0.1)
+    assert c.diff.low == c.diff.mean == c.diff.high
+
+
+@pytest.mark.parametrize("d,constant", [
+    ([0.0, 1e-12], True),            # spread exactly at the threshold 1e-12 · max(1, |d|): constant
+    ([0.0, 1.5e-12], False),         # just above it, with |d| < 1 the threshold stays 1e-12
+    ([1e6, 1e6 + 1e-7], True),       # the threshold scales with |d|: 1e-12 · 1e6 = 1e-6
+    ([1e6, 1e6 + 1e-5], False),
+])
+def test_the_no_variation_threshold_is_relative_to_the_differences_size(d, constant):
+    c = stats.paired_comparison(d, [0.0] * len(d))
+    assert c.constant is constant and math.isnan(c.p) is constant
+
+
+def test_balanced_improvement_interval_equals_the_per_replicate_computation_with_ties():
+    # scores on a coarse grid so that x == y ties are frequent; two tasks, so averaging over tasks
+    # (not over replicates) is what is checked
+    rng = np.random.default_rng(5)
+    x = [[rng.integers(5, 9, 4) / 10 for _ in range(3)] for _ in range(2)]
+    y = [[rng.integers(4, 8, 4) / 10 for _ in range(3)] for _ in range(2)]
+    got = stats.probability_of_improvement_interval(x, y, reps=300, seed=2, confidence=0.9)
+    r = np.random.default_rng(2)
+    bx, by = stats.hierarchical_resample(x, r, 300), stats.hierarchical_resample(y, r, 300)
+    boot = np.mean([[stats._improvement(tx[k], ty[k]) for k in range(300)] for tx, ty in zip(bx, by)], axis=0)
+    low, high = np.percentile(boot, [5, 95])
+    assert (got.low, got.high) == pytest.approx((low, high), abs=1e-12)
+    assert got.mean == pytest.approx(stats.probability_of_improvement(
+        [np.concatenate(t) for t in x], [np.concatenate(t) for t in y]))
+    assert got.n == 2 * 3 * 4  # every run of X

@@ -22,6 +22,7 @@ SEEDS = "key 'seeds' must be distinct integers >= 0"
 STEPS = "'pretrain_steps' must be >= 1 and 'batch_size' >= 2"
 LEVELS = "needs at least 3 distinct levels in increasing order, got "
 SUBSET = "every level needs 1 <= subjects <= frames, got "
+KNN_BATCH = "'knn.query_batch_size' and 'features.batch_size' must be >= 1"
 SMALL = "; lower the batch size or raise the frame budget"
 
 CASES = [
@@ -71,6 +72,15 @@ CASES = [
     ('variance_vs_size', {'fraction': 0.0}, "key 'fraction' must lie in (0, 1], got 0.0"),
     ('variance_vs_size', {'fraction': 1.01}, "key 'fraction' must lie in (0, 1], got 1.01"),
     ('variance_vs_size', {'fraction': 1.0}, None),
+    ('knn', {'knn': {'k_grid': [5, 5]}}, REPEAT.format('knn.k_grid')),
+    ('knn', {'knn': {'temperature_grid': [0.1, 0.1]}}, REPEAT.format('knn.temperature_grid')),
+    ('knn', {'knn': {'k_grid': [0, 5]}}, "key 'knn.k_grid' values must be >= 1 (neighbours), got [0, 5]"),
+    ('knn', {'knn': {'k_grid': [1]}}, None),
+    ('knn', {'knn': {'temperature_grid': [0.0, 0.1]}}, "key 'knn.temperature_grid' values must be > 0, got [0.0, 0.1]"),
+    ('knn', {'knn': {'query_batch_size': 0}}, KNN_BATCH),
+    ('knn', {'knn': {'query_batch_size': 1}}, None),
+    ('knn', {'features': {'batch_size': 0}}, KNN_BATCH),
+    ('knn', {'features': {'batch_size': 1}}, None),
     ('variance_vs_size', {'seeds': [1, 1]}, SEEDS),
     ('variance_vs_size', {'seeds': [-1]}, SEEDS),
     ('variance_vs_size', {'seeds': [0]}, None),

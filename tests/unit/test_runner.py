@@ -243,3 +243,30 @@ def test_a_writable_check_creates_nested_folders_and_a_failure_says_what_to_pass
         ensure_writable(blocker / "y")
     assert str(info.value) == (f"results folder {blocker / 'y'} is not writable (Not a directory); pass --results-dir "
                                "to a writable folder")
+
+
+def test_a_temporary_file_of_a_writer_that_cannot_be_signalled_is_kept_and_the_rest_still_cleaned(tmp_path,
+                                                                                                 monkeypatch):
+    import leaderboard.atomic as atomic
+
+    foreign = tmp_path / ".seed0.json.tmp-4242"  # another user's writer: os.kill says PermissionError
+    foreign.write_text("{")
+    nested = tmp_path / "t" / "random"  # visited after the top folder's files
+    nested.mkdir(parents=True)
+    dead = [nested / f".seed{k}.json.tmp-{999_999_000 + k}" for k in range(3)]
+    for p in dead:
+        p.write_text("{")
+
+    def kill(pid, sig):
+        raise PermissionError if pid == 4242 else ProcessLookupError
+
+    monkeypatch.setattr(atomic.os, "kill", kill)
+    assert remove_stale_temp_files(tmp_path) == 3
+    assert foreign.exists() and not any(p.exists() for p in dead)
+
+
+def test_a_variant_has_its_own_folder_between_the_protocol_and_the_label_fraction(tmp_path):
+    plain = result_path(tmp_path, "t", "vicreg", "cross_scanner", 0.1, 0, 3)
+    held_out = result_path(tmp_path, "t", "vicreg", "cross_scanner", 0.1, 0, 3, variant="held-out/convex-flat")
+    assert held_out.relative_to(tmp_path).parts[:5] == ("t", "vicreg", "cross_scanner", "held-out", "convex-flat")
+    assert held_out.relative_to(tmp_path).parts[5:] == plain.relative_to(tmp_path).parts[3:]

@@ -194,7 +194,7 @@ def test_balanced_improvement_interval_equals_the_per_replicate_computation_with
     got = stats.probability_of_improvement_interval(x, y, reps=300, seed=2, confidence=0.9)
     r = np.random.default_rng(2)
     bx, by = stats.hierarchical_resample(x, r, 300), stats.hierarchical_resample(y, r, 300)
-    boot = np.mean([[stats._improvement(tx[k], ty[k]) for k in range(300)] for tx, ty in zip(bx, by)], axis=0)
+    boot = np.mean([[stats._improvement(tx[k], ty[k]) for k in range(300)] for tx, ty in zip(bx, by, strict=True)], axis=0)
     low, high = np.percentile(boot, [5, 95])
     assert (got.low, got.high) == pytest.approx((low, high), abs=1e-12)
     assert got.mean == pytest.approx(stats.probability_of_improvement(

@@ -44,7 +44,10 @@ golden: $(STAMP)
 
 # Mutation testing of the modules where a silent bug corrupts results (TESTING.md): slow, niced,
 # incremental (mutants/ keeps the verdicts; only changed functions are tested again).
+# mutmut refreshes only the Python files of mutants/; the others (schema, protocol TOMLs, fixtures) are copied here.
 mutation: $(STAMP)
+	@if [ -d mutants ]; then git ls-files -- benchmark methods protocols leaderboard tests ':!:*.py' \
+		| while read -r f; do mkdir -p "mutants/$$(dirname "$$f")" && cp "$$f" "mutants/$$f"; done; fi
 	nice -n 10 $(BIN)/mutmut run --max-children $(or $(JOBS),1)
 	$(BIN)/python -m tests.mutation_scores
 

@@ -296,7 +296,7 @@ def embed(checkpoint: Path, source, out: Path, *, role: str | None = None, cache
     import pyarrow.parquet as pq
 
     from benchmark.checkpoint import checkpoint_identity, load_encoder
-    from benchmark.data.cache import prepare
+    from benchmark.data.cache import prepare, say_skipped
     from benchmark.device import default_device
     from leaderboard.atomic import atomic_path
     from protocols.linear_probe import extract_features
@@ -308,7 +308,7 @@ def embed(checkpoint: Path, source, out: Path, *, role: str | None = None, cache
         raise UserError(f"--out {out} is a folder; give the name of the .parquet file to write")
     encoder, meta = load_encoder(Path(checkpoint))
     role = role or ("downstream" if "downstream" in source.roles else "pretrain")
-    cache = prepare(source, role, cache_dir=cache_dir, on_error=on_error, progress=progress)
+    cache = say_skipped(prepare(source, role, cache_dir=cache_dir, on_error=on_error, progress=progress))
     if cache.resolution != meta["resolution"]:
         raise UserError(f"the frames are {cache.resolution} px but {checkpoint} was pretrained at "
                         f"{meta['resolution']} px; pass --resolution {meta['resolution']}")

@@ -75,12 +75,12 @@ def _backfill_cards(args: argparse.Namespace) -> int:
 
 
 def _preview(args: argparse.Namespace) -> int:
-    from benchmark.data.cache import prepare
+    from benchmark.data.cache import prepare, say_skipped
     from benchmark.data.preview import write_preview
     from benchmark.data.spec import parse_dataset_spec
 
     source = parse_dataset_spec(args.dataset, **_options(args))
-    caches = {role: prepare(source, role, cache_dir=args.cache_dir, on_error=args.on_error)
+    caches = {role: say_skipped(prepare(source, role, cache_dir=args.cache_dir, on_error=args.on_error))
               for role in source.roles}
     for path in write_preview(caches, args.out):
         print(f"wrote {path}")

@@ -299,8 +299,6 @@ def _build(source: Source, role: str, tmp: Path, fp: str, on_error: str, progres
             w = csv.writer(f)
             w.writerow(["path", "reason"])
             w.writerows((s.path, s.reason) for s in skipped)
-        print(f"skipped {len(skipped)} files; report: {tmp.name.split('-', 2)[-1]}/skipped.csv "
-              "in the cache folder", file=sys.stderr)
     meta = {
         "format": CACHE_FORMAT, "fingerprint": fp, "kind": source.kind, "spec": source.describe(),
         "role": role, "shape": [n, res, res], "class_names": class_names,

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import tests.fake_source  # noqa: F401  registers the `fake` source
-from benchmark.data.cache import FrameCache, prepare
+from benchmark.data.cache import FrameCache, prepare, say_skipped
 from benchmark.data.spec import parse_dataset_spec
 from benchmark.errors import DataError, UserError
 
@@ -124,3 +124,43 @@ def test_meta_is_written_last_and_complete(tmp_path):
     cache = prepare(parse_dataset_spec("fake"), "downstream", tmp_path, progress=False)
     meta = json.loads((cache.root / "meta.json").read_text())
     assert meta["shape"] == [24, 16, 16] and meta["role"] == "downstream" and meta["subjects"] == 6
+
+
+@pytest.mark.parametrize(("bad_every", "said"), [(3, "2 files skipped"), (6, "1 file skipped")])
+def test_skipped_files_are_named_with_the_report_on_every_run(tmp_path, capsys, bad_every, said):
+    source = parse_dataset_spec("fake", bad_every=bad_every)
+    cache = prepare(source, "pretrain", tmp_path, on_error="skip", progress=False)
+    assert capsys.readouterr().err == ""  # the build says nothing itself: the callers say it, with the final path
+    expected = (f"{source.describe()} (pretrain): {said}, listed in {cache.root / 'skipped.csv'}; "
+                "the results record the count\n")
+    for _ in range(2):  # on the run that built the cache and on every later one that reuses it
+        assert say_skipped(prepare(source, "pretrain", tmp_path, on_error="skip", progress=False)).root == cache.root
+        assert capsys.readouterr().err == expected
+    # A cache made in memory (no count recorded) has nothing to say.
+    say_skipped(FrameCache(root=tmp_path, frames=cache.frames, index=cache.index, class_names=[], meta={}))
+    assert capsys.readouterr().err == ""
+
+
+def test_the_progress_bar_goes_to_stderr_by_default_and_not_when_turned_off(tmp_path, capsys):
+    prepare(parse_dataset_spec("fake", bad_every=3), "pretrain", tmp_path / "quiet", on_error="skip",
+            progress=False)
+    assert capsys.readouterr() == ("", "")
+    prepare(parse_dataset_spec("fake", bad_every=3), "pretrain", tmp_path / "shown", on_error="skip")
+    out, err = capsys.readouterr()
+    assert out == ""  # stdout stays clean for what the commands print
+    assert "caching fake (pretrain): 16frame [" in err and "frame/s, skipped=2]" in err
+
+
+@pytest.mark.parametrize("error", [OSError(5, "I/O error"), KeyboardInterrupt()])
+def test_the_builds_own_error_reaches_the_user_even_if_its_temporary_folder_is_gone(tmp_path, monkeypatch, error):
+    import shutil
+
+    def build(source, role, tmp, *args):
+        shutil.rmtree(tmp)  # e.g. removed by the user while the build ran
+        raise error
+
+    monkeypatch.setattr("benchmark.data.cache._build", build)
+    with pytest.raises(type(error)) as info:
+        prepare(parse_dataset_spec("fake"), "pretrain", tmp_path, progress=False)
+    assert info.value is error
+    assert not list(tmp_path.glob(".tmp-*"))

@@ -169,3 +169,21 @@ def test_on_error_must_be_fail_or_skip_and_meta_records_the_source(tmp_path):
     meta = prepare(source, "pretrain", tmp_path, progress=False).meta
     assert meta["format"] == cache_mod.CACHE_FORMAT and meta["kind"] == "listed"
     assert meta["settings"] == source.fingerprint_parts("pretrain") and meta["settings"]["role"] == "pretrain"
+
+
+@dataclass
+class RoleClasses(ListSource):
+    """Labelled for the downstream role only, as a DICOM manifest is."""
+
+    roles: tuple[str, ...] = ("pretrain", "downstream")
+
+    def class_names(self, role: str) -> list[str]:
+        return ["4CH", "LVOT"] if role == "downstream" else []
+
+
+def test_a_cache_holds_the_class_names_of_the_role_it_was_built_for(tmp_path):
+    clips = [Clip(frames=np.full((1, 4, 4), k, np.uint8), video_id=f"v{k}", subject_id=f"s{k}",
+                  labels=np.array([k % 2])) for k in range(10)]
+    source = RoleClasses(given=clips)
+    assert prepare(source, "downstream", tmp_path, progress=False).class_names == ["4CH", "LVOT"]
+    assert prepare(source, "pretrain", tmp_path, progress=False).class_names == []

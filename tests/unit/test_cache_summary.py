@@ -65,6 +65,15 @@ def test_a_cache_loads_read_only_with_ids_kept_as_text(tmp_path):
     loaded = FrameCache.load(cache.root)
     assert loaded.index["subject_id"].tolist() == digits and loaded.index["video_id"].tolist() == [f"0{d}" for d in digits]
     assert np.array_equal(loaded.frames, cache.frames)
+    index["scanner"] = ["007", "1e3", "NA", ""] * 3  # scanner names too stay as given
+    index.to_csv(cache.root / "index.csv", index=False)
+    assert FrameCache.load(cache.root).index["scanner"].tolist() == ["007", "1e3", "NA", ""] * 3
+
+
+def test_a_downstream_summary_names_its_scanners():
+    cache = _cache([0] * 6, ["train"] * 4 + ["test"] * 2, ["4CH"], {"role": "downstream"})
+    cache.index["scanner"] = ["Voluson E8", "Voluson E8", "", "Aloka", "Aloka", "Voluson E8"]
+    assert cache.summary().splitlines()[5] == "scanners   Aloka, Voluson E8"
 
 
 def test_an_empty_cache_and_an_unfinished_one(tmp_path):

@@ -46,8 +46,11 @@ def test_an_image_folder_of_stills_has_no_subject_ids_and_says_so(tmp_path, caps
     cache = downstream(f"imagefolder:{stills(tmp_path / 'flat', False)}", tmp_path / "c")
     assert cache.clips_without_subject == 8 and cache.meta["clips"] == 8
     warning = cache.subject_warning()
-    assert "none of its 8 labelled files has a subject id" in warning and "subject-disjoint" in warning
-    assert "--subject-pattern" in warning
+    assert warning == (
+        f"{cache.meta['spec']}: none of its 8 labelled files has a subject id, so each such file is its own "
+        "subject and the train/val/test splits cannot be subject-disjoint (images of one patient may be in "
+        "train and test, which inflates the scores); give the subjects with a subject column in the manifest, "
+        "one sub-folder per subject, or --subject-pattern")
     assert f"warning    {warning}" in cache.summary().splitlines()
     say_skipped(cache)
     assert warning in capsys.readouterr().err
@@ -65,7 +68,16 @@ def test_an_image_folder_of_stills_has_no_subject_ids_and_says_so(tmp_path, caps
 def test_subject_folders_give_subject_ids_and_no_warning(tmp_path, capsys):
     cache = downstream(f"imagefolder:{stills(tmp_path / 'nested', True)}", tmp_path / "c")
     assert cache.clips_without_subject == 0 and cache.subject_warning() is None
-    assert cache.card()["subjects"] == 4
+    idx = cache.index
+    splits = {s: {"frames": int((idx["split"] == s).sum()), "subjects": int(idx[idx["split"] == s]["subject_id"].nunique())}
+              for s in ("train", "val", "test") if (idx["split"] == s).any()}
+    classes = {name: {s: int(((idx["label"] == k) & (idx["split"] == s)).sum())
+                      for s in ("train", "val", "test") if ((idx["label"] == k) & (idx["split"] == s)).any()}
+               for k, name in enumerate(CLASSES)}
+    assert cache.card() == {"kind": "imagefolder", "spec": f"imagefolder:{tmp_path / 'nested'}", "frames": 8,
+                            "videos": 8, "subjects": 4, "splits": splits, "classes": classes, "clips": 8,
+                            "clips_without_subject": 0}
+    assert list(cache.card()["splits"]) == [s for s in ("train", "val", "test") if s in splits]
     say_skipped(cache)
     assert "subject-disjoint" not in capsys.readouterr().err
 

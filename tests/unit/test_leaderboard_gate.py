@@ -121,6 +121,15 @@ def test_check_reports_exactly_what_validate_reports(board, capsys):
 def test_the_retired_registry_of_this_repository_parses_and_a_bad_entry_is_named(tmp_path):
     assert all(len(h) == 64 for versions in retired_protocol_hashes().values() for h in versions)
     (tmp_path / RETIRED_FILE).parent.mkdir(parents=True)
-    (tmp_path / RETIRED_FILE).write_text('[[finetune]]\nversion = 1\nhash = "abc"\n')
-    with pytest.raises(DataError, match=r"\[\[finetune\]\] entry 1 needs version = <int> and hash = <64 hex"):
+    path = tmp_path / RETIRED_FILE
+    path.write_text('[[finetune]]\nversion = 1\nhash = "abc"\n')
+    with pytest.raises(DataError) as info:
         retired_protocol_hashes(tmp_path)
+    assert str(info.value) == f"{path}: [[finetune]] entry 1 needs version = <int> and hash = <64 hex digits>"
+    path.write_text("[[finetune]\n")
+    with pytest.raises(DataError) as info:
+        retired_protocol_hashes(tmp_path)
+    assert str(info.value).startswith(f"{path}: not valid TOML (")
+    # One retired version may be written as a plain table rather than an array of tables.
+    path.write_text(f'[finetune]\nversion = 2\nhash = "{"a" * 64}"\n')
+    assert retired_protocol_hashes(tmp_path) == {"finetune": {"a" * 64: 2}}

@@ -51,6 +51,24 @@ def test_bad_overrides_are_refused_with_the_name_the_type_and_the_default(overri
     assert str(info.value) == message
 
 
+class Scaled(Toy):
+    name = "scaled"
+    defaults = {**Toy.defaults, "lr_scaling": "sqrt"}
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    ({"lr_scaling": "cubic"}, "method 'scaled': lr_scaling must be one of linear, sqrt, got 'cubic'"),
+    ({"warmup": 1.0}, "method 'scaled': warmup is a fraction of the run's steps in [0, 1), got 1.0"),
+    ({"warmup": 1.5}, "method 'scaled': warmup is a fraction of the run's steps in [0, 1), got 1.5"),
+    ({"warmup": -0.1}, "method 'scaled': warmup is a fraction of the run's steps in [0, 1), got -0.1"),
+])
+def test_the_lr_scaling_rule_and_the_warmup_fraction_are_checked(overrides, message):
+    with pytest.raises(UserError) as info:
+        resolve_hparams(Scaled, overrides)
+    assert str(info.value) == message
+    assert resolve_hparams(Scaled, {"lr_scaling": "linear", "warmup": 0.99})["warmup"] == 0.99
+
+
 def test_weights_decay_biases_and_norms_do_not_and_frozen_parameters_are_left_out():
     method = Toy(TinyEncoder())
     groups = method.parameter_groups()

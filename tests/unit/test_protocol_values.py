@@ -108,6 +108,14 @@ CASES = [
      "a subset of 63 frames is smaller than 'batch_size' 64" + SMALL),
     ('variance_vs_size', {'diversity': {'subjects': [4, 8, 16], 'frames': 32}, 'batch_size': 33},
      "a subset of 32 frames is smaller than 'batch_size' 33" + SMALL),
+    ('cross_scanner', {'fractions': [0.0, 0.5]}, FRACTION + '[0.0]'),
+    ('cross_scanner', {'seeds': [0, 0]}, REPEAT.format('seeds')),
+    ('cross_scanner', {'eval_protocols': ['linear_probe', 'knn']},
+     "key 'eval_protocols' may name linear_probe (protocols that score cached features), got ['knn']"),
+    ('cross_scanner', {'eval_protocols': ['linear_probe']}, None),
+    ('cross_scanner', {'min_scanners': 1},
+     "key 'min_scanners' must be >= 2 (one scanner to hold out, one to train on)"),
+    ('cross_scanner', {'min_scanners': 2}, None),
 ]
 
 

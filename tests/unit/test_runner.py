@@ -11,7 +11,7 @@ from benchmark.folders import ensure_writable
 from benchmark.runner import Deadline, Job, parse_shard, run_jobs, select_shard
 from leaderboard.atomic import remove_stale_temp_files
 from leaderboard.errors import ResultsError
-from leaderboard.results import result_path, validate_result, write_result
+from leaderboard.results import result_parts, result_path, scanner_tag, validate_result, write_result
 
 CLASSES = ["4CH", "LVOT", "RVOT"]
 
@@ -60,6 +60,16 @@ def test_result_paths_follow_the_layout(tmp_path):
         tmp_path / "trk" / "vicreg" / "finetune" / "1pct" / "pretrain-seed2" / "seed3.json"
     assert result_path(tmp_path, "trk", "vicreg", "finetune", 1.0, 0, 0).parent.parent.name == "100pct"
     assert result_path(tmp_path, "trk", "vicreg", "finetune", 0.1, 0, 0).parent.parent.name == "10pct"
+    assert result_parts("trk", "vicreg", "finetune", 0.1, 0, 0) == \
+        ["trk", "vicreg", "finetune", "10pct", "pretrain-seed0", "seed0.json"]
+
+
+@pytest.mark.parametrize(("scanner", "tag"), [
+    ("Voluson E6", "held-out-Voluson_E6"), ("voluson e8", "held-out-voluson_e8"), ("_Aloka.", "held-out-Aloka"),
+    ("GE/Philips v1.2", "held-out-GE_Philips_v1.2"), ("  ", "held-out-unnamed"), ("", "held-out-unnamed"),
+])
+def test_a_held_out_scanner_gets_a_folder_name_safe_for_any_file_system(scanner, tag):
+    assert scanner_tag(scanner) == tag
 
 
 def test_finished_jobs_are_skipped_and_force_reruns_them(tmp_path):

@@ -104,8 +104,9 @@ def test_the_hierarchical_bootstrap_sees_pretraining_variance_a_flat_one_would_n
     tasks = [[np.full(5, 0.2), np.full(5, 0.8)]]
     iv = stats.iqm_interval(tasks, reps=400, seed=0)
     assert iv.low < iv.mean < iv.high and iv.high - iv.low > 0.3
-    with pytest.raises(ValueError, match="same, non-zero number of pretraining runs"):
+    with pytest.raises(ValueError) as info:
         stats.iqm_interval([[np.ones(2)], [np.ones(2), np.ones(2)]])
+    assert str(info.value) == "every task needs the same, non-zero number of pretraining runs"
 
 
 def test_probability_of_improvement_against_hand_computation_and_mann_whitney():
@@ -117,8 +118,9 @@ def test_probability_of_improvement_against_hand_computation_and_mann_whitney():
     a, b = rng.normal(size=5), rng.normal(size=6)
     u = sps.mannwhitneyu(a, b).statistic
     assert stats.probability_of_improvement([a], [b]) == pytest.approx(u / 30)
-    with pytest.raises(ValueError, match="same, non-empty list"):
+    with pytest.raises(ValueError) as info:
         stats.probability_of_improvement([a], [])
+    assert str(info.value) == "probability of improvement needs the same, non-empty list of tasks for both"
 
 
 def test_probability_of_improvement_interval():

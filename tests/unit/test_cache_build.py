@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -187,3 +188,21 @@ def test_a_cache_holds_the_class_names_of_the_role_it_was_built_for(tmp_path):
     source = RoleClasses(given=clips)
     assert prepare(source, "downstream", tmp_path, progress=False).class_names == ["4CH", "LVOT"]
     assert prepare(source, "pretrain", tmp_path, progress=False).class_names == []
+
+
+@dataclass
+class PathParts(ListSource):
+    """A plug-in source that names its input folder with a Path in its fingerprint parts."""
+
+    root: Path = Path("/data/scans")
+
+    def fingerprint_parts(self, role: str) -> dict:
+        return {"root": self.root, "n": len(self.given)}
+
+
+def test_fingerprint_parts_that_are_not_json_types_are_recorded_as_text(tmp_path):
+    source = PathParts(given=[_clip("a", 2)])
+    cache = prepare(source, "pretrain", tmp_path, progress=False)
+    assert cache.meta["settings"] == {"root": "/data/scans", "n": 1}
+    assert cache.fingerprint == fingerprint(PathParts(given=[_clip("a", 2)], root=Path("/data/scans")), "pretrain")
+    assert fingerprint(PathParts(given=[_clip("a", 2)], root=Path("/data/other")), "pretrain") != cache.fingerprint

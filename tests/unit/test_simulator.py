@@ -133,6 +133,21 @@ def test_impossible_knobs_are_user_errors_naming_the_knob(knob, value):
         parse_dataset_spec("synthetic", **{knob: value})
 
 
+def test_zoom_magnifies_the_thorax_and_keeps_the_default_fingerprint():
+    still = {**TINY, "noise": 0.0, "resolution": 64}
+    tissue = {}
+    for zoom in (1.0, 1.5, 2.0):
+        frames = np.stack([c.frames[0] for c in SyntheticSource(**still, zoom=zoom).labelled_images(0)])
+        tissue[zoom] = float((frames > 40).mean())  # the thorax is the bright part of the sector
+    assert tissue[1.0] < tissue[1.5] < tissue[2.0] and tissue[1.5] > 1.4 * tissue[1.0]
+    for role in ("pretrain", "downstream"):
+        assert "zoom" not in SyntheticSource(**TINY).fingerprint_parts(role)  # caches of before the knob stay valid
+        assert SyntheticSource(**TINY, zoom=1.5).fingerprint_parts(role)["zoom"] == 1.5
+    with pytest.raises(UserError) as info:
+        parse_dataset_spec("synthetic", zoom=4)
+    assert str(info.value) == "simulator knob zoom must be a number in [0.5, 3], got 4"
+
+
 def test_fingerprint_covers_knobs_and_version():
     a = SyntheticSource(**TINY)
     assert a.fingerprint_parts("pretrain")["simulator_version"] == SIMULATOR_VERSION

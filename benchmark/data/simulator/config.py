@@ -34,6 +34,10 @@ class SimulatorKnobs:
     include_other: bool = False  # a 6th class "other" (upper abdomen, no heart)
     # Simulated machines the downstream subjects are spread over (scanners.py); 1 = the generic mix.
     scanners: int = 1
+    # Magnification: the thorax is drawn `zoom` times larger in the sector. Sonographers magnify the
+    # image so that the heart fills a third to a half of it (ISUOG's cardiac screening guideline); at
+    # 1.0 it fills about a fifth, which leaves the valves and great-vessel lumens a pixel or two at 64 px.
+    zoom: float = 1.0
 
     def validate_knobs(self, resolution: int) -> None:
         _int("resolution", resolution, minimum=32, hint="at least 32 px so the heart's chambers show")
@@ -56,6 +60,7 @@ class SimulatorKnobs:
         _real("noise", self.noise, 0.0, 5.0)
         _real("sweep", self.sweep, 0.0, 1.0)
         _real("fps", self.fps, 5.0, 500.0)
+        _real("zoom", self.zoom, 0.5, 3.0)
         if not isinstance(self.include_other, bool):
             raise UserError(f"simulator knob include_other must be true or false, got {self.include_other!r}")
 

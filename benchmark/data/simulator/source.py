@@ -46,6 +46,8 @@ class SyntheticSource(Source, SimulatorKnobs):
         # touch) it stays out, so those caches and the results keyed by their fingerprints stay valid.
         if role == "pretrain" or knobs["scanners"] == 1:
             del knobs["scanners"]
+        if knobs["zoom"] == 1.0:  # likewise `zoom`, at its default
+            del knobs["zoom"]
         return {"simulator_version": SIMULATOR_VERSION, **knobs}
 
     def class_names(self, role: str) -> list[str]:
@@ -146,7 +148,7 @@ class SyntheticSource(Source, SimulatorKnobs):
             slot = 2 * np.searchsorted(needed, lv)
             np.add.at(weights, (rows, slot), w * systolic)
             np.add.at(weights, (rows, slot + 1), w * (1 - systolic))
-        plan = FramePlan(key_weights=weights, center=pose["center"], scale=pose["scale"],
+        plan = FramePlan(key_weights=weights, center=pose["center"], scale=pose["scale"] * self.zoom,
                          rotation=pose["rotation"], mirror=pose["mirror"], contraction=contraction,
                          gain=pose["gain"])
         a = anat.apex_angle

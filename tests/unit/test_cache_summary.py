@@ -94,3 +94,11 @@ def test_an_empty_cache_and_an_unfinished_one(tmp_path):
         FrameCache.load(tmp_path / "half")
     assert str(info.value) == (f"{tmp_path / 'half'} is not a finished frame cache (no meta.json); "
                                "run `sslbench data prepare` again to build it")
+
+
+def test_the_labelled_positions_of_a_split_leave_out_its_unlabelled_frames():
+    cache = _cache([0, -1, 2, 1, -1, 0], ["train", "train", "val", "train", "val", "test"], ["a", "b", "c"],
+                   {"role": "downstream"})
+    assert cache.labelled_positions("train").tolist() == [0, 3]
+    assert cache.labelled_positions("val").tolist() == [2]
+    assert cache.labelled_positions("test").tolist() == [5]

@@ -3,6 +3,7 @@ import json
 import os
 import time
 
+import numpy as np
 import pytest
 
 from benchmark.cli.common import parse_duration
@@ -11,7 +12,16 @@ from benchmark.folders import ensure_writable
 from benchmark.runner import Deadline, Job, parse_shard, run_jobs, select_shard
 from leaderboard.atomic import remove_stale_temp_files
 from leaderboard.errors import ResultsError
-from leaderboard.results import result_parts, result_path, scanner_tag, validate_result, write_result
+from leaderboard.results import (
+    SCHEMA_VERSION,
+    ablation_record,
+    build_record,
+    result_parts,
+    result_path,
+    scanner_tag,
+    validate_result,
+    write_result,
+)
 
 CLASSES = ["4CH", "LVOT", "RVOT"]
 
@@ -280,3 +290,26 @@ def test_a_variant_has_its_own_folder_between_the_protocol_and_the_label_fractio
     held_out = result_path(tmp_path, "t", "vicreg", "cross_scanner", 0.1, 0, 3, variant="held-out/convex-flat")
     assert held_out.relative_to(tmp_path).parts[:5] == ("t", "vicreg", "cross_scanner", "held-out", "convex-flat")
     assert held_out.relative_to(tmp_path).parts[5:] == plain.relative_to(tmp_path).parts[3:]
+
+
+def test_a_record_holds_the_job_and_what_it_ran_and_an_ablation_record_renames_only_the_job():
+    protocol = {"name": "linear_probe", "version": 2, "hash": "a" * 64}
+    record = build_record(key="k1", track={"id": "trk"}, protocol=protocol, init={"name": "vicreg", "kind": "ssl"},
+                          fraction=1, pretrain_seed=np.int64(2), seed=np.int64(3), class_names=("4CH", "LVOT"),
+                          metrics={"test": {"macro_f1": 0.5}}, train={"epochs": 1}, provenance={"host": "h"})
+    assert record == {
+        "schema_version": SCHEMA_VERSION,
+        "job": {"key": "k1", "init": "vicreg", "protocol": "linear_probe", "fraction": 1.0, "pretrain_seed": 2,
+                "seed": 3},
+        "track": {"id": "trk"}, "protocol": protocol, "init": {"name": "vicreg", "kind": "ssl"},
+        "class_names": ["4CH", "LVOT"], "metrics": {"test": {"macro_f1": 0.5}}, "train": {"epochs": 1},
+        "provenance": {"host": "h"},
+    }
+    # Plain JSON types, whatever numpy scalars the grid passes.
+    assert [type(record["job"][k]) for k in ("fraction", "pretrain_seed", "seed")] == [float, int, int]
+    ablation = {"name": "variance_vs_size", "version": 1, "hash": "b" * 64}
+    varied = {"axis": "diversity", "level": 2, "eval_protocol": "linear_probe"}
+    again = ablation_record(record, key="k2", protocol=ablation, ablation=varied)
+    assert again == {**record, "job": {**record["job"], "key": "k2", "protocol": "variance_vs_size"},
+                     "protocol": ablation, "ablation": varied}
+    assert record["job"]["key"] == "k1" and record["protocol"] == protocol  # the evaluation's record is untouched

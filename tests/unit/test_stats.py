@@ -202,3 +202,22 @@ def test_balanced_improvement_interval_equals_the_per_replicate_computation_with
     assert got.mean == pytest.approx(stats.probability_of_improvement(
         [np.concatenate(t) for t in x], [np.concatenate(t) for t in y]))
     assert got.n == 2 * 3 * 4  # every run of X
+
+
+def test_cluster_means_are_per_label_in_sorted_label_order_and_labels_must_pair_with_values():
+    got = stats.cluster_means([0.1, 0.9, 0.3, 0.5, 0.7], [2, 0, 2, 1, 0])
+    assert got.tolist() == pytest.approx([0.8, 0.5, 0.2])  # clusters 0, 1, 2
+    assert stats.cluster_means([1, 2], ["b", "a"]).dtype == float
+    with pytest.raises(ValueError) as info:
+        stats.cluster_means([0.1, 0.2, 0.3], [0, 1])
+    assert str(info.value) == "one cluster label per value needed, got (3,) and (2,)"
+
+
+def test_an_interval_clipped_to_a_metrics_range_keeps_its_mean_and_n():
+    iv = stats.Interval(0.95, 0.85, 1.05, 3)
+    assert iv.clipped() == stats.Interval(0.95, 0.85, 1.0, 3)
+    assert stats.Interval(0.02, -0.1, 0.14, 4).clipped() == stats.Interval(0.02, 0.0, 0.14, 4)
+    assert stats.Interval(0.5, 0.4, 0.6, 5).clipped() == stats.Interval(0.5, 0.4, 0.6, 5)
+    assert stats.Interval(0.0, -0.3, 0.3, 2).clipped(-0.2, 0.2) == stats.Interval(0.0, -0.2, 0.2, 2)
+    lone = stats.Interval(0.5, math.nan, math.nan, 1)
+    assert lone.clipped() is lone  # no interval to clip

@@ -143,6 +143,25 @@ def check_scanner(result: dict) -> list[tuple[str, str]]:
     return out
 
 
+def check_eval_protocol(result: dict, known: dict[str, str],
+                        retired: dict[str, dict[str, int]] | None = None) -> list[tuple[str, str]]:
+    """An ablation's run (`ablation`, `scanner`) records the evaluation protocol it ran and that
+    protocol's hash: like the ablation's own, it must be the current one or a retired version, so that
+    a changed evaluation protocol never mixes with results of its earlier content."""
+    out = []
+    for field in ("ablation", "scanner"):
+        varied = result.get(field)
+        if not isinstance(varied, dict) or "eval_protocol_hash" not in varied:
+            continue
+        name, digest = varied["eval_protocol"], varied["eval_protocol_hash"]
+        if name in known and digest != known[name] and digest not in (retired or {}).get(name, {}):
+            out.append((f"{field}.eval_protocol_hash",
+                        f"{digest[:12]}… is not the hash of the current protocols/{name}.toml ({known[name][:12]}…) "
+                        f"nor of an earlier version listed in {RETIRED_LIST}; rerun the ablation with the "
+                        f"current {name} protocol"))
+    return out
+
+
 def check_result(result: dict, path: Path, known: dict[str, str],
                  retired: dict[str, dict[str, int]] | None = None) -> list[tuple[str, str]]:
     """Every check of one schema-valid result except duplicates; (field, message) pairs. `known`: the
@@ -167,6 +186,7 @@ def check_result(result: dict, path: Path, known: dict[str, str],
                                             f"hash {proto['hash'][:12]}… as version {earlier[proto['hash']]}"))
     out += check_layout(result, path)
     out += check_scanner(result)
+    out += check_eval_protocol(result, known, retired)
     for split in ("val", "test", IN_SCANNER_TEST):
         if split not in result["metrics"]:
             continue

@@ -130,7 +130,8 @@ def linear_probe_head(model: Classifier, frames: np.ndarray, tr: np.ndarray, val
     """LP-FT's first stage (Kumar et al., ICLR 2022): fit the head as a linear probe on the frozen
     initial encoder's features of the training subset (L2 strength chosen on validation), so that
     fine-tuning starts from a head that fits the features instead of a random one, which would
-    distort them. The probe's standardisation is folded into the head's weights and bias."""
+    distort them. With `head.standardize` the probe is fitted on standardised features and the
+    standardisation folded into the head's weights and bias (protocol v2); otherwise on the raw ones."""
     from protocols.linear_probe import fit_logistic_regression, standardizer
 
     model.eval()
@@ -138,6 +139,11 @@ def linear_probe_head(model: Classifier, frames: np.ndarray, tr: np.ndarray, val
     x = feats.to(torch.float32)
     n_tr = len(tr)
     mean, scale, _ = standardizer(x, np.arange(n_tr))
+    if not head["standardize"]:
+        # On the raw features, as Kumar et al. fit it: a head fitted on standardised features carries
+        # the 1/σ of each feature into its weights (σ of EfficientNet-Lite0's pooled features is ~0.03),
+        # and the encoder's gradients through it grow by as much.
+        mean, scale = torch.zeros_like(mean), torch.ones_like(scale)
     z = (x - mean) / scale
     k = len(class_names)
     y = torch.from_numpy(labels[tr].astype(np.int64)).to(device)

@@ -50,7 +50,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     },
     "finetune": {
         **_COMMON,
-        "head": {"init": str, "l2_grid": FLOAT_LIST, "max_iter": int, "tolerance": float},
+        "head": {"init": str, "standardize": bool, "l2_grid": FLOAT_LIST, "max_iter": int, "tolerance": float},
         "train": {"epochs": int, "batch_size": int, "optimizer": str, "lr_grid": FLOAT_LIST, "weight_decay": float,
                   "warmup_epochs": int, "min_steps_per_epoch": int, "class_weighted": bool,
                   "bn_recalibrate": bool, "select_metric": str},

@@ -91,13 +91,15 @@ def test_augmentation_keeps_shape_and_is_seeded():
     assert a.shape == x.shape and torch.equal(a, aug(x)) and not torch.equal(a, x)
 
 
-def test_the_head_starts_as_the_linear_probe_of_the_initial_encoder(tmp_path):
-    """LP-FT: before any fine-tuning step, the model's predictions are the probe's (its
-    standardisation folded into the head), so epoch 0 scores exactly what the probe scores."""
+@pytest.mark.parametrize("standardize", [False, True])
+def test_the_head_starts_as_the_linear_probe_of_the_initial_encoder(tmp_path, standardize):
+    """LP-FT: before any fine-tuning step, the model's predictions are the probe's (fitted on the raw
+    features, or on standardised ones with the standardisation folded into the head), so epoch 0
+    scores exactly what the probe scores."""
     from protocols.linear_probe import fit_logistic_regression, standardizer
 
     cache = fake_downstream(tmp_path)
-    spec = _spec()
+    spec = load_protocol("finetune", {**SMALL, "head": {**SMALL["head"], "standardize": standardize}})
     tr = ft.training_subset(cache, 1.0, 0)
     val = cache.labelled_positions("val")
     labels = cache.index["label"].to_numpy()
@@ -108,14 +110,54 @@ def test_the_head_starts_as_the_linear_probe_of_the_initial_encoder(tmp_path):
     assert report["l2"] in spec.settings["head"]["l2_grid"] and report["solver"]["converged"]
     feats = ft.extract(model.encoder, cache.frames, np.concatenate([tr, val]), 64, CPU)
     mean, scale, _ = standardizer(feats, np.arange(len(tr)))
+    if not standardize:
+        mean, scale = torch.zeros_like(mean), torch.ones_like(scale)
     weights = torch.tensor(ft.class_weights(labels[tr], cache.num_classes), dtype=torch.float32)
+    grid = sorted(spec.settings["head"]["l2_grid"], reverse=True)  # as the head is fitted: the whole grid at once
     w, b, _ = fit_logistic_regression((feats[:len(tr)] - mean) / scale, torch.from_numpy(labels[tr]),
-                                      cache.num_classes, [report["l2"]], weights=weights,
+                                      cache.num_classes, grid, weights=weights,
                                       max_iter=spec.settings["head"]["max_iter"],
                                       tolerance=spec.settings["head"]["tolerance"])
-    probe_pred = (((feats[len(tr):] - mean) / scale) @ w[0] + b[0]).argmax(1).numpy()
-    head_pred = ft.predict(model, cache.frames, val, 64, CPU)
-    assert np.array_equal(head_pred, probe_pred)
+    k = grid.index(report["l2"])
+    probe_logits = ((feats[len(tr):].double() - mean) / scale) @ w[k].double() + b[k].double()
+    with torch.no_grad():
+        head_logits = model(ft._batch(cache.frames, val, CPU)).double()
+    assert torch.allclose(head_logits, probe_logits, rtol=1e-4, atol=1e-5 * float(probe_logits.abs().max()))
+    assert np.array_equal(ft.predict(model, cache.frames, val, 64, CPU), probe_logits.argmax(1).numpy())
+
+
+class ScaledEncoder(torch.nn.Module):
+    """TinyEncoder with its features multiplied by `factor` (EfficientNet-Lite0's pooled features have
+    a standard deviation of about 0.03)."""
+
+    feat_dim = TinyEncoder.feat_dim
+
+    def __init__(self, factor: float):
+        super().__init__()
+        self.encoder, self.factor = TinyEncoder(), factor
+
+    def forward(self, x):
+        return self.encoder(x) * self.factor
+
+
+def test_the_head_does_not_carry_one_over_the_feature_scale_into_the_encoders_gradients(tmp_path):
+    """A head fitted on standardised features and folded (protocol v2) has weights ∝ 1/σ: features 100×
+    smaller give a head 100× larger, and the encoder's gradients through it grow by as much. The head
+    of the current protocol, fitted on the raw features, does not grow when the features shrink."""
+    cache = fake_downstream(tmp_path)
+    labels = cache.index["label"].to_numpy()
+    tr, val = ft.training_subset(cache, 1.0, 0), cache.labelled_positions("val")
+
+    def head_gain(standardize: bool, factor: float) -> float:
+        head = {**load_protocol("finetune").settings["head"], "standardize": standardize, "max_iter": 200}
+        torch.manual_seed(0)
+        model = ft.Classifier(ScaledEncoder(factor), cache.num_classes)
+        ft.linear_probe_head(model, cache.frames, tr, val, labels, cache.class_names, head, True, "macro_f1", 64, CPU)
+        return float(model.head.weight.detach().abs().max())
+
+    assert load_protocol("finetune").settings["head"]["standardize"] is False
+    assert head_gain(True, 0.01) == pytest.approx(100 * head_gain(True, 1.0), rel=1e-3)
+    assert head_gain(False, 0.01) <= head_gain(False, 1.0) < head_gain(True, 1.0)
 
 
 def test_finetune_is_not_chosen_over_its_probe_start_unless_validation_prefers_it(tmp_path):

@@ -77,9 +77,12 @@ def test_an_earlier_protocol_version_passes_only_when_its_hash_is_listed(board, 
     generate(results, protocols, out)
     v, v_lines, c, c_lines = _gate(capsys, results, protocols, out)
     assert (v, c) == (1, 1) and v_lines == c_lines
-    # Every version-1 linear-probe file is refused by both, and nothing else (the ablation run is current).
-    assert len(v_lines) == len([p for p in results.rglob("*.json") if "variance_vs_size" not in p.parts]) - 3
-    assert all(": protocol.hash: " in line for line in v_lines)
+    # Every version-1 linear-probe file is refused by both, and so is the ablation run that evaluated with
+    # version 1 (its own protocol is current); nothing else.
+    ablation = [p for p in results.rglob("*.json") if "variance_vs_size" in p.parts]
+    assert len(ablation) == 1 and len(v_lines) == len(list(results.rglob("*.json"))) - 3
+    assert [line for line in v_lines if ": protocol.hash: " not in line] == \
+        [line for line in v_lines if line.startswith(f"{ablation[0]}: ablation.eval_protocol_hash: ")]
 
     _retire(protocols, "linear_probe", 1, old)
     v, v_lines, c, c_lines = _gate(capsys, results, protocols, out)
@@ -133,3 +136,18 @@ def test_the_retired_registry_of_this_repository_parses_and_a_bad_entry_is_named
     # One retired version may be written as a plain table rather than an array of tables.
     path.write_text(f'[finetune]\nversion = 2\nhash = "{"a" * 64}"\n')
     assert retired_protocol_hashes(tmp_path) == {"finetune": {"a" * 64: 2}}
+
+
+def test_an_ablation_run_must_have_run_the_current_or_a_retired_evaluation_protocol():
+    from leaderboard.validate import check_eval_protocol
+
+    known = {"finetune": "c" * 64, "linear_probe": "d" * 64}
+    assert check_eval_protocol({"ablation": {"eval_protocol": "finetune", "eval_protocol_hash": "c" * 64}}, known) == []
+    stale = {"scanner": {"eval_protocol": "finetune", "eval_protocol_hash": "ab" * 32}}
+    assert check_eval_protocol(stale, known) == [(
+        "scanner.eval_protocol_hash",
+        "abababababab… is not the hash of the current protocols/finetune.toml (cccccccccccc…) nor of an earlier "
+        "version listed in protocols/retired/hashes.toml; rerun the ablation with the current finetune protocol")]
+    assert check_eval_protocol({"ablation": stale["scanner"]}, known)[0][0] == "ablation.eval_protocol_hash"
+    assert check_eval_protocol(stale, known, {"finetune": {"ab" * 32: 2}}) == []  # a listed earlier version
+    assert check_eval_protocol({"job": {}}, known) == []  # a main-protocol run

@@ -55,6 +55,8 @@ def test_holm_against_hand_computed_values_and_nan_left_out():
     assert adjusted == pytest.approx([0.03, 0.06, 0.06, 0.02])
     with_nan = stats.holm([0.01, np.nan, 0.04])
     assert math.isnan(with_nan[1]) and with_nan[[0, 2]] == pytest.approx([0.02, 0.04])
+    with_none = stats.holm([0.01, None, 0.04])  # missing p-values may come as None too
+    assert math.isnan(with_none[1]) and with_none[[0, 2]] == pytest.approx([0.02, 0.04])
     assert stats.holm([0.6, 0.7]) == pytest.approx([1.0, 1.0])  # capped at 1
     assert np.isnan(stats.holm([np.nan])).all()
 

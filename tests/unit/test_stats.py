@@ -59,6 +59,7 @@ def test_holm_against_hand_computed_values_and_nan_left_out():
     assert math.isnan(with_none[1]) and with_none[[0, 2]] == pytest.approx([0.02, 0.04])
     assert stats.holm([0.6, 0.7]) == pytest.approx([1.0, 1.0])  # capped at 1
     assert np.isnan(stats.holm([np.nan])).all()
+    assert stats.holm([0.03]).tolist() == [0.03] and stats.holm([np.nan, 0.03])[1] == 0.03  # a family of one
 
 
 def test_holm_agrees_with_statsmodels():

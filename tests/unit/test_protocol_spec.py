@@ -142,3 +142,14 @@ def test_auto_preset_says_what_it_chose(capsys, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert resolve_preset("auto") == "standard"
     assert resolve_preset("paper") == "paper"
+
+
+def test_an_ablation_evaluates_with_the_presets_overrides_then_its_own_settings():
+    from protocols.spec import evaluation_specs
+
+    preset = {"finetune": {"train": {"epochs": 3}, "seeds": [0, 1, 2]}, "knn": {"seeds": [7]}}
+    specs = evaluation_specs(["linear_probe", "finetune"], preset, fractions=[0.01], seeds=[4, 5])
+    assert [s.name for s in specs] == ["linear_probe", "finetune"]
+    assert specs[0].overrides == {"fractions": [0.01], "seeds": [4, 5]}
+    assert specs[1].overrides == {"train": {"epochs": 3}, "seeds": [4, 5], "fractions": [0.01]}  # the ablation's win
+    assert specs[1].settings["train"]["epochs"] == 3 and specs[1].settings["train"]["batch_size"] == 64

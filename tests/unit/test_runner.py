@@ -11,14 +11,18 @@ from benchmark.errors import UserError
 from benchmark.folders import ensure_writable
 from benchmark.runner import Deadline, Job, parse_shard, run_jobs, select_shard
 from leaderboard.atomic import remove_stale_temp_files
-from leaderboard.errors import ResultsError
+from leaderboard.errors import ResultFileError, ResultsError
 from leaderboard.results import (
     SCHEMA_VERSION,
     ablation_record,
     build_record,
+    find_result_files,
+    job_variant,
+    read_json,
     result_parts,
     result_path,
     scanner_tag,
+    schema_errors,
     validate_result,
     write_result,
 )
@@ -77,6 +81,7 @@ def test_result_paths_follow_the_layout(tmp_path):
 @pytest.mark.parametrize(("scanner", "tag"), [
     ("Voluson E6", "held-out-Voluson_E6"), ("voluson e8", "held-out-voluson_e8"), ("_Aloka.", "held-out-Aloka"),
     ("GE/Philips v1.2", "held-out-GE_Philips_v1.2"), ("  ", "held-out-unnamed"), ("", "held-out-unnamed"),
+    ("Xario 200G", "held-out-Xario_200G"),
 ])
 def test_a_held_out_scanner_gets_a_folder_name_safe_for_any_file_system(scanner, tag):
     assert scanner_tag(scanner) == tag
@@ -313,3 +318,40 @@ def test_a_record_holds_the_job_and_what_it_ran_and_an_ablation_record_renames_o
     assert again == {**record, "job": {**record["job"], "key": "k2", "protocol": "variance_vs_size"},
                      "protocol": ablation, "ablation": varied}
     assert record["job"]["key"] == "k1" and record["protocol"] == protocol  # the evaluation's record is untouched
+
+
+def test_an_ablation_runs_variant_names_its_subset_and_evaluation_protocol():
+    assert job_variant({"job": {}}) == ""
+    assert job_variant({"ablation": {"axis": "diversity", "level": 2, "eval_protocol": "finetune"}}) == \
+        "diversity-L2/finetune"
+    assert job_variant({"ablation": {"axis": "size", "level": 0}}) == "size-L0"  # recorded before eval_protocol
+    assert job_variant({"scanner": {"held_out": "Voluson E8", "eval_protocol": "linear_probe"}}) == \
+        "held-out-Voluson_E8/linear_probe"
+
+
+def test_unreadable_result_files_are_named_with_the_reason(tmp_path):
+    bad_text = tmp_path / "latin1.json"
+    bad_text.write_bytes(b'{"name": "caf\xe9"}')
+    with pytest.raises(ResultFileError) as info:
+        read_json(bad_text)
+    assert str(info.value) == f"{bad_text}: not UTF-8 text (invalid continuation byte)"
+    bad_json = tmp_path / "cut.json"
+    bad_json.write_text('{"job": {"key": "k"')
+    with pytest.raises(ResultFileError) as info:
+        read_json(bad_json)
+    assert str(info.value) == f"{bad_json}: not valid JSON: Expecting ',' delimiter at line 1 column 20"
+    assert schema_errors([])[0][0] == "(top level)"  # a violation of the whole document has no field path
+
+
+def test_result_files_are_the_visible_json_files_under_the_folders_given(tmp_path):
+    (tmp_path / "t" / "a").mkdir(parents=True)
+    for name in ("t/a/seed0.json", "t/a/.seed1.json", "t/a/notes.txt", "t/.hidden.json", "other.json"):
+        (tmp_path / name).write_text("{}")
+    (tmp_path / "t" / "a" / "folder.json").mkdir()  # a folder named like a result is not one
+    assert find_result_files(tmp_path / "t") == [tmp_path / "t" / "a" / "seed0.json"]
+    assert find_result_files([tmp_path / "t", str(tmp_path / "other.json")]) == \
+        [tmp_path / "other.json", tmp_path / "t" / "a" / "seed0.json"]
+    with pytest.raises(ResultsError) as info:
+        find_result_files(tmp_path / "missing")
+    assert str(info.value) == (f"{tmp_path / 'missing'}: no such file or folder (give result JSON files or folders "
+                               "holding them)")

@@ -149,6 +149,7 @@ def test_missing_values_are_left_out_whether_nan_or_none():
     # a pair with a missing side is dropped, the others stay paired
     assert stats.paired_comparison([0.5, None, 0.7, 0.9], [0.4, 0.5, 0.5, math.nan]) == \
         stats.paired_comparison([0.5, 0.7], [0.4, 0.5])
+    assert stats.paired_comparison([0.5, 0.7, 0.9], [0.4, None, 0.5]) == stats.paired_comparison([0.5, 0.9], [0.4, 0.5])
 
 
 def test_paired_comparison_of_one_pair_has_a_difference_but_no_interval_or_test():

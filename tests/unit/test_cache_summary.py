@@ -65,9 +65,10 @@ def test_a_cache_loads_read_only_with_ids_kept_as_text(tmp_path):
     loaded = FrameCache.load(cache.root)
     assert loaded.index["subject_id"].tolist() == digits and loaded.index["video_id"].tolist() == [f"0{d}" for d in digits]
     assert np.array_equal(loaded.frames, cache.frames)
-    index["scanner"] = ["007", "1e3", "NA", ""] * 3  # scanner names too stay as given
-    index.to_csv(cache.root / "index.csv", index=False)
-    assert FrameCache.load(cache.root).index["scanner"].tolist() == ["007", "1e3", "NA", ""] * 3
+    for names in (["007", "1e3", "NA", ""] * 3, ["007", "010", "1", "2"] * 3):  # scanner names too stay as given
+        index["scanner"] = names
+        index.to_csv(cache.root / "index.csv", index=False)
+        assert FrameCache.load(cache.root).index["scanner"].tolist() == names
 
 
 def test_a_downstream_summary_names_its_scanners():

@@ -91,6 +91,12 @@ def test_a_manifest_without_a_subject_for_some_rows(tmp_path):
     assert "4 of its 8 labelled files have no subject id" in cache.subject_warning()
 
 
+def test_a_cache_made_in_memory_has_a_card_with_empty_source_fields(tmp_path):
+    card = tiny_pool(tmp_path).card()  # no kind or spec in its metadata: still strings, as the schema wants
+    assert (card["kind"], card["spec"], card["frames"], card["videos"], card["subjects"]) == ("", "", 24, 3, 3)
+    assert card["splits"] == {"pretrain": {"frames": 24, "subjects": 3}} and card["classes"] == {} and "clips" not in card
+
+
 def test_the_grid_records_the_cards_of_the_caches_behind_the_fingerprints(tmp_path):
     down = downstream(f"imagefolder:{stills(tmp_path / 'flat', False)}", tmp_path / "c")
     pool = tiny_pool(tmp_path / "pool")

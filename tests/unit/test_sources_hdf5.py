@@ -80,4 +80,5 @@ def test_cli_with_skip_reports_the_bad_dataset(h5_file, tmp_path, capsys):
                  "--resolution", "16", "--on-error", "skip"]) == 0
     captured = capsys.readouterr()
     assert "frames     20 of 16×16 px" in captured.out and "skipped    1 files" in captured.out
-    assert "skipped 1 files" in captured.err
+    report = captured.out.split("(report: ")[1].split(")")[0]  # the summary names the report where it now is
+    assert "meta/timestamps" in open(report).read()

@@ -138,12 +138,14 @@ def linear_probe_head(model: Classifier, frames: np.ndarray, tr: np.ndarray, val
     feats = extract(model.encoder, frames, np.concatenate([tr, val]), batch_size, device)
     x = feats.to(torch.float32)
     n_tr = len(tr)
-    mean, scale, _ = standardizer(x, np.arange(n_tr))
-    if not head["standardize"]:
+    if head["standardize"]:
+        mean, scale, _ = standardizer(x, np.arange(n_tr))
+    else:
         # On the raw features, as Kumar et al. fit it: a head fitted on standardised features carries
         # the 1/σ of each feature into its weights (σ of EfficientNet-Lite0's pooled features is ~0.03),
         # and the encoder's gradients through it grow by as much.
-        mean, scale = torch.zeros_like(mean), torch.ones_like(scale)
+        mean = x.new_zeros(x.shape[1])
+        scale = torch.ones_like(mean)
     z = (x - mean) / scale
     k = len(class_names)
     y = torch.from_numpy(labels[tr].astype(np.int64)).to(device)

@@ -165,8 +165,9 @@ def pretrain_run(ctx: TrackContext, method: str, pool, seed: int) -> tuple[objec
     """(PretrainConfig, the run folder given to `pretrain`, the final checkpoint it makes there)."""
     from benchmark.pretrain.config import PretrainConfig
     from benchmark.pretrain.run import FINAL_NAME, run_folder
+    from protocols.presets import pretrain_settings
 
-    cfg = PretrainConfig.from_dict({"method": method, **ctx.preset["pretrain"], "seed": seed}).validate()
+    cfg = PretrainConfig.from_dict({"method": method, **pretrain_settings(ctx.preset, method), "seed": seed}).validate()
     return cfg, ctx.pretrain_dir, run_folder(cfg, cfg.key(pool.fingerprint), ctx.pretrain_dir) / FINAL_NAME
 
 
@@ -366,6 +367,7 @@ def variance_vs_size(ctx: TrackContext, methods: str | None = None, protocols: l
     from methods.registry import get_method
     from protocols import variance_vs_size as vvs
     from protocols.grid import checkpoint_init
+    from protocols.presets import pretrain_settings
     from protocols.spec import load_protocol
 
     spec = load_protocol(vvs.NAME, ctx.preset["protocols"].get(vvs.NAME))
@@ -384,7 +386,7 @@ def variance_vs_size(ctx: TrackContext, methods: str | None = None, protocols: l
             stopped = True
             break
         started = time.perf_counter()
-        ckpt = vvs.pretrain_subset(ctx.preset["pretrain"], method, spec, subset, pool, run_dir, seed)
+        ckpt = vvs.pretrain_subset(pretrain_settings(ctx.preset, method), method, spec, subset, pool, run_dir, seed)
         init = checkpoint_init(method, ckpt, seed, family=get_method(method).family)
         jobs = vvs.ablation_jobs(spec, method, subset, init, evals, ctx.track, downstream, pool.fingerprint,
                                  ctx.results_dir, ctx.runs_dir)

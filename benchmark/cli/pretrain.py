@@ -20,7 +20,7 @@ def register(sub) -> None:
                     "killed run resumes from its last checkpoint.")
     p.add_argument("--method", required=True, help="SSL method (see `sslbench methods`)")
     p.add_argument("--preset", default=None,
-                   help="smoke | standard | paper | auto | a preset .toml: its pretraining data and "
+                   help="smoke | cpu | standard | paper | auto | a preset .toml: its pretraining data and "
                         "[pretrain] settings (flags override them)")
     add_dataset_arguments(p, default=None)
     p.add_argument("--backbone", default=None, help="resnet18 | resnet50 | efficientnet_lite0")
@@ -79,10 +79,10 @@ def build_config(args: argparse.Namespace):
     values: dict = {}
     spec, options = "synthetic", {}
     if args.preset:
-        from protocols.presets import load_preset, resolve_preset
+        from protocols.presets import load_preset, pretrain_settings, resolve_preset
 
         preset = load_preset(resolve_preset(args.preset))
-        values.update(preset["pretrain"])
+        values.update(pretrain_settings(preset, args.method))
         spec = preset["data"]["pretrain"]["spec"]
         options = dict(preset["data"]["pretrain"].get("options", {}))
         options["resolution"] = preset["resolution"]

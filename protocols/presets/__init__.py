@@ -21,10 +21,13 @@ from benchmark.errors import UserError
 from protocols.spec import ABLATIONS, PROTOCOLS, load_protocol
 
 PRESET_DIR = Path(__file__).resolve().parent
-PRESETS = ("smoke", "standard", "paper", "calibrate")
+PRESETS = ("smoke", "cpu", "standard", "paper", "calibrate")
 # PretrainConfig fields a preset may set (benchmark/pretrain/config.py); `method` comes from the command.
 PRETRAIN_FIELDS = ("backbone", "init", "resolution", "steps", "batch_size", "positives", "hparams",
                    "augment", "precision", "compile", "devices", "num_nodes", "limit_frames")
+# `[pretrain.method_hparams.<method>]`: hyper-parameters of one method on this track (e.g. a learning
+# rate for a short budget), over the method's defaults and the track's `hparams`.
+METHOD_HPARAMS = "method_hparams"
 # Ablations that may add settings of the downstream source in their own `[data.<name>]` table.
 DATA_ABLATIONS = ("cross_scanner",)
 TOP_KEYS = ("name", "description", "backbone", "resolution", "data", "pretrain", "protocols")
@@ -68,8 +71,37 @@ def resolve_preset(name: str) -> str:
 
     chosen = "standard" if torch.cuda.is_available() else "smoke"
     why = "a GPU is available" if chosen == "standard" else "no GPU found"
-    print(f"preset auto → {chosen} ({why}; choose with --preset smoke|standard|paper)", file=sys.stderr)
+    print(f"preset auto → {chosen} ({why}; choose with --preset smoke|cpu|standard|paper)", file=sys.stderr)
     return chosen
+
+
+def pretrain_settings(preset: dict, method: str) -> dict:
+    """The PretrainConfig fields of `method` on this preset's track: its `[pretrain]` table with the
+    method's own `[pretrain.method_hparams.<method>]` merged into `hparams`."""
+    settings = {k: v for k, v in preset["pretrain"].items() if k != METHOD_HPARAMS}
+    own = preset["pretrain"].get(METHOD_HPARAMS, {}).get(method)
+    if own:
+        settings["hparams"] = {**settings.get("hparams", {}), **own}
+    return settings
+
+
+def _validate_method_hparams(table, where: str) -> None:
+    from methods.base import resolve_hparams
+    from methods.registry import available_methods
+
+    if not isinstance(table, dict):
+        raise UserError(f"{where}: key 'pretrain.{METHOD_HPARAMS}' must be a table of tables, one per method")
+    known = available_methods()
+    for method, hparams in table.items():
+        if method not in known:
+            raise _unknown(method, sorted(known), f"{where} [pretrain.{METHOD_HPARAMS}]")
+        if not isinstance(hparams, dict):
+            raise UserError(f"{where}: key 'pretrain.{METHOD_HPARAMS}.{method}' must be a table of "
+                            "hyper-parameters, e.g. { lr = 4.0 }")
+        try:
+            resolve_hparams(known[method], hparams)
+        except UserError as exc:
+            raise UserError(f"{where} [pretrain.{METHOD_HPARAMS}.{method}]: {exc}") from exc
 
 
 def _unknown(key: str, known, where: str) -> UserError:
@@ -114,8 +146,9 @@ def _validate(p: dict, path: Path) -> None:
     if not isinstance(pretrain, dict):
         raise UserError(f"{where}: key 'pretrain' must be a table")
     for key in pretrain:
-        if key not in PRETRAIN_FIELDS:
-            raise _unknown(key, PRETRAIN_FIELDS, f"{where} [pretrain]")
+        if key not in PRETRAIN_FIELDS + (METHOD_HPARAMS,):
+            raise _unknown(key, PRETRAIN_FIELDS + (METHOD_HPARAMS,), f"{where} [pretrain]")
+    _validate_method_hparams(pretrain.get(METHOD_HPARAMS, {}), where)
     protocols = p.get("protocols", {})
     for name, overrides in protocols.items():
         if name not in PROTOCOLS + ABLATIONS:

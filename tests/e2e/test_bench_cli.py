@@ -128,7 +128,7 @@ def test_unknown_method_lists_the_known_ones(tmp_path, capsys):
 
 def test_unknown_preset_and_protocol_are_named(tmp_path, capsys):
     code, err = _cli(capsys, "bench", "--method", "random", "--preset", "fastest", *_dirs(tmp_path))
-    assert code == 2 and "unknown preset 'fastest'" in err and "smoke, standard, paper" in err
+    assert code == 2 and "unknown preset 'fastest'" in err and "smoke, cpu, standard, paper" in err
     code, err = _cli(capsys, "bench", "--method", "random", "--preset", str(TINY), "--protocol", "svm",
                      *_dirs(tmp_path))
     assert code == 2 and "unknown protocol 'svm'" in err and "linear_probe, finetune, knn" in err

@@ -279,6 +279,23 @@ def test_a_cell_not_run_is_marked_and_its_init_not_summarised(tmp_path):
     assert "- not summarised: `vicreg` has no results for linear_probe 1 %" in text
 
 
+def test_a_run_whose_features_did_not_move_towards_the_planes_is_noted_with_its_gain(tmp_path):
+    results, protocols = make_fixture(tmp_path)
+    for path in (results / TRACK["id"] / "vicreg").rglob("pretrain-seed1/*.json"):
+        record = json.loads(path.read_text())
+        diag = record["init"]["pretrain"]["diagnostics"]
+        diag["after"] = {**diag["after"], "knn_macro_f1": 0.146}  # +1.6 points over 0.13: below the 2-point bar
+        path.write_text(json.dumps(record, indent=1))
+    text = generate(results, protocols, tmp_path / "LEADERBOARD.md")
+    section = text[text.index("### Did pretraining learn?"):]
+    section = section[:section.index("\n#")]
+    noted = [line for line in section.splitlines() if "no better than before pretraining" in line]
+    assert len(noted) == 1 and noted[0].startswith("| vicreg") and "|                  1 |" in noted[0]
+    assert "k-NN macro-F1 +1.6 points (< 2)" in noted[0]
+    # 11 points (the other runs) is a gain; `random` never gains (it is the "before") and is not noted.
+    assert not any("no better" in line for line in section.splitlines() if line.startswith("| random"))
+
+
 def _track_deltas(results: Path, protocols: Path):
     from leaderboard import analysis
 

@@ -5,7 +5,7 @@ import tomllib
 import pytest
 
 from benchmark.errors import UserError
-from protocols.presets import PRESETS, load_preset, preset_path, resolve_preset
+from protocols.presets import PRESETS, load_preset, preset_path, pretrain_settings, resolve_preset
 from protocols.spec import PROTOCOL_DIR, PROTOCOLS, canonical_hash, load_protocol, read_protocol_file
 
 
@@ -110,7 +110,8 @@ def test_the_smoke_and_standard_presets_keep_five_seeds_and_the_reference_backbo
             assert load_protocol(proto, preset["protocols"].get(proto)).seeds == [0, 1, 2, 3, 4]
     # Pretraining is replicated wherever a track claims anything; the smoke track pretrains once.
     for proto in PROTOCOLS:
-        assert len(load_protocol(proto, load_preset("standard")["protocols"].get(proto)).pretrain_seeds) >= 3
+        for track in ("standard", "cpu"):
+            assert len(load_protocol(proto, load_preset(track)["protocols"].get(proto)).pretrain_seeds) >= 3
         assert load_protocol(proto, load_preset("smoke")["protocols"].get(proto)).pretrain_seeds == [0]
     paper = load_preset("paper")
     assert (paper["backbone"], paper["resolution"]) == ("resnet50", 256)
@@ -118,7 +119,7 @@ def test_the_smoke_and_standard_presets_keep_five_seeds_and_the_reference_backbo
 
 
 def test_bad_presets_are_clear(tmp_path):
-    with pytest.raises(UserError, match="unknown preset 'fast'.*smoke, standard, paper"):
+    with pytest.raises(UserError, match="unknown preset 'fast'.*smoke, cpu, standard, paper"):
         load_preset("fast")
     text = preset_path("smoke").read_text()
     for edit, message in [
@@ -128,6 +129,39 @@ def test_bad_presets_are_clear(tmp_path):
         (text.replace("resolution = 48\n", ""), "missing key 'resolution'"),
     ]:
         path = tmp_path / "bad.toml"
+        path.write_text(edit)
+        with pytest.raises(UserError, match=message):
+            load_preset(str(path))
+
+
+def test_a_method_s_own_hyper_parameters_reach_only_that_method(tmp_path):
+    from benchmark.pretrain.config import PretrainConfig
+
+    text = preset_path("smoke").read_text().replace(
+        "[pretrain]\nsteps = 150\n", "[pretrain]\nsteps = 150\nhparams = { warmup = 0.2 }\n"
+    ) + "\n[pretrain.method_hparams.byol]\nlr = 4.0\n"
+    path = tmp_path / "own.toml"
+    path.write_text(text)
+    preset = load_preset(str(path))
+    byol, simclr = pretrain_settings(preset, "byol"), pretrain_settings(preset, "simclr")
+    assert byol["hparams"] == {"warmup": 0.2, "lr": 4.0} and simclr["hparams"] == {"warmup": 0.2}
+    assert "method_hparams" not in byol and byol["steps"] == simclr["steps"] == 150
+    config = PretrainConfig.from_dict({"method": "byol", **byol}).validate()
+    assert config.resolved_hparams()["lr"] == 4.0
+    # The track's plain settings are the method's when it has none of its own (and the preset is untouched).
+    assert pretrain_settings(load_preset("smoke"), "byol") == load_preset("smoke")["pretrain"]
+    assert "lr" not in preset["pretrain"].get("hparams", {})
+    for edit, message in [
+        (text.replace("method_hparams.byol]", "method_hparams.byl]"), r"method_hparams\]: unknown key 'byl'.*'byol'"),
+        (text.replace("lr = 4.0", "l = 4.0"), r"method_hparams.byol\]: method 'byol' has no hyper-parameter\(s\) l;"),
+        (text.replace("lr = 4.0", "lr = \"fast\""), r"method_hparams.byol\]: .*lr expects float"),
+        (text.replace("[pretrain.method_hparams.byol]\nlr = 4.0\n", "").replace(
+            "steps = 150\n", "steps = 150\nmethod_hparams = 3\n", 1),
+         "'pretrain.method_hparams' must be a table of tables"),
+        (text.replace("[pretrain.method_hparams.byol]\nlr = 4.0\n", "").replace(
+            "steps = 150\n", "steps = 150\nmethod_hparams = { byol = 4 }\n", 1),
+         r"'pretrain.method_hparams.byol' must be a table of hyper-parameters"),
+    ]:
         path.write_text(edit)
         with pytest.raises(UserError, match=message):
             load_preset(str(path))

@@ -1,5 +1,5 @@
 """From runs to what the leaderboard shows: tables per (track, protocol, protocol hash), cell
-summaries over the nested runs, Δ vs the reference init, and the across-task summary of a track.
+summaries over the nested runs, Δ vs the reference inits, and the across-task summary of a track.
 
 Runs are nested (leaderboard.stats): the pretraining runs of a cell are its independent replicates.
 
@@ -16,6 +16,10 @@ import pandas as pd
 from leaderboard import stats
 
 REFERENCE_INIT = "imagenet"
+# The untrained network of the same draw: does pretraining help at all? Only SSL inits are tested against it
+# (ImageNet against random says nothing about pretraining on the track's video).
+SIGNAL_INIT = "random"
+REFERENCES = (REFERENCE_INIT, SIGNAL_INIT)
 BASELINE_ORDER = ["imagenet", "random"]
 METRICS = {"macro_f1": "macro-F1", "balanced_accuracy": "balanced accuracy", "accuracy": "accuracy"}
 
@@ -160,30 +164,41 @@ def paired_delta(own: pd.DataFrame, ref: pd.DataFrame, metric: str, keys: tuple[
     return comp, n_pre, len(d)
 
 
-def deltas(track_tables: list[Table], metric: str, reference: str = REFERENCE_INIT
-           ) -> dict[tuple[str, str, float], Delta]:
-    """Paired Δ vs the reference init for every (protocol, init, fraction) of a track's current tables.
+def deltas(track_tables: list[Table], metric: str, references: tuple[str, ...] = REFERENCES
+           ) -> dict[tuple[str, str, str, float], Delta]:
+    """Paired Δ, keyed (reference, protocol, init, fraction), for every cell of a track's current tables:
+    against `imagenet` every other init, against `random` the SSL inits.
 
-    The Holm family is every test against the reference within the track (all protocols, fractions
-    and inits), so a track's marks control the family-wise error of the whole track."""
-    raw: dict[tuple[str, str, float], tuple[stats.PairedComparison, int, int]] = {}
-    for table in track_tables:
-        if not table.current or reference not in set(table.runs["init"]):
-            continue
-        for fraction in table.fractions:
-            ref = cell_runs(table.runs, reference, fraction)
-            for init in table.inits:
-                if init == reference:
-                    continue
-                out = paired_delta(cell_runs(table.runs, init, fraction), ref, metric)
-                if out is not None:
-                    raw[(table.key.protocol, init, fraction)] = out
+    The Holm family is every test of the track against either reference (all protocols, fractions and
+    inits), so a track's marks control the family-wise error of the whole track."""
+    raw: dict[tuple[str, str, str, float], tuple[stats.PairedComparison, int, int]] = {}
+    for reference in references:
+        for table in track_tables:
+            if not table.current or reference not in set(table.runs["init"]):
+                continue
+            ssl = set(table.runs.loc[table.runs["init_kind"] == "ssl", "init"])
+            for fraction in table.fractions:
+                ref = cell_runs(table.runs, reference, fraction)
+                for init in compared_inits(table, reference, ssl):
+                    out = paired_delta(cell_runs(table.runs, init, fraction), ref, metric)
+                    if out is not None:
+                        raw[(reference, table.key.protocol, init, fraction)] = out
     keys = list(raw)
     adjusted = stats.holm([raw[k][0].p for k in keys])
     return {k: Delta(raw[k][0], float(p), raw[k][1], raw[k][2]) for k, p in zip(keys, adjusted, strict=True)}
 
 
-def family_size(track_deltas: dict[tuple[str, str, float], Delta]) -> int:
+def compared_inits(table: Table, reference: str, ssl: set[str] | None = None) -> list[str]:
+    """The inits of `table` compared with `reference`, in table order: every other init against imagenet,
+    the SSL inits against random."""
+    if ssl is None:
+        ssl = set(table.runs.loc[table.runs["init_kind"] == "ssl", "init"])
+    if reference == SIGNAL_INIT:
+        return [i for i in table.inits if i in ssl]
+    return [i for i in table.inits if i != reference]
+
+
+def family_size(track_deltas: dict[tuple[str, str, str, float], Delta]) -> int:
     return sum(d.tested for d in track_deltas.values())
 
 

@@ -130,17 +130,15 @@ def delta_cell(d: analysis.Delta | None) -> str:
     return f"{interval_text(diff, signed_pct)} {p_value(d.p_holm)} {d.marker}".rstrip()
 
 
-def delta_table(table: analysis.Table, track_deltas: dict) -> list[str]:
-    """Δ vs the reference init per cell, its interval, Holm-adjusted p and a win/loss marker."""
-    ref = analysis.REFERENCE_INIT
+def delta_table(table: analysis.Table, track_deltas: dict, ref: str = analysis.REFERENCE_INIT) -> list[str]:
+    """Δ vs `ref` per cell, its interval, Holm-adjusted p and a win/loss marker."""
     if ref not in set(table.runs["init"]):
         return [f"No `{ref}` results in this table, so no Δ vs {ref} init."]
-    rows = []
-    for init in table.inits:
-        if init == ref:
-            continue
-        rows.append([init_label(table.runs, init)]
-                    + [delta_cell(track_deltas.get((table.key.protocol, init, f))) for f in table.fractions])
+    rows = [[init_label(table.runs, init)]
+            + [delta_cell(track_deltas.get((ref, table.key.protocol, init, f))) for f in table.fractions]
+            for init in analysis.compared_inits(table, ref)]
+    if not rows:
+        return []
     return markdown_table(rows, ["Δ vs " + ref] + [fraction_title(f) for f in table.fractions],
                           ["left"] + ["right"] * len(table.fractions))
 
@@ -158,6 +156,11 @@ def table_section(page: Page, table: analysis.Table, track_deltas: dict) -> list
     lines += metric_table(table, "macro_f1") + [""] + subject_note(table.runs)
     if table.current:
         lines += delta_table(table, track_deltas) + [""]
+        signal = delta_table(table, track_deltas, analysis.SIGNAL_INIT)
+        if signal and analysis.SIGNAL_INIT in set(table.runs["init"]):
+            lines += [f"Did pretraining help at all? Δ of each SSL method vs `{analysis.SIGNAL_INIT}` (the "
+                      "untrained network of the same pretraining seed), paired and tested as above.", ""]
+            lines += signal + [""]
     lines += ["<details><summary>Balanced accuracy and accuracy</summary>", ""]
     for metric in ("balanced_accuracy", "accuracy"):
         lines += [f"Test {analysis.METRICS[metric]} (%):", ""] + metric_table(table, metric) + [""]
@@ -312,11 +315,12 @@ def statistics_note(track: str, runs: pd.DataFrame, track_deltas: dict) -> list[
              "Student-t interval over the means of its pretraining runs (each averaged over its downstream "
              "seeds), intersected with [0, 100]. Downstream seeds of one checkpoint are not independent draws "
              "of a method, so they are never counted as replicates.",
-             f"- **Tests.** Δ vs {ref} is paired job by job (same pretraining seed, same label subset); the test "
-             "is the paired t-test over the pretraining runs' mean differences (one test at every n). A Δ that "
-             "is the same in every run says \"no variation\" instead of a p-value. p is Holm-adjusted over "
-             f"the family of every test against {ref} in this track ({family} tests: all protocols, fractions "
-             "and inits), and ▲/▼ mark adjusted p < 0.05.",
+             f"- **Tests.** Δ vs {ref} (every init) and Δ vs {analysis.SIGNAL_INIT} (the SSL methods) are paired "
+             "job by job (same pretraining seed, same label subset); the test is the paired t-test over the "
+             "pretraining runs' mean differences (one test at every n). A Δ that is the same in every run says "
+             "\"no variation\" instead of a p-value. p is Holm-adjusted over the family of every test against "
+             f"{ref} or {analysis.SIGNAL_INIT} in this track ({family} tests: all protocols, fractions and "
+             "inits), and ▲/▼ mark adjusted p < 0.05.",
              "- **No rank test.** The tasks of a track (protocol × label fraction) share one dataset and the same "
              "checkpoints, so they are not the independent blocks a Friedman/Nemenyi test assumes; the average ranks "
              "of \"Across tasks\" are descriptive."]

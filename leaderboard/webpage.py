@@ -176,7 +176,7 @@ def protocol_table(table: analysis.Table, track_deltas: dict) -> list[str]:
                    _td(fraction_title(f), _num(f), "num")]
             c = cells["macro_f1"]
             tds.append(_td(inline(render.cell_text(c, best["macro_f1"][f])), _num(c and c.interval.mean), "num"))
-            d = track_deltas.get((table.key.protocol, init, f)) if has_ref else None
+            d = track_deltas.get((analysis.REFERENCE_INIT, table.key.protocol, init, f)) if has_ref else None
             if init == analysis.REFERENCE_INIT or not has_ref:
                 tds += [_td("—", ""), _td("—", "")]
             else:
@@ -221,6 +221,12 @@ def table_html(table: analysis.Table, track_deltas: dict, pngs: dict[str, bytes]
                f"{analysis.REFERENCE_INIT}: paired, Holm-adjusted p, ▲/▼ = adjusted p &lt; 0.05. Statistics: "
                f'<a href="#{render.anchor("How to read track " + k.track)}">how to read this track</a>.</p>')
     out += protocol_table(table, track_deltas)
+    if table.current and analysis.SIGNAL_INIT in set(table.runs["init"]):
+        signal = render.delta_table(table, track_deltas, analysis.SIGNAL_INIT)
+        if signal:
+            out += markdown_to_html([f"Did pretraining help at all? Δ of each SSL method vs "
+                                     f"`{analysis.SIGNAL_INIT}`, paired and Holm-adjusted as above.", ""]
+                                    + signal, pngs)
     out += markdown_to_html(render.subject_note(table.runs), pngs)
     if table.current:
         out.append(image(f"macro-F1 vs label fraction, {k.protocol}",

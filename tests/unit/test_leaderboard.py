@@ -267,7 +267,9 @@ def test_without_imagenet_there_is_no_delta_and_no_probability_of_improvement(tm
     text = generate(results, protocols, tmp_path / "LEADERBOARD.md")
     assert "No `imagenet` results in this table, so no Δ vs imagenet init." in text
     ranking = text[text.index("### Across tasks"):text.index("### Did pretraining learn?")]
-    assert ranking.count(" — |") == 3 and "(0 tests:" in text
+    assert ranking.count(" — |") == 3 and "| Δ vs imagenet" not in text
+    # Only the tests against random are left: barlowtwins' 3 fractions (simclr has one pretraining run).
+    assert "| Δ vs random" in text and "(3 tests:" in text
 
 
 def test_a_cell_not_run_is_marked_and_its_init_not_summarised(tmp_path):
@@ -312,7 +314,7 @@ def test_deltas_pair_jobs_on_pretraining_seed_and_seed_and_test_the_pretraining_
     own = runs[runs["init"] == "vicreg"].set_index(["pretrain_seed", "seed"])["macro_f1"]
     ref = runs[runs["init"] == "imagenet"].set_index(["pretrain_seed", "seed"])["macro_f1"]
     diff = (own - ref).groupby(level=0).mean()  # per pretraining run: the mean paired difference
-    d = _track_deltas(results, protocols)[("linear_probe", "vicreg", 0.1)]
+    d = _track_deltas(results, protocols)[("imagenet", "linear_probe", "vicreg", 0.1)]
     assert d.pretrain_runs == 3 and d.pairs == 15 and d.comparison.diff.n == 3
     assert d.comparison.diff.mean == pytest.approx(diff.mean())
     assert d.comparison.p == pytest.approx(sps.ttest_1samp(diff.to_numpy(), 0.0).pvalue)
@@ -323,26 +325,37 @@ def test_deltas_pair_jobs_on_pretraining_seed_and_seed_and_test_the_pretraining_
     record["job"]["seed"] = 7
     moved.unlink()
     write_result(results, record)
-    d2 = _track_deltas(results, protocols)[("linear_probe", "vicreg", 0.1)]
+    d2 = _track_deltas(results, protocols)[("imagenet", "linear_probe", "vicreg", 0.1)]
     assert d2.pairs == 14  # (1, 2) lost its partner, (2, 7) has none
 
 
-def test_the_holm_family_is_every_test_against_imagenet_in_the_track(tmp_path):
+def test_the_holm_family_is_every_test_against_imagenet_or_random_in_the_track(tmp_path):
     from leaderboard import stats
 
     results, protocols = make_fixture(tmp_path)
     deltas = _track_deltas(results, protocols)
     tested = {k: d for k, d in deltas.items() if d.tested}
-    # 4 inits × 2 protocols × 3 fractions, but simclr (one pretraining run) is never tested: 3 × 6 = 18
-    assert len(tested) == 18 and not any(k[1] == SINGLE_RUN for k in tested)
+    # Against imagenet, 4 inits × 2 protocols × 3 fractions, but simclr (one pretraining run) is never
+    # tested: 3 × 6 = 18. Against random, the SSL methods only: barlowtwins and vicreg, 2 × 6 = 12.
+    vs = {ref: {k for k in tested if k[0] == ref} for ref in ("imagenet", "random")}
+    assert len(vs["imagenet"]) == 18 and len(vs["random"]) == 12 and len(tested) == 30
+    assert not any(k[2] == SINGLE_RUN for k in tested)
+    assert {k[2] for k in vs["random"]} == {"barlowtwins", "vicreg"}
+    assert ("random", "finetune", "simclr", 0.01) in deltas  # Δ shown, conditional, not tested
     keys = list(tested)
     expected = stats.holm([tested[k].comparison.p for k in keys])
     assert [tested[k].p_holm for k in keys] == pytest.approx(list(expected))
-    # Holm over the track, not per column: the smallest p is multiplied by the family size.
+    # Holm over the track, not per column or reference: the smallest p is multiplied by the family size.
     smallest = min(keys, key=lambda k: tested[k].comparison.p)
-    assert tested[smallest].p_holm == pytest.approx(min(1.0, 18 * tested[smallest].comparison.p))
+    assert tested[smallest].p_holm == pytest.approx(min(1.0, 30 * tested[smallest].comparison.p))
     text = generate(results, protocols, tmp_path / "LEADERBOARD.md")
-    assert "(18 tests: all protocols, fractions and inits)" in text
+    assert "(30 tests: all protocols, fractions and inits)" in text
+    # The page's Δ vs random table lists the SSL methods, each with the same cells as the analysis.
+    table = text[text.index("| Δ vs random"):]
+    rows = [line for line in table[:table.index("\n\n")].splitlines()[2:]]
+    assert [r.split("|")[1].strip().split(" ")[0] for r in rows] == ["barlowtwins", "simclr", "vicreg"]
+    vicreg = deltas[("random", "finetune", "vicreg", 0.01)]  # the first table on the page
+    assert f"+{100 * vicreg.comparison.diff.mean:.1f} [" in rows[2]
 
 
 def test_a_difference_that_never_varies_says_so_instead_of_a_p_value(tmp_path):

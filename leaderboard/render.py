@@ -393,8 +393,9 @@ def diagnostics_section(runs: pd.DataFrame) -> list[str]:
              "Recorded with each checkpoint, on up to 1,024 frames of the pretraining pool: the relative change of "
              "the encoder's weights, the effective rank of its features and the std of its L2-normalised "
              "features × √D (about 1 = spread out, 0 = collapsed), and a k-NN macro-F1 of the pool's own labels "
-             "across subject-disjoint halves (labels never used in pretraining), before → after. `random` is the "
-             "\"before\" of its seed. A run whose k-NN macro-F1 rose by less than "
+             "across subject-disjoint halves (labels never used in pretraining), before → after. An SSL run's "
+             "\"before\" is its own initial network; `random` is another untrained network of the same seed (its "
+             "own draw), so the two \"before\" values differ a little. A run whose k-NN macro-F1 rose by less than "
              f"{MIN_KNN_GAIN:g} points is noted: its encoder may have moved, but not towards the planes.", ""]
     rows = []
     for r in made.sort_values(["init_kind", "init", "pretrain_seed"], ascending=[False, True, True]).itertuples():

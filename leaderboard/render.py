@@ -403,8 +403,8 @@ def diagnostics_section(runs: pd.DataFrame) -> list[str]:
         b, a = d["before"], d["after"]
         knn = "—" if a.get("knn_macro_f1") is None else f"{pct(b['knn_macro_f1'])} → {pct(a['knn_macro_f1'])}"
         found = list(d.get("problems") or [])
-        if r.init_kind != "baseline" and knn_note(d):
-            found.append(knn_note(d))
+        if r.init_kind != "baseline" and (note := knn_note(d)):
+            found.append(note)
         notes = "; ".join(found) or "—"
         rows.append([r.init, str(r.pretrain_seed), f"{d['encoder_change']:.3g}",
                      f"{b['effective_rank']:.1f} → {a['effective_rank']:.1f}",

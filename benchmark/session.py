@@ -150,8 +150,9 @@ def planned_results(ctx, init: str) -> list[Path]:
 def count_done(paths: list[Path], ctx) -> int:
     """Result files that exist for the current protocols of the track. Without the checkpoint an SSL
     job's key cannot be computed, so this compares what a result records: the track, the protocol's
-    hash and the preset's overrides of it; the runner compares keys when the job is run."""
+    hash and the preset's overrides of how a job runs; the runner compares keys when the job is run."""
     from leaderboard.results import read_result
+    from protocols.spec import job_overrides
 
     specs = {spec.name: spec for spec in ctx.protocols}
     done = 0
@@ -160,7 +161,7 @@ def count_done(paths: list[Path], ctx) -> int:
         try:
             spec = specs[record["protocol"]["name"]]
             ok = (record["track"]["id"] == ctx.track.id and record["protocol"]["hash"] == spec.hash
-                  and record["train"].get("protocol_overrides", {}) == spec.overrides)
+                  and job_overrides(record["train"].get("protocol_overrides") or {}) == spec.key["overrides"])
         except (KeyError, TypeError):
             ok = False
         done += ok

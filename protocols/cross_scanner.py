@@ -19,7 +19,8 @@ import numpy as np
 from benchmark.data.cache import UNKNOWN_SCANNER, FrameCache
 from benchmark.runner import Job
 from leaderboard.results import CROSS_SCANNER, IN_SCANNER_TEST, result_path, scanner_tag
-from protocols.spec import ProtocolSpec, canonical_hash
+from protocols import keys
+from protocols.spec import ProtocolSpec
 
 NAME = CROSS_SCANNER
 OUT_OF_FOLD = "out_of_fold"  # the split of rows a fold never uses
@@ -81,7 +82,7 @@ def fold_jobs(spec: ProtocolSpec, fold: Fold, inits: list, evals: list[ProtocolS
     for g in grid:
         g.output = result_path(results_dir, track.id, g.init.name, NAME, g.fraction, g.pretrain_seed, g.seed,
                                variant=f"{tag}/{g.protocol.name}")
-    return [as_ablation(job, canonical_hash({"ablation": spec.key, "held_out": fold.held_out, "eval_job": job.key}),
+    return [as_ablation(job, keys.ablation_key(spec.key, {"held_out": fold.held_out}, job.key),
                         spec, f"{g.label} held out {fold.held_out}", scanner=fold.record(g.protocol))
             for g, job in zip(grid, runner_jobs(grid, fold.view, runs_dir, progress=progress,
                                                 extra_tests=(IN_SCANNER_TEST,)), strict=True)]

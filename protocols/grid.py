@@ -9,9 +9,9 @@ drawn from a stream of p, BatchNorm statistics estimated on the pool) and `image
 weights for every p. So comparisons are paired job by job, and the pretraining runs are the
 independent replicates the statistics are computed over.
 
-A job's key is the sha256 of everything that determines its result: the protocol (file hash +
-the preset's overrides), the init (name + checkpoint hash), the dataset fingerprints, the track,
-the fraction and the two seeds.
+A job's key is the sha256 of everything that determines its result (protocols.keys): the protocol
+(file hash + the preset's overrides of how a job runs), the init (name + checkpoint hash), the
+dataset fingerprints, the track, the fraction and the two seeds.
 """
 from __future__ import annotations
 
@@ -28,7 +28,8 @@ from benchmark.kill_points import kill_point
 from benchmark.provenance import provenance
 from benchmark.runner import Job
 from leaderboard.results import ablation_record, build_record, result_path
-from protocols.spec import ProtocolSpec, canonical_hash
+from protocols import keys
+from protocols.spec import ProtocolSpec
 
 BASELINES = ("imagenet", "random")
 # Protocols whose result is a function of the label subset alone (no seed enters their fit).
@@ -118,9 +119,7 @@ class Init:
     @property
     def identity(self) -> str:
         """Identifies the encoder weights (feature cache and job keys)."""
-        if self.checkpoint_hash is not None:
-            return f"ckpt:{self.checkpoint_hash}"
-        return f"{self.name}:{self.backbone}"
+        return keys.init_identity(self.name, self.checkpoint_hash, self.backbone)
 
     def record(self) -> dict:
         return {"name": self.name, "kind": self.kind, "family": self.family,
@@ -191,9 +190,8 @@ class GridJob:
 
 def job_key(init: Init, protocol: ProtocolSpec, fraction: float, seed: int, track: Track,
             fingerprints: dict[str, str]) -> str:
-    return canonical_hash({"protocol": protocol.key, "init": {"name": init.name, "identity": init.identity},
-                           "data": fingerprints, "track": track.record(), "fraction": float(fraction),
-                           "pretrain_seed": int(init.pretrain_seed), "seed": int(seed)})
+    return keys.job_key(protocol.key, init.name, init.identity, fingerprints, track.record(), fraction,
+                        init.pretrain_seed, seed)
 
 
 def skipped_files(cache: FrameCache | None) -> int:

@@ -19,6 +19,7 @@ from benchmark.data.splits import stable_rank
 from benchmark.errors import UserError
 from benchmark.runner import Job
 from leaderboard.results import VARIANCE_VS_SIZE, result_path, subset_tag
+from protocols import keys
 from protocols.spec import ProtocolSpec, canonical_hash, evaluation_specs
 
 NAME = VARIANCE_VS_SIZE
@@ -120,7 +121,7 @@ def ablation_jobs(spec: ProtocolSpec, method: str, subset: Subset, init, evals: 
                                 data_cards=cards,
                                 output=result_path(results_dir, track.id, method, NAME, ev.fractions[0],
                                                    init.pretrain_seed, seed, variant=f"{subset.tag}/{ev.name}")))
-    return [as_ablation(job, canonical_hash({"ablation": spec.key, "subset": subset.tag, "eval_job": job.key}), spec,
+    return [as_ablation(job, keys.ablation_key(spec.key, {"subset": subset.tag}, job.key), spec,
                         f"{method} {subset.tag} {g.protocol.name} pretrain-seed{g.pretrain_seed} seed{g.seed}",
                         ablation=subset.record(g.protocol.name, g.protocol.hash))
             for g, job in zip(grid, runner_jobs(grid, downstream, runs_dir, progress=progress), strict=True)]

@@ -12,6 +12,8 @@ from PIL import Image
 
 from benchmark.cli import main
 from leaderboard.results import validate_result
+from protocols.keys import record_key
+from protocols.presets import load_preset
 from protocols.spec import load_protocol
 
 TINY = Path(__file__).with_name("tiny_preset.toml")
@@ -42,6 +44,7 @@ def test_ablation_writes_results_renders_its_section_and_resumes(tmp_path, capsy
         assert path.relative_to(tmp_path / "results").parts[:4] == (
             TRACK, "simclr", "variance_vs_size", f"{ab['axis']}-L{ab['level']}")
         seen.add((ab["axis"], ab["subjects"], ab["frames"]))
+        assert record_key(record, load_preset(str(TINY))["protocols"]["variance_vs_size"]) == record["job"]["key"]
     assert seen == {("diversity", 1, 6), ("diversity", 2, 6), ("diversity", 3, 6),
                     ("size", 1, 4), ("size", 1, 6), ("size", 1, 8)}
 

@@ -13,6 +13,7 @@ from benchmark.cli import main
 from leaderboard.regenerate import page_diff
 from leaderboard.results import validate_result
 from leaderboard.validate import validate_paths
+from protocols.keys import record_key
 from protocols.spec import known_protocol_hashes
 
 TINY = Path(__file__).with_name("tiny_preset.toml")
@@ -22,15 +23,15 @@ TRACK = "synthetic-efficientnet_lite0-32px-tiny"
 EXPECTED_JOBS = 3 * (3 + 3 + 2)
 
 
-def bench_command(tmp: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "benchmark", "bench", "--method", "vicreg", "--preset", str(TINY),
+def bench_command(tmp: Path, *extra: str, preset: Path = TINY) -> list[str]:
+    return [sys.executable, "-m", "benchmark", "bench", "--method", "vicreg", "--preset", str(preset),
             "--results-dir", str(tmp / "results"), "--runs-dir", str(tmp / "runs"),
             "--cache-dir", str(tmp / "cache"), *extra]
 
 
-def run_bench(tmp: Path, *extra: str) -> subprocess.CompletedProcess:
+def run_bench(tmp: Path, *extra: str, preset: Path = TINY) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.run(bench_command(tmp, *extra), capture_output=True, text=True, env=env, timeout=600)
+    return subprocess.run(bench_command(tmp, *extra, preset=preset), capture_output=True, text=True, env=env, timeout=600)
 
 
 def result_files(tmp: Path) -> list[Path]:
@@ -89,6 +90,20 @@ def test_bench_writes_valid_results_for_the_method_and_its_baselines_and_a_rerun
     assert f"{EXPECTED_JOBS} already finished, 0 to run" in again.stderr
     assert "pretraining" not in again.stderr and "extracting features" not in again.stderr
     assert {p: p.stat().st_mtime_ns for p in result_files(tmp_path)} == mtimes
+    # Every file carries the key its own record implies (what `sslbench validate --rekey` recomputes).
+    assert all(record_key(json.loads(p.read_text())) == json.loads(p.read_text())["job"]["key"] for p in files)
+
+    # The track grows a downstream seed: only the new jobs run, the finished ones keep their keys.
+    grown = tmp_path / "grown" / TINY.name
+    grown.parent.mkdir()
+    text = TINY.read_text()
+    assert text.count("[protocols.linear_probe]\nseeds = [0, 1]\n") == 1
+    grown.write_text(text.replace("[protocols.linear_probe]\nseeds = [0, 1]\n", "[protocols.linear_probe]\nseeds = [0, 1, 2]\n"))
+    more = run_bench(tmp_path, preset=grown)
+    assert more.returncode == 0, more.stderr[-3000:]
+    assert f"{EXPECTED_JOBS + 3} jobs, {EXPECTED_JOBS} already finished, 3 to run" in more.stderr  # 10 % × seed 2 × 3 inits
+    assert "pretraining" not in more.stderr
+    assert {p: p.stat().st_mtime_ns for p in files} == mtimes and len(result_files(tmp_path)) == EXPECTED_JOBS + 3
 
 
 def _comparable(record: dict) -> dict:

@@ -85,6 +85,16 @@ def test_overrides_are_validated_merged_and_kept_beside_the_file_hash():
         load_protocol("finetune", {"version": 2})
 
 
+def test_a_track_s_replicate_lists_choose_its_jobs_but_stay_out_of_their_key():
+    # A track that adds pretraining runs or seeds keeps the keys of the jobs it has finished.
+    spec = load_protocol("finetune", {"seeds": [0, 1], "train": {"epochs": 3}})
+    grown = load_protocol("finetune", {"seeds": [0, 1, 2], "pretrain_seeds": [0, 1, 2, 3, 4], "fractions": [0.01],
+                                       "train": {"epochs": 3}})
+    assert grown.seeds != spec.seeds and grown.pretrain_seeds != spec.pretrain_seeds
+    assert grown.key == spec.key == {"name": "finetune", "hash": spec.hash, "overrides": {"train": {"epochs": 3}}}
+    assert load_protocol("finetune", {"seeds": [0, 1], "train": {"epochs": 4}}).key != spec.key  # how a job runs
+
+
 def test_unknown_protocol_lists_the_known_ones():
     with pytest.raises(UserError, match="unknown protocol 'svm'.*linear_probe, finetune, knn"):
         load_protocol("svm")

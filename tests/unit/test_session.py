@@ -44,6 +44,9 @@ def test_done_means_a_result_of_the_current_protocol_and_overrides_on_this_track
         spec = spec_of(path)
         _write(path, ctx.track.id, spec, spec.overrides or None)
     assert count_done(paths, ctx) == 8
+    # A result made when the track ran other seeds is the same job: it counts.
+    _write(paths[4], ctx.track.id, spec_of(paths[4]), {**spec_of(paths[4]).overrides, "seeds": [7, 8, 9]})
+    assert count_done(paths, ctx) == 8
     old = spec_of(paths[0])
     _write(paths[0], ctx.track.id, old, old.overrides or None, protocol={"name": old.name, "hash": "0" * 64})
     _write(paths[1], "another-track", spec_of(paths[1]), spec_of(paths[1]).overrides or None)

@@ -2,6 +2,14 @@
 
 v2-style queue rather than v3: the queue gives many negatives at the small single-GPU batches that
 ultrasound data sets call for, where v3's in-batch negatives need batches of 4096.
+
+Shuffling BN (the paper, section 3.3): a query and its positive key must not be normalised with the
+statistics of one and the same batch, or the encoder tells the positive (normalised with this batch)
+from the queued negatives (normalised with earlier batches) by those statistics instead of by the
+image. The paper shuffles keys across 8 GPUs; on one device this is the split form of its CIFAR demo
+(SplitBatchNorm): queries run through BatchNorm in `bn_splits` groups, and keys in as many groups of
+a random permutation of the batch. Measured on the cpu track (150 steps of 64, learning rate 1.2,
+pretraining seed 0): pool k-NN macro-F1 20.1 → 14.6 without it, 20.1 → 24.1 with 4 groups.
 """
 from __future__ import annotations
 
@@ -25,7 +33,7 @@ class MoCo(SSLMethod):
     defaults = {
         "optimizer": "sgd", "lr": 0.3, "weight_decay": 1e-4, "warmup": 0.0, "batch_size": 256,
         "proj_hidden_dim": 2048, "proj_output_dim": 128, "temperature": 0.2,
-        "queue_size": 4096, "momentum_base": 0.99,
+        "queue_size": 4096, "momentum_base": 0.99, "bn_splits": 8,
     }
     notes = {
         "optimizer": "paper: SGD, momentum 0.9",
@@ -40,6 +48,8 @@ class MoCo(SSLMethod):
                       "10^4-10^5 frames, as lightly's small-data MoCo examples use",
         "momentum_base": "v2 uses 0.999; v1's ablation puts 0.99 about a point lower, and the faster key encoder suits short "
                          "runs; rises to 1 on a cosine (BYOL)",
+        "bn_splits": "Shuffling BN on one device: 8 groups, as the paper's 8 GPUs (32 images each at batch 256); "
+                     "1 turns it off",
     }
 
     def __init__(self, encoder, **hparams):
@@ -56,8 +66,21 @@ class MoCo(SSLMethod):
     def momentum_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
         return [(self.encoder, self.key_encoder), (self.projector, self.key_projector)]
 
+    def _groups(self, n: int) -> int:
+        return max(1, min(self.hparams["bn_splits"], n // 2))  # at least 2 images: BatchNorm cannot normalise one
+
+    def queries(self, x: Tensor) -> Tensor:
+        """The query of each image, BatchNorm taking its statistics within consecutive groups."""
+        return torch.cat([self.projector(self.encoder(g)) for g in x.chunk(self._groups(len(x)))])
+
+    @torch.no_grad()
+    def keys(self, x: Tensor) -> Tensor:
+        """The key of each image (in the order of `x`), normalised within groups of a random permutation."""
+        order = torch.randperm(len(x), device=x.device)
+        shuffled = torch.cat([self.key_projector(self.key_encoder(g)) for g in x[order].chunk(self._groups(len(x)))])
+        out = torch.empty_like(shuffled)
+        out[order] = shuffled
+        return out
+
     def loss(self, views: list[Tensor]) -> Tensor:
-        query = self.projector(self.encoder(views[0]))
-        with torch.no_grad():
-            key = self.key_projector(self.key_encoder(views[1]))
-        return fp32_loss(self.criterion, query, key)
+        return fp32_loss(self.criterion, self.queries(views[0]), self.keys(views[1]))

@@ -85,3 +85,32 @@ def test_the_target_network_gets_no_gradient_and_is_not_optimised(name):
     assert not torch.equal(after["encoder.proj.weight"], before["encoder.proj.weight"])
     optimised = {id(p) for g in method.parameter_groups() for p in g["params"]}
     assert not optimised & {id(p) for p in target_params.values()}
+
+
+def test_moco_normalises_a_query_and_its_key_with_statistics_of_different_images():
+    # Shuffling BN: with BatchNorm over the whole batch, the positive key shares the query's batch
+    # statistics and the queued negatives do not, which the encoder can learn instead of the image.
+    method = get_method("moco")(TinyEncoder(), **SMALL["moco"], bn_splits=3).train()
+    x = torch.rand(6, 1, 16, 16, generator=torch.Generator().manual_seed(2))
+    changed = x.clone()
+    changed[5] += 1.0
+
+    def moved(a: torch.Tensor, b: torch.Tensor) -> set[int]:
+        return {i for i in range(len(a)) if not torch.allclose(a[i], b[i], atol=1e-6)}
+
+    # Queries: groups {0, 1}, {2, 3}, {4, 5}; a change to image 5 reaches only its own group.
+    assert moved(method.queries(x), method.queries(changed)) == {4, 5}
+    # Keys, in the batch's order: image 5 and the one it was shuffled with, which varies from step to step.
+    partners = set()
+    for seed in range(8):
+        torch.manual_seed(seed)
+        before = method.keys(x)
+        torch.manual_seed(seed)
+        after = method.keys(changed)
+        diff = moved(before, after)
+        assert len(diff) == 2 and 5 in diff
+        partners |= diff - {5}
+    assert len(partners) >= 3
+    # The check can tell the difference: with one group every query sees the whole batch.
+    method.hparams["bn_splits"] = 1
+    assert moved(method.queries(x), method.queries(changed)) == set(range(6))

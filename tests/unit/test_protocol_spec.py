@@ -107,7 +107,8 @@ def test_shipped_presets_load_and_feed_pretrain_config_fields(name):
     preset = load_preset(name)
     assert preset["pretrain"]["backbone"] == preset["backbone"]
     assert preset["pretrain"]["resolution"] == preset["resolution"]
-    PretrainConfig.from_dict({"method": "vicreg", **preset["pretrain"]}).validate()
+    for method in ("vicreg", *preset["pretrain"].get("method_hparams", {})):
+        PretrainConfig.from_dict({"method": method, **pretrain_settings(preset, method)}).validate()
     for proto, overrides in preset["protocols"].items():
         load_protocol(proto, overrides)
 

@@ -213,7 +213,8 @@ def test_a_spec_keeps_its_file_and_its_own_copy_of_the_overrides():
     assert spec.path == PROTOCOL_DIR / "linear_probe.toml"
     overrides["probe"]["l2_grid"] = [9.0]  # the caller's preset table changes afterwards
     overrides["seeds"].append(1)
-    assert spec.key["overrides"] == {"probe": {"l2_grid": [0.1]}, "seeds": [0]}
+    assert spec.overrides == {"probe": {"l2_grid": [0.1]}, "seeds": [0]}
+    assert spec.key["overrides"] == {"probe": {"l2_grid": [0.1]}}  # how a job runs, not which jobs run
 
 
 @pytest.mark.parametrize(("name", "key", "value", "type_name"), [

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 from pathlib import Path
 
@@ -107,15 +106,11 @@ def _pretrain(args: argparse.Namespace) -> int:
     from methods.registry import get_method
 
     get_method(cfg.method)  # an unknown name fails before any data work
-    import pytorch_lightning  # noqa: F401  (it sets its loggers' level on import; ours must come after)
-
     from benchmark.data.cache import prepare, say_skipped
     from benchmark.data.spec import parse_dataset_spec
     from benchmark.folders import default_runs_dir
     from benchmark.pretrain.run import CHECKPOINT_EVERY_STEPS, pretrain
 
-    for name in ("pytorch_lightning", "lightning_fabric"):
-        logging.getLogger(name).setLevel(logging.WARNING)  # the hardware banner and tips are noise here
     source = parse_dataset_spec(spec, flags=dataset_options(args, with_flags=True)[1], **options)
     pool = say_skipped(prepare(source, "pretrain", cache_dir=args.cache_dir, on_error=args.on_error,
                                progress=not args.quiet))

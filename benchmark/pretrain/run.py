@@ -85,8 +85,32 @@ def pretrain(cfg: PretrainConfig, pool: FrameCache, run_dir: Path, resume: bool 
     with _exclusive(folder):
         if final.exists():  # another process finished it while we waited
             return final
-        return _train(cfg, pool, positions, data_fp, key, folder, final, resume, progress, checkpoint_every,
-                      frame_placement)
+        with _quiet_lightning():
+            return _train(cfg, pool, positions, data_fp, key, folder, final, resume, progress, checkpoint_every,
+                          frame_placement)
+
+
+@contextlib.contextmanager
+def _quiet_lightning():
+    """Keep Lightning's chatter out of the run's output: its hardware banner and its advertising tips
+    (cloud loggers, model registries) log at INFO, and its pytree helper trips torch's LeafSpec
+    deprecation warning on every step's outputs. Warnings and errors still come through."""
+    import logging
+    import warnings
+
+    import pytorch_lightning  # noqa: F401  (it sets its loggers' level on import; ours must come after)
+
+    loggers = [logging.getLogger(name) for name in ("pytorch_lightning", "lightning_fabric")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(max(lg.level, logging.WARNING))
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=FutureWarning, message=r".*LeafSpec.* is deprecated")
+            yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
 
 
 @contextlib.contextmanager

@@ -403,12 +403,14 @@ def variance_vs_size(ctx: TrackContext, methods: str | None = None, protocols: l
 
 
 def backfill_data_cards(ctx: TrackContext) -> tuple[int, int]:
-    """Add the data cards of the track's caches to its results written before results recorded them.
+    """Add the data cards of the track's caches to its results written before results recorded them,
+    and the fields a card gained since (its source settings) to the cards they record.
 
     A result gets the card (and the skipped-file count) of a role only when the cache built now has
     the fingerprint that the result records for that role: the same source and settings, so the same
-    frames and index (the cache contract). Nothing else in a result changes: metrics, keys and the rest
-    of its provenance stay as they were. Returns (results changed, results seen)."""
+    frames and index (the cache contract). Fields a result's card already has keep their values, and
+    nothing else in a result changes: metrics, keys and the rest of its provenance stay as they were.
+    Returns (results changed, results seen)."""
     from leaderboard.results import find_result_files, read_json, write_result
 
     folder = ctx.results_dir / ctx.track.id
@@ -416,6 +418,7 @@ def backfill_data_cards(ctx: TrackContext) -> tuple[int, int]:
         raise UserError(f"no results of track {ctx.track.id} in {ctx.results_dir}: nothing to backfill "
                         "(pass the --preset, data and --track the results were made with, or --results-dir)")
     caches = {"downstream": ctx.downstream_cache(), "pretrain": ctx.pretrain_cache()}
+    cards = {role: cache.card() for role, cache in caches.items()}
     files = find_result_files(folder)
     changed = 0
     for path in files:
@@ -423,9 +426,9 @@ def backfill_data_cards(ctx: TrackContext) -> tuple[int, int]:
         prov = record["provenance"]
         data, skipped = dict(prov.get("data") or {}), dict(prov.get("skipped_files") or {})
         for role, cache in caches.items():
-            if role in data or prov["dataset_fingerprints"].get(role) != cache.fingerprint:
+            if prov["dataset_fingerprints"].get(role) != cache.fingerprint:
                 continue
-            data[role] = cache.card()
+            data[role] = {**cards[role], **data.get(role, {})}  # what the result records stays as it is
             skipped.setdefault(role, int(cache.meta.get("skipped", 0)))
         if data != (prov.get("data") or {}):
             write_result(path, {**record, "provenance": {**prov, "data": data, "skipped_files": skipped}})

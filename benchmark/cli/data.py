@@ -29,10 +29,12 @@ def register(sub) -> None:
     prep.add_argument("--rebuild", action="store_true", help="build again even if the cache exists")
     prep.set_defaults(func=_prepare)
 
-    back = dsub.add_parser("backfill-cards", help="add data cards to a track's results written before they had them",
+    back = dsub.add_parser("backfill-cards", help="add data cards (or the fields older cards lack) to a track's results",
                            description="Rebuild (or reuse) the frame caches of a track and add each cache's "
-                                       "data card to the track's results that record its fingerprint but no "
-                                       "card; metrics and everything else in a result stay as they are. Give "
+                                       "data card to the track's results that record its fingerprint: the whole "
+                                       "card where a result has none, the fields it lacks (such as the source's "
+                                       "settings) where its card is older; fields a result records keep their "
+                                       "values, and metrics and everything else in a result stay as they are. Give "
                                        "the preset, data and --track the results were made with, then run "
                                        "`sslbench leaderboard`.")
     add_track_arguments(back, grid=False)
@@ -69,7 +71,7 @@ def _backfill_cards(args: argparse.Namespace) -> int:
 
     ctx = track_context_from_args(args)
     changed, seen = backfill_data_cards(ctx)
-    print(f"{ctx.track.id}: data cards added to {changed} of {seen} results in {ctx.results_dir / ctx.track.id}; "
+    print(f"{ctx.track.id}: data cards added or completed in {changed} of {seen} results in {ctx.results_dir / ctx.track.id}; "
           "regenerate the leaderboard with `sslbench leaderboard`")
     return 0
 

@@ -158,7 +158,8 @@ class FrameCache:
     def card(self) -> dict:
         """The data card of this cache, as results record it (provenance.data.<role>): source kind and
         spec, frames, videos, subjects, frames and subjects per split, labelled frames per class and
-        split, and the clips without a subject id (absent for a cache built before it was recorded).
+        split, the source's settings (`card_settings`), and the clips without a subject id (absent for
+        a cache built before it was recorded).
         The fingerprint and the skipped files are recorded beside it."""
         idx = self.index
         splits = {str(s): {"frames": int(len(g)), "subjects": int(g["subject_id"].nunique())}
@@ -170,10 +171,21 @@ class FrameCache:
         card = {"kind": self.meta.get("kind", ""), "spec": self.meta.get("spec", ""), "frames": int(len(idx)),
                 "videos": int(idx["video_id"].nunique()), "subjects": int(idx["subject_id"].nunique()),
                 "splits": {s: splits[s] for s in SPLITS if s in splits}, "classes": classes}
+        if self.meta.get("settings"):
+            card["settings"] = card_settings(self.meta["settings"])
         if self.clips_without_subject is not None:
             card["clips"] = int(self.meta.get("clips") or 0)
             card["clips_without_subject"] = self.clips_without_subject
         return card
+
+
+def card_settings(settings: dict) -> dict:
+    """The source settings a data card records: the plain values among those the fingerprint covers
+    (the simulator's size and zoom, a file source's decode settings and file count), by name. The
+    identities of files and manifests (names, sizes and hashes) stay in the cache's meta.json: the
+    fingerprint already stands for them."""
+    return {k: settings[k] for k in sorted(settings)
+            if isinstance(settings[k], (str, int, float, bool)) and not k.endswith("sha256")}
 
 
 def say_skipped(cache: FrameCache) -> FrameCache:

@@ -13,12 +13,15 @@ from PIL import Image
 
 from benchmark.data.cache import prepare, say_skipped
 from benchmark.data.spec import parse_dataset_spec
+from benchmark.track import backfill_data_cards, track_context
 from leaderboard import render, webpage
 from leaderboard.load import load_results
 from protocols.grid import Init, build_grid, make_track
 from protocols.spec import load_protocol
 from tests.fake_source import tiny_pool
-from tests.unit.test_leaderboard import TRACK, canonical_sha256, make_fixture
+from tests.unit.test_leaderboard import TRACK, canonical_sha256, make_fixture, make_result
+
+TINY = Path(__file__).parents[1] / "e2e" / "tiny_preset.toml"
 
 CLASSES = ("4CH", "LVOT")
 
@@ -76,7 +79,10 @@ def test_subject_folders_give_subject_ids_and_no_warning(tmp_path, capsys):
                for k, name in enumerate(CLASSES)}
     assert cache.card() == {"kind": "imagefolder", "spec": f"imagefolder:{tmp_path / 'nested'}", "frames": 8,
                             "videos": 8, "subjects": 4, "splits": splits, "classes": classes, "clips": 8,
-                            "clips_without_subject": 0}
+                            "clips_without_subject": 0,
+                            # the decode settings and file count; not the file list's hash (meta.json has it)
+                            "settings": {"crop": "none", "n_files": 8}}
+    assert "files_sha256" in cache.meta["settings"]
     assert list(cache.card()["splits"]) == [s for s in ("train", "val", "test") if s in splits]
     say_skipped(cache)
     assert "subject-disjoint" not in capsys.readouterr().err
@@ -89,6 +95,17 @@ def test_a_manifest_without_a_subject_for_some_rows(tmp_path):
     cache = downstream(f"csv:{root / 'labels.csv'}", tmp_path / "c")
     assert cache.clips_without_subject == 4  # img2, img3 of each class
     assert "4 of its 8 labelled files have no subject id" in cache.subject_warning()
+
+
+@pytest.mark.parametrize("zoom", [1.0, 2.0])
+def test_the_simulator_card_records_the_settings_its_fingerprint_covers(tmp_path, zoom):
+    source = parse_dataset_spec("synthetic", resolution=32, subjects=2, videos_per_subject=1, frames_per_video=2,
+                                downstream_subjects=5, downstream_images_per_subject=2, zoom=zoom)
+    settings = prepare(source, "downstream", cache_dir=tmp_path, progress=False).card()["settings"]
+    assert settings["downstream_subjects"] == 5 and settings["resolution"] == 32
+    assert settings["simulator_version"] == source.fingerprint_parts("downstream")["simulator_version"]
+    # zoom at its default is left out of the fingerprint (older caches stay valid), so out of the card too
+    assert settings.get("zoom") == (None if zoom == 1.0 else 2.0)
 
 
 def test_a_cache_made_in_memory_has_a_card_with_empty_source_fields(tmp_path):
@@ -181,4 +198,69 @@ def test_subject_disjoint_data_gets_no_mark_and_older_results_say_not_recorded(f
     old, _ = page(results, protocols_dir, None)
     data = old[old.index("### Data"):old.index("### linear_probe")]
     assert "| frames                    | not recorded" in data and "‡" not in old
+    assert "Source settings" not in old
     assert f"`{TRACK['pretrain_dataset']}`" in data
+
+
+
+def recorded_fingerprint(results: Path, role: str) -> str:
+    (fp,) = {json.loads(p.read_text())["provenance"]["dataset_fingerprints"].get(role) for p in results.rglob("*.json")} - {None}
+    return fp
+
+
+def test_the_card_shows_the_source_settings_once_per_distinct_set(fixture, tmp_path, monkeypatch):
+    results, protocols_dir = fixture
+    copy = tmp_path / "results"
+    shutil.copytree(results, copy)
+    pre, down = (recorded_fingerprint(copy, role)[:12] for role in ("pretrain", "downstream"))
+    shared = {"zoom": 2.0, "subjects": 48, "include_other": False}
+    monkeypatch.setitem(POOL_CARD, "settings", shared)
+    md, site = page(copy, protocols_dir, {**card(without_subject=0), "settings": shared})
+    data = md[md.index("### Data"):md.index("### linear_probe")]
+    assert [x for x in data.splitlines() if x.startswith("Source settings")] == [
+        f"Source settings of pretraining `{pre}` and downstream `{down}`: `include_other=false`, `subjects=48`, `zoom=2.0`."]
+    assert "zoom=2.0" in site
+    monkeypatch.setitem(POOL_CARD, "settings", {"stride": 2})
+    md, _ = page(copy, protocols_dir, {**card(without_subject=0), "settings": shared})
+    assert [x for x in md.splitlines() if x.startswith("Source settings")] == [
+        f"Source settings of pretraining `{pre}`: `stride=2`.",
+        f"Source settings of downstream `{down}`: `include_other=false`, `subjects=48`, `zoom=2.0`."]
+
+
+def test_backfill_adds_cards_and_the_fields_older_cards_lack_and_nothing_else(tmp_path):
+    ctx = track_context(str(TINY), results_dir=tmp_path / "results", runs_dir=tmp_path / "runs",
+                        cache_dir=str(tmp_path / "cache"))
+    down, pool = ctx.downstream_cache(), ctx.pretrain_cache()
+    folder = ctx.results_dir / ctx.track.id
+    rng = np.random.default_rng(0)
+
+    def result(seed: int, fingerprints: dict, data: dict | None) -> Path:
+        record = make_result("vicreg", "linear_probe", 1.0, seed, {"linear_probe": "a" * 64}, rng)
+        record["provenance"]["dataset_fingerprints"] = fingerprints
+        if data is not None:
+            record["provenance"]["data"] = data
+        path = folder / f"seed{seed}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(record))
+        return path
+
+    old_card = {k: v for k, v in down.card().items() if k != "settings"}
+    old_card["spec"] = "as recorded"  # a field the result has keeps its value
+    both = {"downstream": down.fingerprint, "pretrain": pool.fingerprint}
+    older = result(0, both, {"downstream": old_card})
+    oldest = result(1, both, None)
+    elsewhere = result(2, {"downstream": "f" * 64}, None)
+    before = {p: json.loads(p.read_text()) for p in (older, oldest, elsewhere)}
+
+    assert backfill_data_cards(ctx) == (2, 3)
+    after = {p: json.loads(p.read_text()) for p in before}
+    assert after[older]["provenance"]["data"] == {"downstream": {**down.card(), "spec": "as recorded"},
+                                                  "pretrain": pool.card()}
+    assert after[older]["provenance"]["data"]["downstream"]["settings"]["downstream_subjects"] == 12
+    assert after[oldest]["provenance"]["data"] == {"downstream": down.card(), "pretrain": pool.card()}
+    assert after[elsewhere] == before[elsewhere]  # another cache's results get no card
+    for p in (older, oldest):
+        strip = [{**r, "provenance": {k: v for k, v in r["provenance"].items() if k not in ("data", "skipped_files")}}
+                 for r in (before[p], after[p])]
+        assert strip[0] == strip[1]
+    assert backfill_data_cards(ctx) == (0, 3)

@@ -14,6 +14,7 @@ from leaderboard.atomic import atomic_write_text
 from leaderboard.figures import write_figures
 from leaderboard.load import load_results
 from leaderboard.render import FIGURES_DIR, render
+from leaderboard.results import results_label
 from leaderboard.validate import Problem, validate_paths
 from leaderboard.webpage import SITE_DIR, SITE_NAME, render_site
 
@@ -36,10 +37,11 @@ def regenerate(results_dir: Path, out_md: Path, known_hashes: dict[str, str]) ->
     the self-contained HTML page (`site_path`), which embeds those figures."""
     out_md = Path(out_md)
     results = load_results(Path(results_dir))
-    atomic_write_text(out_md, render(results, known_hashes))
+    label = results_label(results_dir, out_md.parent)
+    atomic_write_text(out_md, render(results, known_hashes, label))
     written = write_figures(results, known_hashes, out_md.parent / FIGURES_DIR)
     pngs = {p.name: p.read_bytes() for p in written}
-    atomic_write_text(site_path(out_md), render_site(results, known_hashes, pngs))
+    atomic_write_text(site_path(out_md), render_site(results, known_hashes, pngs, label))
     return out_md
 
 
@@ -56,7 +58,7 @@ def blocking_problems(results_dir: Path, known_hashes: dict[str, str],
 def page_diff(results_dir: Path, out_md: Path, known_hashes: dict[str, str]) -> list[str]:
     """A unified diff from `out_md` to the page the results give; [] when they agree."""
     out_md = Path(out_md)
-    expected = render(load_results(Path(results_dir)), known_hashes)
+    expected = render(load_results(Path(results_dir)), known_hashes, results_label(results_dir, out_md.parent))
     current = out_md.read_text(encoding="utf-8") if out_md.exists() else ""
     if current == expected:
         return []
@@ -64,20 +66,20 @@ def page_diff(results_dir: Path, out_md: Path, known_hashes: dict[str, str]) -> 
                                      fromfile=f"{out_md} (committed)", tofile=f"{out_md} (from the results)"))
 
 
-def expected_site(results_dir: Path, known_hashes: dict[str, str]) -> str:
-    """The HTML page the results give, its figures drawn into a scratch folder (nothing is written beside
-    the page)."""
+def expected_site(results_dir: Path, out_md: Path, known_hashes: dict[str, str]) -> str:
+    """The HTML page the results give for the page `out_md`, its figures drawn into a scratch folder
+    (nothing is written beside the page)."""
     results = load_results(Path(results_dir))
     with tempfile.TemporaryDirectory(prefix="sslbench-figures-") as tmp:
         pngs = {p.name: p.read_bytes() for p in write_figures(results, known_hashes, Path(tmp))}
-    return render_site(results, known_hashes, pngs)
+    return render_site(results, known_hashes, pngs, results_label(results_dir, Path(out_md).parent))
 
 
 def site_difference(results_dir: Path, out_md: Path, known_hashes: dict[str, str]) -> str | None:
     """None when `site_path(out_md)` is what the results give; else one line saying where it differs (a
     diff of base64 figures would say nothing)."""
     path = site_path(out_md)
-    expected = expected_site(results_dir, known_hashes)
+    expected = expected_site(results_dir, out_md, known_hashes)
     if not path.exists():
         return f"{path} is missing"
     current = path.read_text(encoding="utf-8")

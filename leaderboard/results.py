@@ -40,6 +40,16 @@ def default_results_dir() -> Path:
     return Path(env).expanduser() if env else PACKAGE_DIR / "results"
 
 
+def results_label(results_dir: Path | str, page_dir: Path | str) -> str:
+    """How the page written into `page_dir` names its results folder, the same wherever the two are
+    moved together: relative to this repository when inside it (the committed page reads the same in
+    every clone), else relative to the page's folder (`results` for a results folder beside its page)."""
+    path = Path(results_dir).resolve()
+    if path.is_relative_to(PACKAGE_DIR.parent):
+        return path.relative_to(PACKAGE_DIR.parent).as_posix()
+    return Path(os.path.relpath(path, Path(page_dir).resolve())).as_posix()
+
+
 # --------------------------------------------------------------------------------------- where
 
 def fraction_label(fraction: float) -> str:

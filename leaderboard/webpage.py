@@ -351,9 +351,10 @@ def unique_heading_ids(lines: list[str]) -> list[str]:
     return [re.sub(r'^(<h[1-6] id=")([^"]*)"', number, line) for line in lines]
 
 
-def render_site(results: Results, known_hashes: dict[str, str], pngs: dict[str, bytes]) -> str:
+def render_site(results: Results, known_hashes: dict[str, str], pngs: dict[str, bytes],
+                results_label: str = render.REPOSITORY_RESULTS) -> str:
     """The page's HTML; `pngs` are the figures by file name (as `figures.write_figures` draws them)."""
-    page = render.Page(results, known_hashes)
+    page = render.Page(results, known_hashes, results_label)
     body = markdown_to_html(render.header_section(page), pngs)
     for track in page.tracks:
         body += track_html(page, track, pngs)

@@ -13,7 +13,8 @@ def register(sub) -> None:
                        description="Read every result JSON under --results, compute the statistics and write "
                                    "the markdown leaderboard, its figures (figures/ beside it) and a self-contained "
                                    "HTML page (site/index.html beside it). The same results give "
-                                   "byte-identical files.")
+                                   "byte-identical files (the page names the results folder relative to "
+                                   "this repository, or else to the page).")
     p.add_argument("--results", type=Path, default=None, metavar="DIR",
                    help="results folder (default: $SSLBENCH_RESULTS_DIR or leaderboard/results of this repository)")
     p.add_argument("--out", type=Path, default=None, metavar="FILE",

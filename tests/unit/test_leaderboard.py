@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +18,7 @@ from benchmark.cli import main as cli_main
 from leaderboard import render
 from leaderboard.errors import ResultsError
 from leaderboard.load import load_results
+from leaderboard.results import PACKAGE_DIR, results_label
 from leaderboard.validate import validate_paths
 from protocols.spec import known_protocol_hashes
 
@@ -184,9 +186,11 @@ def fixture_dirs(tmp_path_factory) -> tuple[Path, Path]:
 
 @pytest.fixture(scope="module")
 def generated(fixture_dirs, tmp_path_factory) -> tuple[str, Path]:
-    """The fixture's leaderboard, written once into a folder that held a stale figure."""
+    """The fixture's leaderboard, written once into a folder that held a stale figure; its results beside
+    it as `fixture/results`, as `make golden` lays them out (the page names the folder)."""
     results, protocols = fixture_dirs
     out_dir = tmp_path_factory.mktemp("generated")
+    results = shutil.copytree(results, out_dir / "fixture" / "results")
     (out_dir / "figures").mkdir()
     (out_dir / "figures" / "f1_vs_fraction_old-track_finetune.png").write_bytes(b"old")
     return generate(results, protocols, out_dir / "LEADERBOARD.md"), out_dir
@@ -207,6 +211,17 @@ def generate(results: Path, protocols: Path, out: Path) -> str:
 def test_golden_markdown(generated):
     text, _ = generated
     assert text == GOLDEN.read_text(), "after an intended change run `make golden` and review its diff"
+
+
+def test_the_page_names_its_results_folder_the_same_on_every_machine(tmp_path):
+    assert results_label(PACKAGE_DIR / "results", tmp_path) == "leaderboard/results"  # in every clone
+    assert results_label(tmp_path / "study" / "results", tmp_path / "study") == "results"  # beside its page
+    assert results_label(tmp_path / "a" / "results", tmp_path / "b") == "../a/results"
+    page = render.header_section(render.Page(load_results(tmp_path / "none"), {}, "results"))
+    assert "under `results/`" in page[2] and "CI regenerates" not in page[2]  # a private page: no CI of ours
+    assert "`results/`), then" in page[4]
+    repo = render.header_section(render.Page(load_results(tmp_path / "none"), {}))
+    assert "under `leaderboard/results/`" in repo[2] and "CI regenerates it" in repo[2]
 
 
 FIXTURE_FILES = len(list(fixture_jobs())) + 1  # + the ablation run
@@ -249,8 +264,8 @@ def test_figures_are_written_linked_and_stale_ones_removed(generated):
 def test_same_results_give_identical_bytes(fixture_dirs, generated, tmp_path):
     results, protocols = fixture_dirs
     first, first_dir = generated
-    # The same files copied in reverse order into another folder.
-    other = tmp_path / "copy"
+    # The same files copied in reverse order into another folder, laid out beside the page as `generated`'s.
+    other = tmp_path / "b" / "fixture" / "results"
     for path in sorted(results.rglob("*.json"), reverse=True):
         target = other / path.relative_to(results)
         target.parent.mkdir(parents=True, exist_ok=True)

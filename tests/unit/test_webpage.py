@@ -123,12 +123,12 @@ def test_the_page_needs_nothing_outside_the_file(site):
 
 def test_same_results_give_identical_bytes(site, tmp_path):
     results, protocols, out = site
-    other = tmp_path / "copy"
+    other = tmp_path / "results"  # elsewhere, but where the page's folder finds it as `site` does: ../results
     for path in sorted(results.rglob("*.json"), reverse=True):
         target = other / path.relative_to(results)
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(path.read_bytes())
-    second = tmp_path / "b" / "LEADERBOARD.md"
+    second = tmp_path / "board" / "LEADERBOARD.md"
     generate(other, protocols, second)
     assert site_path(second).read_bytes() == site_path(out).read_bytes()
 
@@ -142,9 +142,8 @@ def _check(capsys, results, protocols, out) -> tuple[int, str, str]:
 
 def test_check_fails_with_a_clear_message_on_a_modified_or_missing_page(site, tmp_path, capsys):
     results, protocols, out = site
-    board = tmp_path / "board"
-    shutil.copytree(out.parent, board)
-    md = board / out.name
+    root = shutil.copytree(out.parent.parent, tmp_path / "root")  # the page and its results, moved together
+    results, md = root / results.relative_to(out.parent.parent), root / out.relative_to(out.parent.parent)
     assert _check(capsys, results, protocols, md) == (0, "", "")
 
     page = site_path(md)

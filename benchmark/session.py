@@ -151,8 +151,7 @@ def count_done(paths: list[Path], ctx) -> int:
     """Result files that exist for the current protocols of the track. Without the checkpoint an SSL
     job's key cannot be computed, so this compares what a result records: the track, the protocol's
     hash and the preset's overrides of how a job runs; the runner compares keys when the job is run."""
-    from leaderboard.results import read_result
-    from protocols.spec import job_overrides
+    from leaderboard.results import job_overrides, read_result
 
     specs = {spec.name: spec for spec in ctx.protocols}
     done = 0

@@ -33,6 +33,17 @@ CROSS_SCANNER = "cross_scanner"
 IN_SCANNER_TEST = "test_in_scanner"
 
 
+# The lists that choose which jobs a track runs, not how a job runs: a job's own fraction and seeds
+# are in its key (protocols.keys), so overriding these never re-keys a finished job.
+REPLICATE_KEYS = ("fractions", "seeds", "pretrain_seeds")
+
+
+def job_overrides(overrides: dict) -> dict:
+    """A preset's overrides of a protocol (as a result records them in `train.protocol_overrides`)
+    without the replicate lists (`REPLICATE_KEYS`): what changes how a job runs."""
+    return {k: v for k, v in overrides.items() if k not in REPLICATE_KEYS}
+
+
 def default_results_dir() -> Path:
     """$SSLBENCH_RESULTS_DIR, else leaderboard/results of this repository: where runs write and the
     leaderboard reads."""

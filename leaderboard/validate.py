@@ -1,11 +1,13 @@
 """Check submitted result files: the JSON Schema, a known protocol hash, plausible and mutually
 consistent metrics (confusion matrix vs accuracy, balanced accuracy, macro-F1, per-class F1, n),
-the results-folder layout, provenance, and no two files for one job. One message per file and field.
+the results-folder layout, provenance, no two files for one job, and no table mixing runs made with
+different preset overrides. One message per file and field.
 
 The known protocol hashes (name → hash of the current protocol file) are passed in by the caller.
 """
 from __future__ import annotations
 
+import json
 import math
 import re
 from dataclasses import dataclass
@@ -21,6 +23,7 @@ from leaderboard.results import (
     CROSS_SCANNER,
     IN_SCANNER_TEST,
     find_result_files,
+    job_overrides,
     job_variant,
     read_json,
     record_parts,
@@ -249,4 +252,39 @@ def validate_paths(paths: list, known: dict[str, str],
             for p in dup_paths:
                 others = " and ".join(q for q in dup_paths if q != p)
                 problems.append(Problem(p, "job", f"duplicate of {others} (same job: {desc}); keep one"))
+        problems += mixed_overrides(rows)
     return sorted(problems), len(files)
+
+
+def _overrides_text(overrides: dict) -> str:
+    return json.dumps(overrides, sort_keys=True, separators=(", ", ": "))
+
+
+def mixed_overrides(rows: list[dict]) -> list[Problem]:
+    """The results that would share a table (one track, protocol, protocol version and variant) but were
+    run with other preset overrides of how a job runs than the most common ones among them (replicate
+    lists aside: `job_overrides`). A preset changed in the middle of a track leaves such results, and a
+    table must not compare runs made differently; ablation runs record no overrides and are not checked."""
+    groups: dict[tuple, dict[str, list[str]]] = {}
+    for row in rows:
+        if row["ablation"]:
+            continue
+        text = _overrides_text(job_overrides(row["train"].get("protocol_overrides") or {}))
+        key = (row["track"], row["protocol"], row["protocol_hash"], row["variant"])
+        groups.setdefault(key, {}).setdefault(text, []).append(row["path"])
+    problems = []
+    for (track, protocol, _, _), by_text in groups.items():
+        if len(by_text) < 2:
+            continue
+        common, paths = max(by_text.items(), key=lambda kv: (len(kv[1]), kv[0]))
+        preset = next(r["preset"] for r in rows if r["path"] == paths[0])
+        for text, stale in by_text.items():
+            if text == common:
+                continue
+            message = (f"run with the preset's overrides {text}, while {len(paths)} results of track {track}, "
+                       f"protocol {protocol} were run with {common}: one table must not compare runs made "
+                       f"differently. Rerun the track's jobs with the preset as it is now (`make bench "
+                       f"METHOD=<init> PRESET={preset}` reruns every job whose overrides differ from it), or "
+                       "remove the results made with overrides no longer used")
+            problems += [Problem(p, "train.protocol_overrides", message) for p in stale]
+    return problems

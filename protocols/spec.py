@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmark.errors import DataError, UserError
+from leaderboard.results import job_overrides
 
 PROTOCOL_DIR = Path(__file__).resolve().parent
 # Hashes of earlier protocol versions whose results stay valid (shown apart, never ranked with the
@@ -32,10 +33,6 @@ PROTOCOLS = ("linear_probe", "finetune", "knn")
 ABLATIONS = ("variance_vs_size", "cross_scanner")
 # The protocols the cross-scanner protocol can evaluate with: those that score cached features.
 CROSS_SCANNER_EVALS = ("linear_probe",)
-
-# The lists that choose which jobs a track runs, not how a job runs: a job's own fraction and seeds
-# are in its key (protocols.keys), so overriding these never re-keys a finished job.
-REPLICATE_KEYS = ("fractions", "seeds", "pretrain_seeds")
 
 FLOAT_LIST = "list[float]"
 INT_LIST = "list[int]"
@@ -150,16 +147,11 @@ class ProtocolSpec:
     @property
     def key(self) -> dict:
         """What identifies the protocol as a job runs it: the file's hash plus the preset's overrides
-        of how a job runs (not of which jobs run: `REPLICATE_KEYS`)."""
+        of how a job runs (not of which jobs run: `leaderboard.results.REPLICATE_KEYS`)."""
         return protocol_key(self.name, self.hash, self.overrides)
 
     def record(self) -> dict:
         return {"name": self.name, "version": self.version, "hash": self.hash}
-
-
-def job_overrides(overrides: dict) -> dict:
-    """`overrides` without the replicate lists (`REPLICATE_KEYS`)."""
-    return {k: v for k, v in overrides.items() if k not in REPLICATE_KEYS}
 
 
 def protocol_key(name: str, file_hash: str, overrides: dict, *, legacy: bool = False) -> dict:

@@ -447,6 +447,36 @@ def test_duplicate_results_for_one_job_are_an_error_naming_both(tmp_path):
     assert sorted(p.path for p in dup) == sorted([str(original), str(copy_path)])
 
 
+def test_a_table_never_mixes_runs_made_with_different_preset_overrides(tmp_path):
+    results, protocols = make_fixture(tmp_path, protocols=("linear_probe",), fractions=(0.01,))
+    known = known_protocol_hashes(protocols)
+    files = sorted((results / TRACK["id"]).glob("*/linear_probe/**/*.json"))
+
+    def set_overrides(path: Path, overrides: dict) -> None:
+        record = json.loads(path.read_text())
+        record["train"]["protocol_overrides"] = overrides
+        path.write_text(json.dumps(record))
+
+    now = {"probe": {"max_iter": 30}}
+    for path in files:
+        set_overrides(path, {**now, "pretrain_seeds": [0, 1, 2]})
+    set_overrides(files[0], {**now, "pretrain_seeds": [0, 1, 2, 3, 4]})  # replicate lists choose jobs only
+    assert validate_paths([results], known)[0] == []
+
+    stale = files[1:3]
+    for path in stale:
+        set_overrides(path, {"probe": {"max_iter": 1000}})  # the preset changed and these were not rerun
+    problems, _ = validate_paths([results], known)
+    assert sorted(p.path for p in problems) == sorted(map(str, stale))
+    assert {p.field for p in problems} == {"train.protocol_overrides"}
+    assert ('run with the preset\'s overrides {"probe": {"max_iter": 1000}}, while '
+            f'{len(files) - 2} results of track {TRACK["id"]}, protocol linear_probe were run with '
+            '{"probe": {"max_iter": 30}}') in problems[0].message
+    assert "PRESET=smoke" in problems[0].message
+    # Ablation runs record no overrides: they are never compared with the main tables' runs.
+    assert not [p for p in problems if "variance_vs_size" in p.path]
+
+
 def test_ablation_runs_of_other_subsets_are_not_duplicates_but_must_lie_in_their_folder(tmp_path):
     results, protocols = make_fixture(tmp_path, protocols=("linear_probe",), fractions=(0.01,))
     folder = results / TRACK["id"] / "barlowtwins" / "variance_vs_size"

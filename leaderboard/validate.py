@@ -270,14 +270,13 @@ def mixed_overrides(rows: list[dict]) -> list[Problem]:
         if row["ablation"]:
             continue
         text = _overrides_text(job_overrides(row["train"].get("protocol_overrides") or {}))
-        key = (row["track"], row["protocol"], row["protocol_hash"], row["variant"])
+        key = (row["track"], row["preset"], row["protocol"], row["protocol_hash"], row["variant"])
         groups.setdefault(key, {}).setdefault(text, []).append(row["path"])
     problems = []
-    for (track, protocol, _, _), by_text in groups.items():
+    for (track, preset, protocol, _, _), by_text in groups.items():
         if len(by_text) < 2:
             continue
         common, paths = max(by_text.items(), key=lambda kv: (len(kv[1]), kv[0]))
-        preset = next(r["preset"] for r in rows if r["path"] == paths[0])
         for text, stale in by_text.items():
             if text == common:
                 continue

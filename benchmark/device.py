@@ -28,3 +28,22 @@ def cpu_name() -> str:
     except OSError:
         pass
     return f"CPU: {platform.processor() or platform.machine()} ({os.cpu_count()} cores)"
+
+
+# How a network's activations are laid out on a CPU. `channels_last` (NHWC) lets oneDNN run
+# EfficientNet-Lite0's depthwise convolutions and BatchNorms on contiguous channel vectors: one SGD step
+# at 48 px, batch 32, takes about half the time it takes in `contiguous` (NCHW) on the 2-core machine
+# (BENCHMARKS.md, `make perf`). The two agree to rounding, not to the bit, so the layout a track was
+# made with is part of its keys; `contiguous` is what every run made before the setting existed used.
+# On a GPU pretraining always runs in channels_last (cuDNN's layout for bf16 convolutions).
+CPU_MEMORY_FORMATS = ("channels_last", "contiguous")
+DEFAULT_CPU_MEMORY_FORMAT = "channels_last"
+
+
+def channels_last(device: torch.device | str, cpu_memory_format: str) -> bool:
+    """Whether a network run on `device` is put in channels_last: on a CPU as `cpu_memory_format`
+    says; elsewhere not (the protocols' GPU paths are unchanged)."""
+    if cpu_memory_format not in CPU_MEMORY_FORMATS:
+        raise ValueError(f"cpu_memory_format must be one of {', '.join(CPU_MEMORY_FORMATS)}, "
+                         f"got {cpu_memory_format!r}")
+    return torch.device(device).type == "cpu" and cpu_memory_format == "channels_last"

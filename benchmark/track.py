@@ -115,7 +115,8 @@ def track_context(preset: str = "auto", *, dataset: str | None = None, downstrea
     down = source("downstream", down_spec, down_opts, {**(pre_set.flags if one_source else {}), **down_set.flags},
                   down_hint)
     pre_spec = pre.spec if pre is not None else (dataset or preset["data"]["pretrain"]["spec"])
-    track = make_track(pre_spec, down.spec, preset["backbone"], res, preset["name"], name=track_name)
+    track = make_track(pre_spec, down.spec, preset["backbone"], res, preset["name"], name=track_name,
+                       cpu_memory_format=preset["cpu_memory_format"])
 
     names = protocols or list(PROTOCOLS)
     specs = [load_protocol(n, preset["protocols"].get(n)) for n in dict.fromkeys(names)]

@@ -79,15 +79,20 @@ class Track:
     backbone: str
     resolution: int
     preset: str
+    # The networks' layout on a CPU (benchmark.device.channels_last), from the preset. It changes results
+    # in their last bits, so it is in the record (and the job keys) unless it is `contiguous`, the layout
+    # of every track made before the setting existed: their records and keys stay as they were.
+    cpu_memory_format: str = "contiguous"
 
     def record(self) -> dict:
         return {"id": self.id, "pretrain_dataset": self.pretrain_dataset,
                 "downstream_dataset": self.downstream_dataset, "backbone": self.backbone,
-                "resolution": self.resolution, "preset": self.preset}
+                "resolution": self.resolution, "preset": self.preset,
+                **({"cpu_memory_format": self.cpu_memory_format} if self.cpu_memory_format != "contiguous" else {})}
 
 
 def make_track(pretrain_spec: str, downstream_spec: str, backbone: str, resolution: int, preset: str,
-               name: str | None = None) -> Track:
+               name: str | None = None, cpu_memory_format: str = "contiguous") -> Track:
     """The track of this data, backbone, resolution and preset; its id is `name` when given (it names
     the results folder, so it must be a plain folder name), else made from them."""
     pre, down = dataset_name(pretrain_spec), dataset_name(downstream_spec)
@@ -99,7 +104,7 @@ def make_track(pretrain_spec: str, downstream_spec: str, backbone: str, resoluti
     track_id = name or f"{data}-{backbone}-{resolution}px-{preset_id}"
     return Track(id=track_id, pretrain_dataset=pretrain_spec,
                  downstream_dataset=downstream_spec, backbone=backbone, resolution=resolution,
-                 preset=preset_id)
+                 preset=preset_id, cpu_memory_format=cpu_memory_format)
 
 
 @dataclass
@@ -232,21 +237,34 @@ def runner_jobs(grid: list[GridJob], downstream: FrameCache, run_dir: Path, prog
     """Wrap grid jobs for benchmark.runner: each produces its validated result record. `extra_tests`:
     further splits of `downstream` the linear probe scores (protocols.cross_scanner)."""
     from benchmark import determinism
-    from benchmark.device import default_device, device_name
+    from benchmark.device import channels_last, default_device, device_name
 
     device = default_device()
     name = device_name(device)
     arithmetic = determinism.configure(device.type)
     features: dict[str, object] = {}
 
+    def encoder_of(job: GridJob):
+        """A fresh encoder of the job's init, in the track's layout on this device."""
+        def make():
+            import torch
+
+            encoder = job.init.build_encoder()
+            if channels_last(device, job.track.cpu_memory_format):
+                encoder = encoder.to(memory_format=torch.channels_last)
+            return encoder
+
+        return make
+
     def probe_features(job: GridJob):
         from protocols.linear_probe import cached_features
 
-        ident = job.init.identity
+        # The features of one init's weights, once per layout (the two agree to rounding only).
+        ident = job.init.identity + ("" if job.track.cpu_memory_format == "contiguous" else "-channels_last")
         if ident not in features:
             def make():
                 kill_point("features")
-                return job.init.build_encoder()
+                return encoder_of(job)()
 
             features[ident] = cached_features(make, ident, downstream, run_dir,
                                               job.protocol.settings["features"]["batch_size"], device,
@@ -271,7 +289,7 @@ def runner_jobs(grid: list[GridJob], downstream: FrameCache, run_dir: Path, prog
                 if progress:
                     print(f"fine-tuning: {job.label}", file=sys.stderr, flush=True)
                 kill_point("finetune")
-                out = run_finetune(job.init.build_encoder, downstream, job.protocol, job.fraction, job.subset_seed,
+                out = run_finetune(encoder_of(job), downstream, job.protocol, job.fraction, job.subset_seed,
                                    state_path=_state_path(run_dir, job), device=device, progress=progress)
             if job.protocol.overrides:
                 out["train"]["protocol_overrides"] = job.protocol.overrides

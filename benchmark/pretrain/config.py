@@ -14,6 +14,9 @@ from benchmark.errors import UserError
 ENGINE_VERSION = 3
 # Settings that change how fast a run goes, never what it produces: left out of the key.
 _NOT_IN_KEY = ("compile",)
+# Settings whose value named here is the one every run had before the setting existed: left out of the
+# key at that value, so those runs keep their keys (and their checkpoints are found again).
+_KEY_SINCE = {"cpu_memory_format": "contiguous"}
 
 
 @dataclass
@@ -31,6 +34,8 @@ class PretrainConfig:
     augment: dict = field(default_factory=dict)  # overrides of the augmentation defaults
     precision: str = "auto"  # bf16-mixed on GPU, 32 on CPU
     compile: bool = False
+    # The activations' layout on a CPU (benchmark.device.channels_last); on a GPU always channels_last.
+    cpu_memory_format: str = "channels_last"
     devices: int | str = "auto"
     num_nodes: int = 1
     seed: int = 0
@@ -40,7 +45,8 @@ class PretrainConfig:
         """sha256 of everything that determines the checkpoint: the settings, the method's
         hyper-parameters as resolved (its defaults with the overrides: a changed default is a new
         checkpoint), the data and the engine version."""
-        payload = {k: v for k, v in asdict(self).items() if k not in _NOT_IN_KEY}
+        payload = {k: v for k, v in asdict(self).items()
+                   if k not in _NOT_IN_KEY and _KEY_SINCE.get(k, object()) != v}
         payload["hparams"] = self.resolved_hparams()
         payload["data"] = data_fingerprint
         payload["engine"] = ENGINE_VERSION
@@ -79,5 +85,10 @@ class PretrainConfig:
             raise UserError(f"init must be 'random' or 'imagenet', got {self.init!r}")
         if self.precision not in ("auto", "32", "32-true", "bf16-mixed", "16-mixed", "bf16-true"):
             raise UserError(f"precision must be auto, 32, bf16-mixed or 16-mixed, got {self.precision!r}")
+        from benchmark.device import CPU_MEMORY_FORMATS
+
+        if self.cpu_memory_format not in CPU_MEMORY_FORMATS:
+            raise UserError(f"cpu_memory_format must be one of {', '.join(CPU_MEMORY_FORMATS)}, "
+                            f"got {self.cpu_memory_format!r}")
         parse_positives(self.positives)
         return self

@@ -141,6 +141,7 @@ def _train(cfg: PretrainConfig, pool: FrameCache, positions: np.ndarray, data_fp
     from benchmark.augment import views_as_dict, views_from_overrides
     from benchmark.backbones import build_backbone
     from benchmark.checkpoint import save_encoder
+    from benchmark.device import channels_last
     from benchmark.pretrain.checkpoint_io import AtomicCheckpointIO
     from benchmark.pretrain.module import FiniteLossGuard, PretrainModule, ProgressBar
     from methods.registry import get_method
@@ -170,7 +171,7 @@ def _train(cfg: PretrainConfig, pool: FrameCache, positions: np.ndarray, data_fp
     encoder = build_backbone(cfg.backbone, init=cfg.init)
     method = method_cls(encoder, **cfg.hparams)
     start_state = {k: v.detach().clone() for k, v in method.encoder.state_dict().items()}
-    if cuda:
+    if cuda or channels_last("cpu", cfg.cpu_memory_format):
         method = method.to(memory_format=torch.channels_last)
 
     world = _world_size(cfg, cuda)
@@ -257,6 +258,8 @@ def _train(cfg: PretrainConfig, pool: FrameCache, positions: np.ndarray, data_fp
             # How it ran (what Lightning and the loader chose), for reading its speed.
             "strategy": type(trainer.strategy).__name__,
             "frame_loader": getattr(trainer.train_dataloader, "placement", None),
+            # Recorded where it is not the layout of the runs made before the setting existed.
+            **({"cpu_memory_format": cfg.cpu_memory_format} if cfg.cpu_memory_format != "contiguous" else {}),
         }
         save_encoder(final, encoder, meta)
         shutil.rmtree(ckpt_dir, ignore_errors=True)  # finished: the encoder is the result

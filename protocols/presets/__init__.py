@@ -1,7 +1,7 @@
 """Presets: one TOML file per track size (`smoke`, `standard`, `paper`).
 
 A preset sets the datasets (pretraining and downstream spec + source settings), the backbone, the
-resolution, the `[pretrain]` table (PretrainConfig fields) and per-protocol overrides. An optional
+resolution, the activations' layout on a CPU (`cpu_memory_format`, benchmark.device), the `[pretrain]` table (PretrainConfig fields) and per-protocol overrides. An optional
 `[data.<ablation>]` table holds settings of the downstream source that only that ablation's runs add
 (`[data.cross_scanner] options = { scanners = 3 }`: the simulator's images spread over 3 machines). It is data,
 not code; `load_preset` validates it. A path to a `.toml` file works wherever a name does (tests
@@ -17,6 +17,7 @@ from pathlib import Path
 
 from benchmark.backbones import BACKBONES
 from benchmark.data.source import ROLES
+from benchmark.device import CPU_MEMORY_FORMATS, DEFAULT_CPU_MEMORY_FORMAT
 from benchmark.errors import UserError
 from protocols.spec import ABLATIONS, PROTOCOLS, load_protocol
 
@@ -30,7 +31,7 @@ PRETRAIN_FIELDS = ("backbone", "init", "resolution", "steps", "batch_size", "pos
 METHOD_HPARAMS = "method_hparams"
 # Ablations that may add settings of the downstream source in their own `[data.<name>]` table.
 DATA_ABLATIONS = ("cross_scanner",)
-TOP_KEYS = ("name", "description", "backbone", "resolution", "data", "pretrain", "protocols")
+TOP_KEYS = ("name", "description", "backbone", "resolution", "cpu_memory_format", "data", "pretrain", "protocols")
 
 
 def preset_path(name: str) -> Path:
@@ -56,9 +57,11 @@ def load_preset(name: str) -> dict:
     _validate(preset, path)
     preset = copy.deepcopy(preset)
     preset["path"] = str(path)
+    preset.setdefault("cpu_memory_format", DEFAULT_CPU_MEMORY_FORMAT)
     pretrain = preset.setdefault("pretrain", {})
     pretrain.setdefault("backbone", preset["backbone"])
     pretrain.setdefault("resolution", preset["resolution"])
+    pretrain["cpu_memory_format"] = preset["cpu_memory_format"]
     preset.setdefault("protocols", {})
     return preset
 
@@ -125,6 +128,9 @@ def _validate(p: dict, path: Path) -> None:
         raise UserError(f"{where}: key 'backbone' must be one of {', '.join(BACKBONES)}, got {p['backbone']!r}")
     if p["resolution"] < 16:
         raise UserError(f"{where}: key 'resolution' must be >= 16 px, got {p['resolution']}")
+    if p.get("cpu_memory_format", DEFAULT_CPU_MEMORY_FORMAT) not in CPU_MEMORY_FORMATS:
+        raise UserError(f"{where}: key 'cpu_memory_format' must be one of {', '.join(CPU_MEMORY_FORMATS)}, "
+                        f"got {p['cpu_memory_format']!r}")
     for role in p["data"]:
         if role not in ROLES + DATA_ABLATIONS:
             raise _unknown(role, ROLES + DATA_ABLATIONS, f"{where} [data]")

@@ -20,6 +20,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from benchmark.data.cache import FrameCache
@@ -232,29 +233,29 @@ def build_grid(inits: list[Init], protocols: list[ProtocolSpec], track: Track, d
     return jobs
 
 
+def job_encoder(job: GridJob, device):
+    """A fresh encoder of the job's init, in its track's layout on `device` (benchmark.device)."""
+    import torch
+
+    from benchmark.device import channels_last
+
+    encoder = job.init.build_encoder()
+    if channels_last(device, job.track.cpu_memory_format):
+        encoder = encoder.to(memory_format=torch.channels_last)
+    return encoder
+
+
 def runner_jobs(grid: list[GridJob], downstream: FrameCache, run_dir: Path, progress: bool = True,
                 command: str | None = None, extra_tests: tuple[str, ...] = ()) -> list[Job]:
     """Wrap grid jobs for benchmark.runner: each produces its validated result record. `extra_tests`:
     further splits of `downstream` the linear probe scores (protocols.cross_scanner)."""
     from benchmark import determinism
-    from benchmark.device import channels_last, default_device, device_name
+    from benchmark.device import default_device, device_name
 
     device = default_device()
     name = device_name(device)
     arithmetic = determinism.configure(device.type)
     features: dict[str, object] = {}
-
-    def encoder_of(job: GridJob):
-        """A fresh encoder of the job's init, in the track's layout on this device."""
-        def make():
-            import torch
-
-            encoder = job.init.build_encoder()
-            if channels_last(device, job.track.cpu_memory_format):
-                encoder = encoder.to(memory_format=torch.channels_last)
-            return encoder
-
-        return make
 
     def probe_features(job: GridJob):
         from protocols.linear_probe import cached_features
@@ -264,7 +265,7 @@ def runner_jobs(grid: list[GridJob], downstream: FrameCache, run_dir: Path, prog
         if ident not in features:
             def make():
                 kill_point("features")
-                return encoder_of(job)()
+                return job_encoder(job, device)
 
             features[ident] = cached_features(make, ident, downstream, run_dir,
                                               job.protocol.settings["features"]["batch_size"], device,
@@ -289,7 +290,7 @@ def runner_jobs(grid: list[GridJob], downstream: FrameCache, run_dir: Path, prog
                 if progress:
                     print(f"fine-tuning: {job.label}", file=sys.stderr, flush=True)
                 kill_point("finetune")
-                out = run_finetune(encoder_of(job), downstream, job.protocol, job.fraction, job.subset_seed,
+                out = run_finetune(partial(job_encoder, job, device), downstream, job.protocol, job.fraction, job.subset_seed,
                                    state_path=_state_path(run_dir, job), device=device, progress=progress)
             if job.protocol.overrides:
                 out["train"]["protocol_overrides"] = job.protocol.overrides

@@ -160,3 +160,30 @@ def test_crop_kernel_choice(benchmark, kernel):
         fn = lambda: roi_align(x, boxes, (s, s), 1.0, ratio, True)  # noqa: E731
     out = _timed(benchmark, fn)
     assert out.shape == (b, 1, s, s)
+
+
+@pytest.mark.parametrize("memory_format", ["contiguous", "channels_last"])
+def test_memory_format_choice(benchmark, memory_format):
+    """Why a CPU run lays its networks out in channels_last (benchmark.device, a preset's
+    `cpu_memory_format`): one SGD step of EfficientNet-Lite0 with a linear head at the cpu and smoke
+    tracks' 48 px and the fine-tune batch of 32, in each layout."""
+    from benchmark.backbones import build_backbone
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(build_backbone("efficientnet_lite0"), torch.nn.Linear(1280, 5)).to(DEVICE)
+    if memory_format == "channels_last":
+        model = model.to(memory_format=torch.channels_last)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    x, y = torch.rand(32, 1, 48, 48, device=DEVICE), torch.randint(0, 5, (32,), device=DEVICE)
+
+    def step():
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return loss
+
+    loss = _timed(benchmark, step)
+    benchmark.extra_info.update({"device": DEVICE.type, "threads": torch.get_num_threads(), "batch": 32,
+                                 "resolution": 48})
+    assert torch.isfinite(loss)

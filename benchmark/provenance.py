@@ -16,13 +16,22 @@ from benchmark.folders import REPO_ROOT
 PROVENANCE_PACKAGES = ("torch", "torchvision", "lightly", "timm", "pytorch-lightning", "numpy")
 
 
+# What runs write into the checkout: the committed results and the page made from them. A change there
+# is not a change of the code, so it does not make a result's commit "dirty" (a track rerun in several
+# commands, or into a cleared results folder, would otherwise record every result after the first
+# write as made by uncommitted code).
+RUN_OUTPUTS = ("leaderboard/results", "leaderboard/LEADERBOARD.md", "leaderboard/figures", "leaderboard/site")
+
+
 @functools.cache
 def git_state() -> tuple[str, bool]:
-    """(commit SHA, whether tracked files differ from it); ("unknown", True) outside a git checkout."""
+    """(commit SHA, whether tracked files other than `RUN_OUTPUTS` differ from it); ("unknown", True)
+    outside a git checkout."""
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True,
                              check=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                                *(f":(exclude){path}" for path in RUN_OUTPUTS)], cwd=REPO_ROOT,
                                capture_output=True, text=True, check=True, timeout=30).stdout.strip() != ""
         return sha, dirty
     except (OSError, subprocess.SubprocessError):

@@ -82,6 +82,43 @@ def test_outside_a_git_checkout_the_commit_is_unknown_and_dirty(monkeypatch, tmp
         provenance.git_state.cache_clear()
 
 
+def test_only_a_change_of_the_code_makes_the_commit_dirty_not_results_or_the_page(monkeypatch, tmp_path):
+    """A track rerun writes its results and page into the checkout; the results made after the first
+    write still come from the committed code."""
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    files = {"benchmark/engine.py": "x = 1\n", "leaderboard/results/t/a.json": "{}\n",
+             "leaderboard/LEADERBOARD.md": "# page\n", "leaderboard/figures/f.png": "png",
+             "leaderboard/site/index.html": "<html>", "leaderboard/render.py": "y = 1\n"}
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    git("init", "-q")
+    git("add", "-A")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "c")
+    monkeypatch.setattr(provenance, "REPO_ROOT", tmp_path)
+
+    def dirty() -> bool:
+        provenance.git_state.cache_clear()
+        return provenance.git_state()[1]
+
+    try:
+        assert not dirty()
+        for name in files:
+            if name.startswith("leaderboard/") and name != "leaderboard/render.py":
+                (tmp_path / name).write_text("changed by a run")
+        (tmp_path / "leaderboard/results/t/a.json").unlink()
+        assert not dirty()
+        (tmp_path / "leaderboard/render.py").write_text("y = 2\n")  # code beside the results
+        assert dirty()
+        git("checkout", "--", "leaderboard/render.py")
+        (tmp_path / "benchmark/engine.py").write_text("x = 2\n")
+        assert dirty()
+    finally:
+        provenance.git_state.cache_clear()
+
+
 def test_the_protocol_record_names_its_file_version_and_hash():
     spec = load_protocol("linear_probe", {"probe": {"max_iter": 5}})
     assert spec.record() == {"name": "linear_probe", "version": spec.version, "hash": spec.hash}

@@ -34,7 +34,7 @@ class PretrainConfig:
     augment: dict = field(default_factory=dict)  # overrides of the augmentation defaults
     precision: str = "auto"  # bf16-mixed on GPU, 32 on CPU
     compile: bool = False
-    # The activations' layout on a CPU (benchmark.device.channels_last); on a GPU always channels_last.
+    # The networks' memory layout on a CPU (benchmark.device.channels_last); on a GPU always channels_last.
     cpu_memory_format: str = "channels_last"
     devices: int | str = "auto"
     num_nodes: int = 1

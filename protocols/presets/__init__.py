@@ -1,7 +1,8 @@
 """Presets: one TOML file per track size (`smoke`, `standard`, `paper`).
 
 A preset sets the datasets (pretraining and downstream spec + source settings), the backbone, the
-resolution, the activations' layout on a CPU (`cpu_memory_format`, benchmark.device), the `[pretrain]` table (PretrainConfig fields) and per-protocol overrides. An optional
+resolution, the networks' memory layout on a CPU (`cpu_memory_format`, benchmark.device), the
+`[pretrain]` table (PretrainConfig fields) and per-protocol overrides. An optional
 `[data.<ablation>]` table holds settings of the downstream source that only that ablation's runs add
 (`[data.cross_scanner] options = { scanners = 3 }`: the simulator's images spread over 3 machines). It is data,
 not code; `load_preset` validates it. A path to a `.toml` file works wherever a name does (tests

@@ -33,7 +33,7 @@ def cpu_name() -> str:
 # How a network's tensors are laid out in memory on a CPU. In `channels_last` (NHWC) oneDNN runs
 # EfficientNet-Lite0's depthwise convolutions and BatchNorms on contiguous channel vectors: one SGD step
 # at 48 px, batch 32, is 1.8× faster than in `contiguous` (NCHW) on the 2-core machine, a fine-tune job
-# 1.7× (BENCHMARKS.md, `make perf`). The two agree to rounding, not to the bit, so the layout a track was
+# 1.7× (BENCHMARKS.md, `make perf`). ResNet-18's dense convolutions gain little (1.03× at 48 px). The two agree to rounding, not to the bit, so the layout a track was
 # made with is part of its keys; `contiguous` is what every run made before the setting existed used.
 # On a GPU pretraining always runs in channels_last (cuDNN's layout for bf16 convolutions).
 CPU_MEMORY_FORMATS = ("channels_last", "contiguous")

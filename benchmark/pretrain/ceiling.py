@@ -23,6 +23,7 @@ def model_only_views_per_s(cfg: PretrainConfig, batch_size: int, steps: int, dev
     """Views per second of the bare two-view step for `cfg` on `device` (`warmup` steps untimed:
     allocator, cudnn autotuning and compilation happen there)."""
     from benchmark.backbones import build_backbone
+    from benchmark.device import channels_last
     from methods.registry import get_method
 
     cuda = device.type == "cuda"
@@ -32,8 +33,9 @@ def model_only_views_per_s(cfg: PretrainConfig, batch_size: int, steps: int, dev
     if precision == "bf16-true":
         method = method.to(torch.bfloat16)
         views = [v.to(torch.bfloat16) for v in views]
-    if cuda:  # as the engine lays out model and views on a GPU
+    if cuda or channels_last(device, cfg.cpu_memory_format):  # as the engine lays out the model
         method = method.to(memory_format=torch.channels_last)
+    if cuda:  # and the views, on a GPU
         views = [v.contiguous(memory_format=torch.channels_last) for v in views]
     opt = torch.optim.SGD(method.parameters(), lr=0.01, momentum=0.9)
     loss_fn = torch.compile(method.loss) if cfg.compile else method.loss

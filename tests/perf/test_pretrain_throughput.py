@@ -163,18 +163,23 @@ def test_crop_kernel_choice(benchmark, kernel):
 
 
 @pytest.mark.parametrize("memory_format", ["contiguous", "channels_last"])
-def test_memory_format_choice(benchmark, memory_format):
+@pytest.mark.parametrize("backbone, resolution", [("efficientnet_lite0", 48), ("efficientnet_lite0", 112),
+                                                  ("resnet18", 48)])
+def test_memory_format_choice(benchmark, memory_format, backbone, resolution):
     """Why a CPU run lays its networks out in channels_last (benchmark.device, a preset's
-    `cpu_memory_format`): one SGD step of EfficientNet-Lite0 with a linear head at the cpu and smoke
-    tracks' 48 px and the fine-tune batch of 32, in each layout."""
+    `cpu_memory_format`): one SGD step of a backbone with a linear head at the fine-tune batch of 32,
+    in each layout; at the cpu and smoke tracks' 48 px and the standard track's 112 px, and ResNet-18,
+    whose dense convolutions gain little from it."""
     from benchmark.backbones import build_backbone
 
     torch.manual_seed(0)
-    model = torch.nn.Sequential(build_backbone("efficientnet_lite0"), torch.nn.Linear(1280, 5)).to(DEVICE)
+    encoder = build_backbone(backbone)
+    model = torch.nn.Sequential(encoder, torch.nn.Linear(encoder.feat_dim, 5)).to(DEVICE)
     if memory_format == "channels_last":
         model = model.to(memory_format=torch.channels_last)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    x, y = torch.rand(32, 1, 48, 48, device=DEVICE), torch.randint(0, 5, (32,), device=DEVICE)
+    x = torch.rand(32, 1, resolution, resolution, device=DEVICE)
+    y = torch.randint(0, 5, (32,), device=DEVICE)
 
     def step():
         loss = torch.nn.functional.cross_entropy(model(x), y)
@@ -185,5 +190,5 @@ def test_memory_format_choice(benchmark, memory_format):
 
     loss = _timed(benchmark, step)
     benchmark.extra_info.update({"device": DEVICE.type, "threads": torch.get_num_threads(), "batch": 32,
-                                 "resolution": 48})
+                                 "backbone": backbone, "resolution": resolution})
     assert torch.isfinite(loss)

@@ -87,3 +87,23 @@ def test_evaluation_builds_the_encoder_in_the_track_s_layout(layout):
     nhwc = [w.is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous() for w in convs]
     assert convs and all(nhwc) == (layout == "channels_last") and any(nhwc) == (layout == "channels_last")
     assert channels_last("cuda", layout) is False  # a GPU's protocol paths are left as they are
+
+
+@pytest.mark.usefixtures("one_thread")
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+def test_pretraining_trains_in_the_config_s_layout_and_records_it(tmp_path, monkeypatch, layout):
+    import benchmark.backbones
+    from benchmark.checkpoint import read_meta
+    from benchmark.pretrain.run import pretrain
+    from tests.fake_source import tiny_pool
+    from tests.unit.downstream_fakes import TinyEncoder
+
+    built = []
+    monkeypatch.setattr(benchmark.backbones, "build_backbone", lambda *a, **k: built.append(TinyEncoder()) or built[-1])
+    cfg = PretrainConfig(method="vicreg", resolution=16, steps=2, batch_size=4, cpu_memory_format=layout,
+                         hparams={"proj_hidden_dim": 16, "proj_output_dim": 8})
+    final = pretrain(cfg, tiny_pool(tmp_path / "pool"), tmp_path / "runs", progress=False)
+    trained = built[0].body[3].weight  # the encoder the steps ran on (an 8 → 8 channel 3×3 kernel)
+    assert (trained.is_contiguous(memory_format=torch.channels_last) and not trained.is_contiguous()) == \
+        (layout == "channels_last")
+    assert read_meta(final).get("cpu_memory_format") == (None if layout == "contiguous" else layout)

@@ -26,6 +26,7 @@ from pathlib import Path
 from benchmark.data.cache import FrameCache
 from benchmark.errors import UserError
 from benchmark.kill_points import kill_point
+from benchmark.pretrain.config import EARLIER_CPU_MEMORY_FORMAT
 from benchmark.provenance import provenance
 from benchmark.runner import Job
 from leaderboard.results import ablation_record, build_record, result_path
@@ -83,17 +84,18 @@ class Track:
     # The networks' layout on a CPU (benchmark.device.channels_last), from the preset. It changes results
     # in their last bits, so it is in the record (and the job keys) unless it is `contiguous`, the layout
     # of every track made before the setting existed: their records and keys stay as they were.
-    cpu_memory_format: str = "contiguous"
+    cpu_memory_format: str = EARLIER_CPU_MEMORY_FORMAT
 
     def record(self) -> dict:
         return {"id": self.id, "pretrain_dataset": self.pretrain_dataset,
                 "downstream_dataset": self.downstream_dataset, "backbone": self.backbone,
                 "resolution": self.resolution, "preset": self.preset,
-                **({"cpu_memory_format": self.cpu_memory_format} if self.cpu_memory_format != "contiguous" else {})}
+                **({"cpu_memory_format": self.cpu_memory_format}
+                   if self.cpu_memory_format != EARLIER_CPU_MEMORY_FORMAT else {})}
 
 
 def make_track(pretrain_spec: str, downstream_spec: str, backbone: str, resolution: int, preset: str,
-               name: str | None = None, cpu_memory_format: str = "contiguous") -> Track:
+               name: str | None = None, cpu_memory_format: str = EARLIER_CPU_MEMORY_FORMAT) -> Track:
     """The track of this data, backbone, resolution and preset; its id is `name` when given (it names
     the results folder, so it must be a plain folder name), else made from them."""
     pre, down = dataset_name(pretrain_spec), dataset_name(downstream_spec)
@@ -261,7 +263,8 @@ def runner_jobs(grid: list[GridJob], downstream: FrameCache, run_dir: Path, prog
         from protocols.linear_probe import cached_features
 
         # The features of one init's weights, once per layout (the two agree to rounding only).
-        ident = job.init.identity + ("" if job.track.cpu_memory_format == "contiguous" else "-channels_last")
+        ident = job.init.identity + ("" if job.track.cpu_memory_format == EARLIER_CPU_MEMORY_FORMAT
+                                     else f"-{job.track.cpu_memory_format}")
         if ident not in features:
             def make():
                 kill_point("features")

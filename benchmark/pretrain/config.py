@@ -14,9 +14,12 @@ from benchmark.errors import UserError
 ENGINE_VERSION = 3
 # Settings that change how fast a run goes, never what it produces: left out of the key.
 _NOT_IN_KEY = ("compile",)
+# The CPU memory layout of every run made before `cpu_memory_format` existed (benchmark.device). At this
+# value the setting is left out of checkpoint keys, job keys and records, so those runs keep theirs.
+EARLIER_CPU_MEMORY_FORMAT = "contiguous"
 # Settings whose value named here is the one every run had before the setting existed: left out of the
 # key at that value, so those runs keep their keys (and their checkpoints are found again).
-_KEY_SINCE = {"cpu_memory_format": "contiguous"}
+_KEY_SINCE = {"cpu_memory_format": EARLIER_CPU_MEMORY_FORMAT}
 
 
 @dataclass

@@ -33,7 +33,7 @@ import numpy as np
 
 from benchmark.data.cache import FrameCache
 from benchmark.errors import Terminated, UserError
-from benchmark.pretrain.config import ENGINE_VERSION, PretrainConfig
+from benchmark.pretrain.config import EARLIER_CPU_MEMORY_FORMAT, ENGINE_VERSION, PretrainConfig
 
 CHECKPOINT_EVERY_STEPS = 100
 FINAL_NAME = "encoder.safetensors"
@@ -259,7 +259,8 @@ def _train(cfg: PretrainConfig, pool: FrameCache, positions: np.ndarray, data_fp
             "strategy": type(trainer.strategy).__name__,
             "frame_loader": getattr(trainer.train_dataloader, "placement", None),
             # Recorded where it is not the layout of the runs made before the setting existed.
-            **({"cpu_memory_format": cfg.cpu_memory_format} if cfg.cpu_memory_format != "contiguous" else {}),
+            **({"cpu_memory_format": cfg.cpu_memory_format}
+               if cfg.cpu_memory_format != EARLIER_CPU_MEMORY_FORMAT else {}),
         }
         save_encoder(final, encoder, meta)
         shutil.rmtree(ckpt_dir, ignore_errors=True)  # finished: the encoder is the result

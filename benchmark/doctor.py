@@ -113,10 +113,10 @@ class DoctorContext:
         return self._caches[role]
 
     def pretrain_config(self, precision: str, compile: bool = False):
+        from benchmark.pretrain.ceiling import RATE_HPARAMS
         from benchmark.pretrain.config import PretrainConfig
 
-        # SGD as in the ceiling (see benchmark.pretrain.ceiling); no warm-up in a few steps.
-        hparams = {"optimizer": "sgd", "warmup": 0.0}
+        hparams = dict(RATE_HPARAMS)  # the ceiling's optimiser (see benchmark.pretrain.ceiling)
         if self.sizes.head_dim is not None:
             hparams.update(proj_hidden_dim=self.sizes.head_dim, proj_output_dim=self.sizes.head_dim)
         return PretrainConfig(method="vicreg", backbone=self.sizes.backbone, resolution=self.sizes.resolution,

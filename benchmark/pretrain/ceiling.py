@@ -17,6 +17,13 @@ from benchmark.pretrain.run import resolve_precision
 
 _AUTOCAST = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
 
+# The optimiser of the ceiling, also the one of the end-to-end runs measured against it (`sslbench
+# doctor`, `make perf`): plain SGD at a small fixed rate. The rate does not change a step's cost, but a
+# method's own rate can diverge without its optimiser: VICReg at its LARS rate (0.3) under plain SGD
+# reached an infinite loss at step 5 (batch 256, 112 px, on an H200), and the run stops on that.
+RATE_LR = 0.01
+RATE_HPARAMS = {"optimizer": "sgd", "lr": RATE_LR, "warmup": 0.0}
+
 
 def model_only_views_per_s(cfg: PretrainConfig, batch_size: int, steps: int, device: torch.device,
                            warmup: int | None = None) -> float:
@@ -37,7 +44,7 @@ def model_only_views_per_s(cfg: PretrainConfig, batch_size: int, steps: int, dev
         method = method.to(memory_format=torch.channels_last)
     if cuda:  # and the views, on a GPU
         views = [v.contiguous(memory_format=torch.channels_last) for v in views]
-    opt = torch.optim.SGD(method.parameters(), lr=0.01, momentum=0.9)
+    opt = torch.optim.SGD(method.parameters(), lr=RATE_LR, momentum=0.9)
     loss_fn = torch.compile(method.loss) if cfg.compile else method.loss
     dtype = _AUTOCAST.get(precision)
 

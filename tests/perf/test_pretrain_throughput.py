@@ -60,7 +60,7 @@ def _pool(root: Path, n: int, size: int) -> FrameCache:
 @pytest.mark.parametrize("setting", SETTINGS, ids=lambda s: f"{s[0]}-{s[1]}px-b{s[2]}{'-compiled' if s[3] else ''}")
 def test_end_to_end_vs_model_only_ceiling(benchmark, tmp_path, setting):
     from benchmark.checkpoint import read_meta
-    from benchmark.pretrain.ceiling import model_only_views_per_s
+    from benchmark.pretrain.ceiling import RATE_HPARAMS, model_only_views_per_s
     from benchmark.pretrain.config import PretrainConfig
     from benchmark.pretrain.run import pretrain
 
@@ -68,7 +68,7 @@ def test_end_to_end_vs_model_only_ceiling(benchmark, tmp_path, setting):
     cache_size = max(resolution, 256 if CUDA else resolution)
     pool = _pool(tmp_path / "pool", frames, cache_size)
     cfg = PretrainConfig(method="vicreg", backbone=backbone, resolution=resolution, steps=epochs * frames // batch,
-                         batch_size=batch, hparams={"optimizer": "sgd", "warmup": 0.0}, compile=compile_)
+                         batch_size=batch, hparams=dict(RATE_HPARAMS), compile=compile_)
     result: dict = {}
 
     def run_once():

@@ -101,3 +101,16 @@ def test_rows_not_run_are_told_apart_from_skipped_ones():
             Row("c", "a slow path", "not run", detail="the doctor stopped before this row")]
     text = render_markdown(rows, {"device": "cpu"})
     assert "1 of 1 rows that ran are ok; 1 skipped; 1 not run (the doctor stopped early)" in text
+
+
+@pytest.mark.parametrize("cuda", [False, True])
+def test_pretraining_rows_train_with_the_ceilings_optimiser_not_the_methods(tmp_path, cuda):
+    """The rows measure a step's cost against the ceiling's step. With VICReg's own rate (0.3, meant for
+    LARS) under plain SGD, every GPU pretraining row stopped on an infinite loss at step 5 on an H200."""
+    from benchmark.pretrain.ceiling import RATE_HPARAMS, RATE_LR
+
+    ctx = DoctorContext(torch.device("cpu"), Sizes.for_device(cuda), tmp_path)
+    for precision in ("32", "bf16-mixed"):
+        hparams = ctx.pretrain_config(precision).hparams
+        assert {k: hparams[k] for k in RATE_HPARAMS} == {"optimizer": "sgd", "lr": RATE_LR, "warmup": 0.0}
+    assert RATE_LR <= 0.01

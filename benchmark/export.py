@@ -56,7 +56,7 @@ def method_checkpoint(method: str, preset: str, pretrain_seed: int = 0, *, runs_
     if method in BASELINES:
         raise UserError(f"--method {method} is a baseline, not a pretrained encoder; export an SSL method, "
                         "or pass --checkpoint PATH (the random baseline's checkpoint is under runs/pretrain/)")
-    ctx = track_context(preset, runs_dir=runs_dir, cache_dir=cache_dir, results_dir=results_dir)
+    ctx = track_context(preset, runs_dir=runs_dir, cache_dir=cache_dir, results_dir=results_dir, new_results=False)
     seeds = pretrain_seeds(ctx)
     if pretrain_seed not in seeds:
         raise UserError(f"--pretrain-seed {pretrain_seed}: track {ctx.track.id} pretrains with seeds {seeds}")

@@ -14,6 +14,8 @@
 #    and runs/ with the checkpoints of methods whose jobs are not all done.
 # The time limit counts from the session's start: $TIME_LIMIT (default 9m, for a 10-minute call
 # with the wheel install before it); a --time-limit option given here wins.
+# Copy the checkout with its .git folder (a `git clone --depth 1` is enough): results record their
+# commit, and from a copy without one the session runs the device check only.
 # Exit status: that of `sslbench session` (0 all planned jobs done, 75 time ran out, 1 a step failed).
 set -euo pipefail
 cd "$(dirname "$0")/.."

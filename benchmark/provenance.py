@@ -6,6 +6,7 @@ import datetime as _dt
 import functools
 import platform
 import shlex
+import shutil
 import subprocess
 import sys
 from importlib import metadata
@@ -36,6 +37,20 @@ def git_state() -> tuple[str, bool]:
         return sha, dirty
     except (OSError, subprocess.SubprocessError):
         return "unknown", True
+
+
+def require_git_checkout() -> None:
+    """Fail before any work when results would record no commit: `sslbench validate` and the leaderboard
+    refuse a result whose `provenance.git_sha` is not a SHA, so hours of pretraining run from a copy of
+    the code without its `.git` (a tarball, a tree copied to an offline GPU machine) would be lost."""
+    from benchmark.errors import UserError
+
+    if git_state()[0] != "unknown":
+        return
+    why = "git is not installed" if shutil.which("git") is None else "no .git folder above it"
+    raise UserError(f"{REPO_ROOT} is not a git checkout ({why}): its results would record the commit as 'unknown', "
+                    "and `sslbench validate` and the leaderboard refuse them. Run from a clone of the repository "
+                    "(`git clone --depth 1` is enough), or copy the checkout together with its .git folder")
 
 
 @functools.cache

@@ -77,6 +77,7 @@ class Session:
     units: list[Unit] = field(default_factory=list)
     doctor: dict | None = None
     kept_checkpoints: list[str] = field(default_factory=list)
+    not_run: str | None = None  # why no grid step ran at all
 
 
 def run_session(settings: SessionSettings) -> int:
@@ -92,10 +93,12 @@ def run_session(settings: SessionSettings) -> int:
     deadline = settings.deadline
     preset = resolve_preset(settings.preset)  # once, so every step runs the same track
     runs_dir = (settings.runs_dir or default_runs_dir()).resolve()
+    # Without a git checkout every result would be refused later: the device check still runs, the grid does not.
     ctx = track_context(preset, protocols=settings.protocols, results_dir=out / "results", runs_dir=runs_dir,
-                        cache_dir=settings.cache_dir)
+                        cache_dir=settings.cache_dir, new_results=False)
+    session_blocked = _not_a_checkout()
     track = ctx.track.id
-    session = Session(out=out, preset=preset, track=track)
+    session = Session(out=out, preset=preset, track=track, not_run=session_blocked)
     _seed_results(Path(settings.from_results or default_results_dir()) / track, ctx.results_dir / track)
 
     methods, baselines = parse_methods(settings.methods, baselines=settings.baselines)
@@ -110,14 +113,15 @@ def run_session(settings: SessionSettings) -> int:
     failed = False
     if settings.doctor:
         failed |= _run_doctor(session, settings)
-    blocked = _missing_dependencies(session)
+    failed |= session.not_run is not None
+    blocked = session.not_run or _missing_dependencies(session)
     longest = {"ssl": 0.0, "baseline": 0.0}
     for unit in session.units:
         if unit.done == len(unit.planned):
             unit.status = "complete"
             continue
-        if blocked:  # every step would fail on its first import: keep the time for nothing
-            unit.note = f"the device check found missing modules: {blocked}"
+        if blocked:  # every step would fail (on its first import), or make results that are refused
+            unit.note = "not a git checkout" if session.not_run else f"the device check found missing modules: {blocked}"
             continue
         if deadline is not None and not deadline.allows(longest[unit.kind] + settings.margin):
             unit.status = "not started"
@@ -203,6 +207,19 @@ def _run_doctor(session: Session, settings: SessionSettings) -> bool:
     if table.exists():
         _say(table.read_text())
     return code != 0
+
+
+def _not_a_checkout() -> str | None:
+    """Why no grid step may run from this copy of the code (benchmark.provenance), or None."""
+    from benchmark.errors import UserError
+    from benchmark.provenance import require_git_checkout
+
+    try:
+        require_git_checkout()
+    except UserError as exc:
+        _say(f"session: {exc}; only the device check runs")
+        return str(exc)
+    return None
 
 
 def _missing_dependencies(session: Session) -> str | None:
@@ -294,6 +311,8 @@ def _write_summary(session: Session, code: int, deadline) -> None:
         table = session.doctor.get("table")
         lines += [f"Device check: {session.doctor['status']}"
                   + (f" — table in `{table}`, log in `{session.doctor['log']}`" if table else ""), ""]
+    if session.not_run:
+        lines += [f"No grid step ran: {session.not_run}.", ""]
     lines += [tabulate(rows, headers=["init", "kind", "status", "jobs done / planned", "s", "log", "note"],
                        tablefmt="github", disable_numparse=True), ""]
     lines += ["Results: `results/` (copy into leaderboard/results, then `make leaderboard`)."]
@@ -306,7 +325,7 @@ def _write_summary(session: Session, code: int, deadline) -> None:
         "track": session.track, "preset": session.preset, "exit": code, "outcome": outcome,
         "seconds": round(elapsed, 1), "jobs_planned": planned, "jobs_done": done, "jobs_new": new,
         "doctor": session.doctor, "units": [{**asdict(u), "planned": len(u.planned)} for u in session.units],
-        "kept_checkpoints": session.kept_checkpoints, "steps": session.steps}, indent=1, default=str) + "\n")
+        "kept_checkpoints": session.kept_checkpoints, "not_run": session.not_run, "steps": session.steps}, indent=1, default=str) + "\n")
     _say(text)
 
 

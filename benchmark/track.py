@@ -64,14 +64,16 @@ def track_context(preset: str = "auto", *, dataset: str | None = None, downstrea
                   downstream_settings: SourceSettings | None = None, protocols: list[str] | None = None,
                   results_dir: Path | None = None, runs_dir: Path | None = None, cache_dir: str | None = None,
                   need_pretrain_data: bool = True, track_name: str | None = None,
-                  data_table: str | None = None) -> TrackContext:
+                  data_table: str | None = None, new_results: bool = True) -> TrackContext:
     """Preset → sources, track, protocols and folders; fails early on bad input or an unwritable
     results folder, before any work. `dataset`/`downstream` replace the preset's data; `pretrain` are
     the settings of the pretraining source (`--dataset`, or the preset's; they also reach its
     downstream role when one source serves both), `downstream_settings` those of the downstream source
     alone. `protocols` restricts the main protocols run; `track_name` replaces the track id made from
     the data, backbone, resolution and preset. `data_table`: an ablation whose `[data.<name>]` table of
-    the preset adds settings to the preset's downstream source (the command line's still win)."""
+    the preset adds settings to the preset's downstream source (the command line's still win).
+    `new_results`: the command will write result files, so the code must be a git checkout (their
+    provenance names its commit)."""
     from benchmark.data.spec import parse_dataset_spec
     from benchmark.folders import default_runs_dir, ensure_writable
     from leaderboard.results import default_results_dir
@@ -79,6 +81,10 @@ def track_context(preset: str = "auto", *, dataset: str | None = None, downstrea
     from protocols.presets import load_preset, resolve_preset
     from protocols.spec import PROTOCOLS, load_protocol
 
+    if new_results:
+        from benchmark.provenance import require_git_checkout
+
+        require_git_checkout()
     preset_name = resolve_preset(preset)
     preset = load_preset(preset_name)
     pre_set = pretrain or SourceSettings()

@@ -105,7 +105,7 @@ def add_track_arguments(p: argparse.ArgumentParser, *, grid: bool = True) -> Non
 
 
 def track_context_from_args(args: argparse.Namespace, *, need_pretrain_data: bool = True,
-                            data_table: str | None = None):
+                            data_table: str | None = None, new_results: bool = True):
     """The track that the arguments of `add_track_arguments` name (benchmark.track.track_context);
     `data_table`: the ablation whose `[data.<name>]` preset table adds downstream settings."""
     from benchmark.track import SourceSettings, track_context
@@ -117,7 +117,7 @@ def track_context_from_args(args: argparse.Namespace, *, need_pretrain_data: boo
                          downstream_settings=SourceSettings(down_opts, down_flags, args.downstream_on_error),
                          protocols=args.protocol, results_dir=args.results_dir, runs_dir=args.runs_dir,
                          cache_dir=args.cache_dir, need_pretrain_data=need_pretrain_data,
-                         track_name=args.track_name, data_table=data_table)
+                         track_name=args.track_name, data_table=data_table, new_results=new_results)
 
 
 def dataset_options(args: argparse.Namespace, *, with_flags: bool = False):

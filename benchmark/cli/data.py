@@ -69,7 +69,7 @@ def _prepare(args: argparse.Namespace) -> int:
 def _backfill_cards(args: argparse.Namespace) -> int:
     from benchmark.track import backfill_data_cards
 
-    ctx = track_context_from_args(args)
+    ctx = track_context_from_args(args, new_results=False)  # completes existing results' cards
     changed, seen = backfill_data_cards(ctx)
     print(f"{ctx.track.id}: data cards added or completed in {changed} of {seen} results in {ctx.results_dir / ctx.track.id}; "
           "regenerate the leaderboard with `sslbench leaderboard`")

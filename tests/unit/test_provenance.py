@@ -82,6 +82,34 @@ def test_outside_a_git_checkout_the_commit_is_unknown_and_dirty(monkeypatch, tmp
         provenance.git_state.cache_clear()
 
 
+def test_commands_that_write_results_stop_before_any_work_outside_a_git_checkout(monkeypatch, tmp_path, capsys):
+    """`sslbench validate` refuses a result without a commit, so a copy of the code without its .git
+    (a tree copied to an offline GPU machine) must not pretrain for hours first: bench/evaluate/run
+    stop at once, naming the fix; reading commands (export, data cards) still run."""
+    from benchmark.cli import main
+    from benchmark.errors import UserError
+    from benchmark.track import track_context
+    from tests.e2e.test_bench_cli import TINY
+
+    provenance.require_git_checkout()  # this checkout is one
+    monkeypatch.setattr(provenance, "REPO_ROOT", tmp_path)
+    provenance.git_state.cache_clear()
+    try:
+        with pytest.raises(UserError, match=r"not a git checkout .*git clone --depth 1"):
+            provenance.require_git_checkout()
+        dirs = ["--preset", str(TINY), "--results-dir", str(tmp_path / "results"), "--runs-dir", str(tmp_path / "runs"),
+                "--cache-dir", str(tmp_path / "cache")]
+        for command in (["bench", "--method", "simclr"], ["evaluate", "--init", "random"], ["run"]):
+            assert main([*command, *dirs]) == 2, command
+            assert ".git" in capsys.readouterr().err
+        assert not (tmp_path / "runs").exists() and not (tmp_path / "cache").exists()  # nothing was started
+        ctx = track_context(str(TINY), results_dir=tmp_path / "results", runs_dir=tmp_path / "runs",
+                            cache_dir=str(tmp_path / "cache"), new_results=False)
+        assert ctx.track.preset == "tiny"
+    finally:
+        provenance.git_state.cache_clear()
+
+
 def test_only_a_change_of_the_code_makes_the_commit_dirty_not_results_or_the_page(monkeypatch, tmp_path):
     """A track rerun writes its results and page into the checkout; the results made after the first
     write still come from the committed code."""

@@ -100,6 +100,26 @@ def test_missing_modules_found_by_the_device_check_keep_the_grid_from_starting(t
     assert _missing_dependencies(session) is None  # other failures do not stop the grid
 
 
+def test_outside_a_git_checkout_a_session_starts_no_grid_step_and_says_why(monkeypatch, tmp_path):
+    """Its results would all be refused (no commit to record): the grid is not run, the summary says why."""
+    from benchmark import provenance
+    from benchmark.session import SessionSettings, run_session
+
+    monkeypatch.setattr(provenance, "REPO_ROOT", tmp_path)
+    provenance.git_state.cache_clear()
+    try:
+        code = run_session(SessionSettings(out=tmp_path / "out", preset=str(TINY), methods="random", doctor=False,
+                                           runs_dir=tmp_path / "runs", cache_dir=str(tmp_path / "cache"),
+                                           from_results=tmp_path / "none"))
+    finally:
+        provenance.git_state.cache_clear()
+    assert code == 1
+    summary = json.loads((tmp_path / "out" / "session.json").read_text())
+    assert "not a git checkout" in summary["not_run"] and summary["jobs_done"] == 0 and summary["steps"] == []
+    assert [u["note"] for u in summary["units"]] == ["not a git checkout"]
+    assert "No grid step ran: " in (tmp_path / "out" / "SESSION.md").read_text()
+
+
 def test_the_error_line_of_a_step_is_the_childs_not_the_launchers():
     torchrun = ("Traceback (most recent call last):\n  File x\nValueError: bad shape (3, 4)\n"
                 "[rank0]: more\ntorch.distributed.elastic.multiprocessing.errors.ChildFailedError:\n"

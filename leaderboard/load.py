@@ -20,7 +20,7 @@ COLUMNS = [
     "init", "init_kind", "family", "checkpoint_hash", "protocol", "protocol_version", "protocol_hash",
     "variant", "fraction", "pretrain_seed", "seed", "macro_f1", "balanced_accuracy", "accuracy", "n_test", "per_class_f1",
     "class_names", "confusion_matrix", "val_macro_f1", "git_sha", "git_dirty", "device", "gpu",
-    "wall_time_s", "fp_pretrain", "fp_downstream", "command", "ablation", "diagnostics", "train",
+    "wall_time_s", "pretrain_wall_time_s", "fp_pretrain", "fp_downstream", "command", "ablation", "diagnostics", "train",
     "data_pretrain", "data_downstream", "skipped_pretrain", "skipped_downstream",
     "scanner", "in_scanner_macro_f1",
 ]
@@ -47,6 +47,7 @@ def flatten(result: dict, path: Path | str) -> dict:
         "confusion_matrix": test["confusion_matrix"], "val_macro_f1": float(result["metrics"]["val"]["macro_f1"]),
         "git_sha": prov["git_sha"], "git_dirty": bool(prov["git_dirty"]), "device": prov["device"],
         "gpu": bool(prov.get("gpu", False)), "wall_time_s": float(prov["wall_time_s"]),
+        "pretrain_wall_time_s": float((init.get("pretrain") or {}).get("wall_time_s", float("nan"))),
         "fp_pretrain": fps.get("pretrain"), "fp_downstream": fps["downstream"],
         "command": prov["command"], "ablation": result.get("ablation"),
         "diagnostics": (init.get("pretrain") or {}).get("diagnostics"), "train": result.get("train") or {},

@@ -26,6 +26,12 @@ def register(sub) -> None:
                    help="write nothing; exit 1 and print a unified diff when FILE is not what the results "
                         "give, say where site/index.html differs when it is not, or when a result file "
                         "fails validation exactly as `sslbench validate` reports it (CI runs this)")
+    p.add_argument("--plan", type=float, default=None, metavar="POINTS",
+                   help="write nothing; print, per track, how many pretraining runs each Δ vs imagenet would need "
+                        "for a 95 %% interval of ±POINTS (macro-F1 × 100), from the variation between and within "
+                        "the runs so far, and what the whole track would then cost from the results' own times")
+    p.add_argument("--fraction", type=float, action="append", default=None, metavar="F",
+                   help="with --plan: only these label fractions (repeatable; e.g. --fraction 0.01 --fraction 0.1)")
     p.set_defaults(func=_run)
 
 
@@ -37,6 +43,8 @@ def _run(args: argparse.Namespace) -> int:
     results_dir = args.results or default_results_dir()
     out_md = args.out or default_leaderboard(results_dir)
     known = known_protocol_hashes(args.protocols)
+    if args.plan is not None:
+        return _plan(results_dir, known, args.plan, args.fraction)
     if args.check:
         return _check(results_dir, out_md, known, retired_protocol_hashes(args.protocols))
     from leaderboard.regenerate import regenerate, site_path
@@ -69,3 +77,14 @@ def _check(results_dir: Path, out_md: Path, known: dict[str, str], retired: dict
               f"{site_path(out_md)}", file=sys.stderr)
         status = 1
     return status
+
+
+def _plan(results_dir: Path, known: dict[str, str], points: float, fractions: list[float] | None) -> int:
+    from benchmark.errors import UserError
+    from leaderboard.load import load_results
+    from leaderboard.plan import render_plan
+
+    if not 0 < points < 100:
+        raise UserError(f"--plan {points:g}: the half-width is in macro-F1 points, between 0 and 100 (e.g. --plan 5)")
+    print(render_plan(load_results(results_dir).main, known, points, fractions), end="")
+    return 0

@@ -76,12 +76,16 @@ def runs_needed(target: float, seeds: float, between: float, within: float,
 
 
 def plan_cells(track_tables: list[Table], target: float, metric: str = "macro_f1",
-               fractions: list[float] | None = None, reference: str = REFERENCE_INIT) -> list[CellPlan]:
-    """Every Δ vs `reference` of a track's current tables (at `fractions`, default all) that has ≥ 2
-    pretraining runs, with the runs it would need for a half-width of `target` (in the metric's units)."""
+               fractions: list[float] | None = None, reference: str = REFERENCE_INIT,
+               protocols: list[str] | None = None) -> list[CellPlan]:
+    """Every Δ vs `reference` of a track's current tables (at `fractions` and of `protocols`, default all)
+    that has ≥ 2 pretraining runs, with the runs it would need for a half-width of `target` (in the
+    metric's units)."""
     out = []
     for table in track_tables:
         if not table.current or reference not in set(table.runs["init"]):
+            continue
+        if protocols is not None and table.key.protocol not in protocols:
             continue
         for fraction in table.fractions:
             if fractions is not None and not any(math.isclose(fraction, f) for f in fractions):
@@ -145,9 +149,10 @@ def costs(runs: pd.DataFrame, cells: list[CellPlan]) -> list[Cost]:
 
 def render_plan(runs: pd.DataFrame, known_hashes: dict[str, str], target_points: float,
                 fractions: list[float] | None = None, metric: str = "macro_f1",
-                reference: str = REFERENCE_INIT) -> str:
+                reference: str = REFERENCE_INIT, protocols: list[str] | None = None) -> str:
     """Markdown: per track, every Δ vs `reference` with its variance components, half-width now and the
-    runs it would need for ±`target_points` (metric × 100), then the cost of that design."""
+    runs it would need for ±`target_points` (metric × 100), then the cost of that design (every
+    protocol's jobs count in the cost, whichever protocols' Δs set the runs)."""
     from tabulate import tabulate
 
     from leaderboard.analysis import tables
@@ -156,7 +161,7 @@ def render_plan(runs: pd.DataFrame, known_hashes: dict[str, str], target_points:
     all_tables = tables(runs, known_hashes)
     for track in sorted({t.key.track for t in all_tables}):
         current = [t for t in all_tables if t.key.track == track and t.current]
-        cells = plan_cells(current, target_points / 100, metric, fractions, reference)
+        cells = plan_cells(current, target_points / 100, metric, fractions, reference, protocols)
         if not cells:
             lines += [f"## {track}: nothing to plan from (no Δ vs {reference} with at least 2 pretraining runs)", ""]
             continue

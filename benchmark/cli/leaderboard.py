@@ -32,6 +32,9 @@ def register(sub) -> None:
                         "the runs so far, and what the whole track would then cost from the results' own times")
     p.add_argument("--fraction", type=float, action="append", default=None, metavar="F",
                    help="with --plan: only these label fractions (repeatable; e.g. --fraction 0.01 --fraction 0.1)")
+    p.add_argument("--protocol", action="append", default=None, metavar="NAME",
+                   help="with --plan: only the Δs of these protocols set the runs (repeatable); the cost still "
+                        "counts every protocol's jobs")
     p.set_defaults(func=_run)
 
 
@@ -44,7 +47,7 @@ def _run(args: argparse.Namespace) -> int:
     out_md = args.out or default_leaderboard(results_dir)
     known = known_protocol_hashes(args.protocols)
     if args.plan is not None:
-        return _plan(results_dir, known, args.plan, args.fraction)
+        return _plan(results_dir, known, args.plan, args.fraction, args.protocol)
     if args.check:
         return _check(results_dir, out_md, known, retired_protocol_hashes(args.protocols))
     from leaderboard.regenerate import regenerate, site_path
@@ -79,12 +82,13 @@ def _check(results_dir: Path, out_md: Path, known: dict[str, str], retired: dict
     return status
 
 
-def _plan(results_dir: Path, known: dict[str, str], points: float, fractions: list[float] | None) -> int:
+def _plan(results_dir: Path, known: dict[str, str], points: float, fractions: list[float] | None,
+          protocols: list[str] | None) -> int:
     from benchmark.errors import UserError
     from leaderboard.load import load_results
     from leaderboard.plan import render_plan
 
     if not 0 < points < 100:
         raise UserError(f"--plan {points:g}: the half-width is in macro-F1 points, between 0 and 100 (e.g. --plan 5)")
-    print(render_plan(load_results(results_dir).main, known, points, fractions), end="")
+    print(render_plan(load_results(results_dir).main, known, points, fractions, protocols=protocols), end="")
     return 0

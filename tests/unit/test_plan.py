@@ -67,6 +67,8 @@ def test_the_half_width_now_is_the_pages_interval_of_the_delta(tmp_path):
         if c.between > 0:
             assert projected_half_width(c.runs, c.seeds, c.between, c.within) == pytest.approx(c.half_width)
     assert plan_cells(tables, 0.05, fractions=[0.1]) == [c for c in cells if c.fraction == 0.1]
+    assert plan_cells(tables, 0.05, protocols=["linear_probe"]) == cells
+    assert plan_cells(tables, 0.05, protocols=["finetune"]) == []
 
 
 def _cell(init: str, needed: int | None) -> CellPlan:

@@ -95,7 +95,14 @@ def test_commands_that_write_results_stop_before_any_work_outside_a_git_checkout
     monkeypatch.setattr(provenance, "REPO_ROOT", tmp_path)
     provenance.git_state.cache_clear()
     try:
-        with pytest.raises(UserError, match=r"not a git checkout .*git clone --depth 1"):
+        with pytest.raises(UserError) as err:
+            provenance.require_git_checkout()
+        assert str(err.value) == (
+            f"{tmp_path} is not a git checkout (no .git folder above it): its results would record the commit as "
+            "'unknown', and `sslbench validate` and the leaderboard refuse them. Run from a clone of the repository "
+            "(`git clone --depth 1` is enough), or copy the checkout together with its .git folder")
+        with monkeypatch.context() as m, pytest.raises(UserError, match=r"is not a git checkout \(git is not installed\): "):
+            m.setattr(provenance.shutil, "which", lambda name: None if name == "git" else "/bin/" + name)
             provenance.require_git_checkout()
         dirs = ["--preset", str(TINY), "--results-dir", str(tmp_path / "results"), "--runs-dir", str(tmp_path / "runs"),
                 "--cache-dir", str(tmp_path / "cache")]

@@ -9,7 +9,8 @@ seeds of one run (`within`). With R runs of S seeds the half-width is
 t(0.975, R − 1) · √((between + within / S) / R): more seeds narrow only the second term, more runs
 both. The cost side takes each init's median pretraining time per run and median evaluation time per
 pretraining seed (the sum of its jobs' own wall times) from the result files, so a projection is in the
-units of the machine that made them. Never imports torch.
+units of the machine that made them. `plan_slopes` does the same for the variance-vs-size ablation's
+difference of slopes (`sslbench leaderboard --plan-slopes`). Never imports torch.
 """
 from __future__ import annotations
 
@@ -195,3 +196,105 @@ def render_plan(runs: pd.DataFrame, known_hashes: dict[str, str], target_points:
                   f"medians ({measured / 60:.0f} min by the results' own times). A projection from the runs so far: "
                   "every added run evaluated like the others, on the machine that made them.", ""]
     return "\n".join(lines) if lines else "no results\n"
+
+
+# ------------------------------------------------------------------------------- the ablation
+
+@dataclass(frozen=True)
+class SlopePlan:
+    """One fit of the variance-vs-size ablation (a method × evaluation protocol) and the pretraining runs
+    per subset at which its difference of slopes (diversity − size) would be within ±target."""
+
+    init: str
+    eval_protocol: str
+    difference: stats.Interval  # as the page shows it (Bonferroni-widened over the track's fits)
+    subsets: int
+    runs_per_subset: float
+    runs_needed: int | None  # per subset; None: more than MAX_RUNS
+
+
+def slope_half_width(half_width: float, n_points: int, subsets: int, level: float, runs: float) -> float:
+    """The half-width of a fit's interval with `runs` pretraining runs per subset, from its `half_width`
+    now over `n_points` runs of `subsets` subsets: replicating every subset multiplies X'X, so the standard
+    error scales as 1/√runs (the residual variance as estimated now), and the t quantile follows the
+    degrees of freedom (points − 3)."""
+    if subsets * runs <= 3:
+        return math.inf
+    se = half_width / float(sps.t.ppf(0.5 + level / 2, n_points - 3))
+    return float(sps.t.ppf(0.5 + level / 2, subsets * runs - 3)) * se * math.sqrt(n_points / subsets / runs)
+
+
+def plan_slopes(ablation_runs: pd.DataFrame, target: float) -> dict[str, list[SlopePlan]]:
+    """Per track: every fit of the ablation (`leaderboard.ablation`, at the page's confidence level), with
+    the runs per subset for a half-width of `target` (`slope_half_width`)."""
+    from leaderboard import ablation
+
+    runs = ablation.expand(ablation_runs)
+    out: dict[str, list[SlopePlan]] = {}
+    for track in sorted(runs["track"].unique()):
+        groups = list(runs[runs["track"] == track].groupby(["init", "eval_protocol"], sort=True))
+        level = 1 - (1 - stats.CONFIDENCE) / len(groups)  # as the page: Bonferroni over the track's fits
+        plans = []
+        for (init, eval_protocol), g in groups:
+            points = ablation.run_points(g)
+            fit = ablation.fit_slopes(points, confidence=level)
+            if fit is None:
+                continue
+            subsets = len(points.drop_duplicates(["subjects", "frames"]))
+            half = (fit.difference.high - fit.difference.low) / 2
+            needed = next((r for r in range(1, MAX_RUNS + 1)
+                           if slope_half_width(half, fit.n_points, subsets, level, r) <= target), None)
+            plans.append(SlopePlan(init, eval_protocol, fit.difference, subsets, fit.n_points / subsets, needed))
+        out[track] = plans
+    return out
+
+
+def ablation_run_seconds(expanded: pd.DataFrame) -> pd.Series:
+    """Seconds of each pretraining run of an ablation (`ablation.expand` rows of one method): its
+    pretraining and the jobs of every evaluation protocol, by the results' own times. A subset on both
+    axes is one pretraining run with one set of jobs, whichever axis lists it."""
+    g = expanded.drop_duplicates(["subjects", "frames", "pretrain_seed", "eval_protocol", "seed"])
+    per_run = g.groupby(["subjects", "frames", "pretrain_seed"])
+    return per_run["pretrain_wall_time_s"].first().fillna(0) + per_run["wall_time_s"].sum()
+
+
+def render_slope_plan(ablation_runs: pd.DataFrame, target_points: float) -> str:
+    """Markdown: per track, each ablation fit's difference of slopes and the runs per subset for ±target;
+    then, per method, what the added pretraining runs (each with its evaluation jobs) would cost."""
+    from tabulate import tabulate
+
+    from leaderboard import ablation
+
+    expanded = ablation.expand(ablation_runs)
+    lines = []
+    for track, plans in plan_slopes(ablation_runs, target_points / 100).items():
+        lines += [f"## {track}: variance-vs-size ablation, difference of slopes within ±{target_points:g} F1 points "
+                  "per doubling", ""]
+        if not plans:
+            lines += ["No fit to plan from (too few distinct subsets).", ""]
+            continue
+        rows = [[p.init, p.eval_protocol, f"{100 * p.difference.mean:+.1f} [{100 * p.difference.low:+.1f}, "
+                 f"{100 * p.difference.high:+.1f}]", f"{100 * (p.difference.high - p.difference.low) / 2:.1f}",
+                 p.subsets, f"{p.runs_per_subset:g}", "—" if p.runs_needed is None else p.runs_needed] for p in plans]
+        lines += [tabulate(rows, headers=["method", "evaluated by", "diversity − size now (page's interval)",
+                                          "half-width now", "subsets", "runs per subset now", "runs per subset for the target"],
+                           tablefmt="github", disable_numparse=True), ""]
+        tr = expanded[expanded["track"] == track]
+        for init, g in tr.groupby("init", sort=True):
+            need = [p.runs_needed for p in plans if p.init == init]
+            if not need:
+                continue
+            if any(n is None for n in need):
+                lines += [f"{init}: out of reach (more than {MAX_RUNS} runs per subset)."]
+                continue
+            seconds = float(ablation_run_seconds(g).median())
+            now = [p.runs_per_subset for p in plans if p.init == init][0]
+            added = max(0.0, max(need) - now) * plans[[p.init for p in plans].index(init)].subsets
+            lines += [f"{init}: {max(need)} runs per subset, {added:g} more pretraining runs with their evaluation "
+                      f"jobs, ≈ {added * seconds / 60:.0f} min at the median {seconds / 60:.1f} min per run "
+                      "(the results' own times)."]
+        rough = any(p.runs_per_subset < 2 for p in plans)
+        lines += ["", "A projection from the runs so far: it assumes added runs scatter about the fit as these do."
+                  + (" With one pretraining run per subset, that scatter is seen only through the fit's few residual "
+                     "degrees of freedom: a rough guide." if rough else ""), ""]
+    return "\n".join(lines) if lines else "no ablation results\n"

@@ -30,6 +30,10 @@ def register(sub) -> None:
                    help="write nothing; print, per track, how many pretraining runs each Δ vs imagenet would need "
                         "for a 95 %% interval of ±POINTS (macro-F1 × 100), from the variation between and within "
                         "the runs so far, and what the whole track would then cost from the results' own times")
+    p.add_argument("--plan-slopes", type=float, default=None, metavar="POINTS",
+                   help="write nothing; print, per track, how many pretraining runs per subset the variance-vs-size "
+                        "ablation would need for its difference of slopes (diversity − size) to have an interval of "
+                        "±POINTS macro-F1 points per doubling, and what the added runs would cost")
     p.add_argument("--fraction", type=float, action="append", default=None, metavar="F",
                    help="with --plan: only these label fractions (repeatable; e.g. --fraction 0.01 --fraction 0.1)")
     p.add_argument("--protocol", action="append", default=None, metavar="NAME",
@@ -46,8 +50,8 @@ def _run(args: argparse.Namespace) -> int:
     results_dir = args.results or default_results_dir()
     out_md = args.out or default_leaderboard(results_dir)
     known = known_protocol_hashes(args.protocols)
-    if args.plan is not None:
-        return _plan(results_dir, known, args.plan, args.fraction, args.protocol)
+    if args.plan is not None or args.plan_slopes is not None:
+        return _plan(results_dir, known, args.plan, args.fraction, args.protocol, args.plan_slopes)
     if args.check:
         return _check(results_dir, out_md, known, retired_protocol_hashes(args.protocols))
     from leaderboard.regenerate import regenerate, site_path
@@ -82,13 +86,18 @@ def _check(results_dir: Path, out_md: Path, known: dict[str, str], retired: dict
     return status
 
 
-def _plan(results_dir: Path, known: dict[str, str], points: float, fractions: list[float] | None,
-          protocols: list[str] | None) -> int:
+def _plan(results_dir: Path, known: dict[str, str], points: float | None, fractions: list[float] | None,
+          protocols: list[str] | None, slope_points: float | None) -> int:
     from benchmark.errors import UserError
     from leaderboard.load import load_results
-    from leaderboard.plan import render_plan
+    from leaderboard.plan import render_plan, render_slope_plan
 
-    if not 0 < points < 100:
-        raise UserError(f"--plan {points:g}: the half-width is in macro-F1 points, between 0 and 100 (e.g. --plan 5)")
-    print(render_plan(load_results(results_dir).main, known, points, fractions, protocols=protocols), end="")
+    for flag, value in (("--plan", points), ("--plan-slopes", slope_points)):
+        if value is not None and not 0 < value < 100:
+            raise UserError(f"{flag} {value:g}: the half-width is in macro-F1 points, between 0 and 100 (e.g. {flag} 5)")
+    results = load_results(results_dir)
+    if points is not None:
+        print(render_plan(results.main, known, points, fractions, protocols=protocols), end="")
+    if slope_points is not None:
+        print(render_slope_plan(results.ablation, slope_points), end="")
     return 0

@@ -231,7 +231,7 @@ def substitute(argv: list[str], data: TinyData, out: Path) -> list[str]:
             arg = str(data.get("dicom_labels"))
         elif sep and kind in kinds and not is_hub_id(kind, path):
             arg = f"{kind}:{data.get(kind)}"
-        elif not arg.startswith("-") and (REPO / arg).exists():
+        elif i > 1 and not arg.startswith("-") and (REPO / arg).exists():  # not the subcommand: `leaderboard` is a folder too
             arg = str(REPO / arg)
         assert not arg.startswith("/data/") and "..." not in arg, \
             f"no tiny stand-in for {arg!r}: teach substitute() in {__file__} what it is"

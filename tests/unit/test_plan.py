@@ -107,3 +107,83 @@ def test_cli_prints_the_plan_and_refuses_a_width_that_is_not_in_points(tmp_path,
     assert "--plan 0" in capsys.readouterr().err
     assert leaderboard(["--results", str(tmp_path / "none"), "--plan", "5"]) == 0
     assert capsys.readouterr().out == "no results\n"
+
+
+# ---- the variance-vs-size ablation ----------------------------------------------------------------
+
+SUBSETS = [("diversity", 0, 4, 256), ("diversity", 1, 8, 256), ("diversity", 2, 16, 256), ("diversity", 3, 32, 256),
+           ("size", 0, 4, 64), ("size", 1, 4, 128), ("size", 2, 4, 256)]  # (4, 256) is on both axes: 6 subsets
+
+
+def _ablation_runs(runs_per_subset: int, seed: int = 0, copies: int = 1) -> pd.DataFrame:
+    """Ablation rows as `load_results(...).ablation` has them: macro-F1 from a known design with noise per
+    pretraining run and per seed; `copies` repeats every run's values under new pretraining seeds."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for ev in ("linear_probe", "finetune"):
+        for axis, level, subjects, frames in SUBSETS:
+            for run in range(runs_per_subset):
+                base = 0.3 + 0.02 * math.log2(subjects) + 0.005 * math.log2(frames) + rng.normal(0, 0.03)
+                scores = base + rng.normal(0, 0.02, 2)
+                for copy in range(copies):
+                    for s, f1 in enumerate(scores):
+                        rows.append({"track": "trk", "init": "simclr", "protocol": "variance_vs_size", "fraction": 0.01,
+                                     "pretrain_seed": run + copy * runs_per_subset, "seed": s, "macro_f1": f1,
+                                     "protocol_hash": "h", "wall_time_s": 10.0, "pretrain_wall_time_s": 50.0,
+                                     "ablation": {"axis": axis, "level": level, "subjects": subjects, "frames": frames,
+                                                  "videos": 2 * subjects, "eval_protocol": ev}})
+    return pd.DataFrame(rows)
+
+
+def test_the_slope_plan_starts_from_the_pages_fit_and_its_scaling_holds_for_replicated_runs():
+    from leaderboard import ablation
+    from leaderboard.plan import plan_slopes, slope_half_width
+
+    runs = _ablation_runs(2)
+    plans = plan_slopes(runs, 0.01)["trk"]
+    assert [(p.init, p.eval_protocol) for p in plans] == [("simclr", "finetune"), ("simclr", "linear_probe")]
+    level = 1 - 0.05 / 2  # the page's Bonferroni over the track's two fits
+    expanded = ablation.expand(runs)
+    for p in plans:
+        g = expanded[expanded["eval_protocol"] == p.eval_protocol]
+        assert p.difference == ablation.fit_slopes(ablation.run_points(g), confidence=level).difference
+        assert (p.subsets, p.runs_per_subset) == (6, 2)
+        half = (p.difference.high - p.difference.low) / 2
+        assert slope_half_width(half, 12, 6, level, 2) == pytest.approx(half)
+        n = p.runs_needed
+        assert slope_half_width(half, 12, 6, level, n) <= 0.01 < slope_half_width(half, 12, 6, level, n - 1)
+    # The same runs three times over: the fit's interval is what the projection says for 6 runs per subset,
+    # but for the residual variance's degrees of freedom (3·RSS over 3·12 − 3 instead of RSS over 12 − 3:
+    # exact copies add no scatter, which new runs would).
+    tripled = ablation.expand(_ablation_runs(2, copies=3))
+    for p in plans:
+        g = tripled[tripled["eval_protocol"] == p.eval_protocol]
+        fit = ablation.fit_slopes(ablation.run_points(g), confidence=level)
+        projected = slope_half_width((p.difference.high - p.difference.low) / 2, 12, 6, level, 6)
+        assert (fit.difference.high - fit.difference.low) / 2 == pytest.approx(projected * math.sqrt(27 / 33), rel=1e-9)
+    assert slope_half_width(0.05, 12, 6, level, 0.5) == math.inf  # 3 points or fewer: no fit
+
+
+def test_cli_prints_the_slope_plan_with_its_cost(tmp_path, capsys):
+    from leaderboard.plan import plan_slopes, render_slope_plan
+
+    text = render_slope_plan(_ablation_runs(3), 2.0)
+    assert "difference of slopes within ±2 F1 points per doubling" in text
+    # 6 subsets × (needed − 3) added runs, each 50 s of pretraining + 2 seeds × 10 s per evaluation protocol
+    # (the subset on both axes counted once)
+    needed = max(p.runs_needed for p in plan_slopes(_ablation_runs(3), 0.02)["trk"])
+    added = 6 * (needed - 3)
+    assert f"simclr: {needed} runs per subset, {added} more pretraining runs" in text
+    assert f"≈ {added * 90 / 60:.0f} min at the median 1.5 min per run" in text
+    from leaderboard import ablation
+    from leaderboard.plan import ablation_run_seconds
+
+    per_run = ablation_run_seconds(ablation.expand(_ablation_runs(3)))
+    assert len(per_run) == 6 * 3 and set(per_run) == {90.0}  # (4 subjects, 256 frames) once, not per axis
+    assert "rough guide" not in text and "rough guide" in render_slope_plan(_ablation_runs(1), 2.0)
+    assert render_slope_plan(_ablation_runs(3).iloc[:0], 2.0) == "no ablation results\n"
+    results, protocols = make_fixture(tmp_path, protocols=("linear_probe",), fractions=(0.01,),
+                                      inits=("vicreg", "imagenet"))
+    assert leaderboard(["--results", str(results), "--protocols", str(protocols), "--plan-slopes", "2"]) == 0
+    assert "No fit to plan from (too few distinct subsets)" in capsys.readouterr().out  # its one ablation run
+    assert leaderboard(["--results", str(results), "--plan-slopes", "100"]) == 2

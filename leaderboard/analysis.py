@@ -143,17 +143,27 @@ class Delta:
         return "▲" if self.comparison.diff.mean > 0 else "▼"
 
 
+def paired_differences(own: pd.DataFrame, ref: pd.DataFrame, metric: str,
+                       keys: tuple[str, ...] = ("pretrain_seed", "seed")) -> tuple[np.ndarray, np.ndarray] | None:
+    """(own − reference per matched job, the job's pretraining seed) over jobs matched on `keys`; None
+    when no job matches."""
+    keys = list(keys)
+    joined = own[keys + [metric]].merge(ref[keys + [metric]], on=keys, suffixes=("", "_ref"))
+    if joined.empty:
+        return None
+    return (joined[metric].to_numpy(float) - joined[f"{metric}_ref"].to_numpy(float),
+            joined["pretrain_seed"].to_numpy())
+
+
 def paired_delta(own: pd.DataFrame, ref: pd.DataFrame, metric: str, keys: tuple[str, ...] = ("pretrain_seed", "seed")
                  ) -> tuple[stats.PairedComparison, int, int] | None:
     """Δ of one cell against the reference over jobs matched on `keys` (pretraining seed, seed): the
     paired t-test over the pretraining runs' mean differences (≥ 2 runs), none with a single run (its
     interval, over that run's downstream jobs, is then conditional)."""
-    keys = list(keys)
-    joined = own[keys + [metric]].merge(ref[keys + [metric]], on=keys, suffixes=("", "_ref"))
-    if joined.empty:
+    paired = paired_differences(own, ref, metric, keys)
+    if paired is None:
         return None
-    d = joined[metric].to_numpy(float) - joined[f"{metric}_ref"].to_numpy(float)
-    clusters = joined["pretrain_seed"].to_numpy()
+    d, clusters = paired
     n_pre = len(np.unique(clusters))
     if n_pre >= 2:
         means = stats.cluster_means(d, clusters)

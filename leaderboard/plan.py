@@ -22,7 +22,7 @@ import pandas as pd
 from scipy import stats as sps
 
 from leaderboard import stats
-from leaderboard.analysis import REFERENCE_INIT, Table, cell_runs, compared_inits
+from leaderboard.analysis import REFERENCE_INIT, Table, cell_runs, compared_inits, paired_differences
 
 MAX_RUNS = 1000  # beyond this a target is reported as out of reach
 
@@ -93,13 +93,10 @@ def plan_cells(track_tables: list[Table], target: float, metric: str = "macro_f1
                 continue
             ref = cell_runs(table.runs, reference, fraction)
             for init in compared_inits(table, reference):
-                keys = ["pretrain_seed", "seed"]
-                joined = cell_runs(table.runs, init, fraction)[keys + [metric]].merge(
-                    ref[keys + [metric]], on=keys, suffixes=("", "_ref"))
-                clusters = joined["pretrain_seed"].to_numpy()
-                if len(np.unique(clusters)) < 2:
+                paired = paired_differences(cell_runs(table.runs, init, fraction), ref, metric)  # as the page pairs
+                if paired is None or len(np.unique(paired[1])) < 2:
                     continue
-                d = joined[metric].to_numpy(float) - joined[f"{metric}_ref"].to_numpy(float)
+                d, clusters = paired
                 between, within, seeds = variance_components(d, clusters)
                 now = stats.mean_ci(stats.cluster_means(d, clusters))
                 out.append(CellPlan(table.key.protocol, init, float(fraction), len(np.unique(clusters)), seeds,
@@ -127,14 +124,11 @@ def costs(runs: pd.DataFrame, cells: list[CellPlan]) -> list[Cost]:
     """The cost of each init of a track's current runs, now and with the runs `cells` ask for. An init's
     planned runs are the most any of its cells needs; every baseline gets the most any init needs (a Δ
     pairs a run with the baselines' block of the same pretraining seed). Runs never go below today's."""
-    need: dict[str, int | None] = {}
+    by_init: dict[str, list[int | None]] = {}
     for c in cells:
-        if c.init in need and need[c.init] is None:
-            continue
-        need[c.init] = None if c.runs_needed is None else max(need.get(c.init) or 0, c.runs_needed)
-    reachable = [n for n in need.values() if n is not None]
-    unreachable = any(n is None for n in need.values())
-    baseline_need = None if unreachable else max(reachable, default=0)
+        by_init.setdefault(c.init, []).append(c.runs_needed)
+    need = {init: None if None in ns else max(ns) for init, ns in by_init.items()}
+    baseline_need = None if None in need.values() else max(need.values(), default=0)
     out = []
     kinds = runs.drop_duplicates("init").set_index("init")["init_kind"]
     for init, df in runs.groupby("init", sort=True):
@@ -281,16 +275,16 @@ def render_slope_plan(ablation_runs: pd.DataFrame, target_points: float) -> str:
                            tablefmt="github", disable_numparse=True), ""]
         tr = expanded[expanded["track"] == track]
         for init, g in tr.groupby("init", sort=True):
-            need = [p.runs_needed for p in plans if p.init == init]
-            if not need:
+            mine = [p for p in plans if p.init == init]
+            if not mine:
                 continue
-            if any(n is None for n in need):
+            if any(p.runs_needed is None for p in mine):
                 lines += [f"{init}: out of reach (more than {MAX_RUNS} runs per subset)."]
                 continue
+            need = max(p.runs_needed for p in mine)
             seconds = float(ablation_run_seconds(g).median())
-            now = [p.runs_per_subset for p in plans if p.init == init][0]
-            added = max(0.0, max(need) - now) * plans[[p.init for p in plans].index(init)].subsets
-            lines += [f"{init}: {max(need)} runs per subset, {added:g} more pretraining runs with their evaluation "
+            added = max(0.0, need - mine[0].runs_per_subset) * mine[0].subsets
+            lines += [f"{init}: {need} runs per subset, {added:g} more pretraining runs with their evaluation "
                       f"jobs, ≈ {added * seconds / 60:.0f} min at the median {seconds / 60:.1f} min per run "
                       "(the results' own times)."]
         rough = any(p.runs_per_subset < 2 for p in plans)

@@ -15,9 +15,14 @@ from __future__ import annotations
 
 
 def configure(device_type: str) -> dict:
-    """Set the deterministic path for `device_type` and return what a result records of it."""
+    """Set the deterministic path for `device_type` and return what a result records of it: the
+    threads, whether the path is deterministic, and the machine (`benchmark.device.machine_record`),
+    which decides whether a rerun elsewhere can agree to the bit."""
     import torch
+
+    from benchmark.device import machine_record
 
     if device_type == "cpu":
         torch.use_deterministic_algorithms(True, warn_only=True)
-    return {"threads": torch.get_num_threads(), "deterministic": device_type == "cpu"}
+    return {"threads": torch.get_num_threads(), "deterministic": device_type == "cpu",
+            "machine": machine_record(device_type)}

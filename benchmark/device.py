@@ -47,3 +47,53 @@ def channels_last(device: torch.device | str, cpu_memory_format: str) -> bool:
         raise ValueError(f"cpu_memory_format must be one of {', '.join(CPU_MEMORY_FORMATS)}, "
                          f"got {cpu_memory_format!r}")
     return torch.device(device).type == "cpu" and cpu_memory_format == "channels_last"
+
+
+# Environment variables that change a CPU's arithmetic without changing the machine: MKL's and ATen's
+# instruction-set caps, MKL's conditional-reproducibility mode, and the thread counts (which fix how
+# reductions are split).
+ARITHMETIC_ENV = ("MKL_ENABLE_INSTRUCTIONS", "MKL_CBWR", "ATEN_CPU_CAPABILITY", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def machine_record(device: torch.device | str = "cpu") -> dict:
+    """What makes two machines' floating point differ, as results and checkpoints record it: the CPU
+    (vendor, model), the instruction set torch's kernels use, the BLAS and oneDNN builds, the intra-op
+    threads, the environment variables that change them (`ARITHMETIC_ENV`, where set), and the GPU
+    with its CUDA and cuDNN versions when one is used. Two runs of one job agree to the bit only on
+    machines whose records agree (and on a CPU; GPU kernels are not bitwise reproducible)."""
+    import re
+
+    info = _cpuinfo()
+    config = torch.__config__.show()
+    blas = re.search(r"BLAS_INFO=(\w+)", config)
+    mkl = re.search(r"Math Kernel Library Version ([\w.]+)", config)
+    onednn = re.search(r"MKL-DNN v([\w.]+)", config)
+    record = {
+        "cpu_vendor": info.get("vendor_id") or platform.machine(),
+        "cpu_model": info.get("model name") or platform.processor() or platform.machine(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "blas": (blas.group(1) + (f" {mkl.group(1)}" if mkl and blas.group(1) == "mkl" else "")) if blas else "unknown",
+        "onednn": onednn.group(1) if onednn else "none",
+        "threads": torch.get_num_threads(),
+        "env": {name: os.environ[name] for name in ARITHMETIC_ENV if name in os.environ},
+    }
+    if torch.device(device).type == "cuda":
+        record.update(gpu=torch.cuda.get_device_name(device), cuda=torch.version.cuda or "unknown",
+                      cudnn=str(torch.backends.cudnn.version()))
+    return record
+
+
+def _cpuinfo() -> dict:
+    """The first processor's fields of /proc/cpuinfo ({} where there is none)."""
+    out: dict[str, str] = {}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if not line.strip():
+                    break
+                key, sep, value = line.partition(":")
+                if sep:
+                    out[key.strip()] = value.strip()
+    except OSError:
+        pass
+    return out

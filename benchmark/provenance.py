@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import datetime as _dt
 import functools
+import os
 import platform
+import re
 import shlex
 import shutil
 import subprocess
@@ -83,6 +85,43 @@ def provenance(*, dataset_fingerprints: dict[str, str], device: str, gpu: bool, 
         "gpu": gpu,
         "wall_time_s": round(float(wall_time_s), 3),
         "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-        "command": command if command is not None else shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        "command": command if command is not None else portable_command(sys.argv),
         "sslbench_version": sslbench_version(),
     }
+
+
+# The folders a command names by their role, not by where they were on the machine that ran it: a result
+# says how to make it again anywhere, and does not publish the folders of whoever made it.
+FOLDER_ROLES = {"--results-dir": "RESULTS_DIR", "--runs-dir": "RUNS_DIR", "--run-dir": "RUNS_DIR",
+                "--cache-dir": "CACHE_DIR", "--out": "OUT_DIR", "--work-dir": "WORK_DIR"}
+# An absolute path at the start of an argument or after `kind:` / `NAME=` (`videos:/data/clips`), to its end.
+_ABSOLUTE = re.compile(r"(^|(?<=[:=]))(/.*)$")
+
+
+def portable_command(argv: list[str]) -> str:
+    """The command line as a result records it: the program as `sslbench` (also when run as
+    `python -m benchmark`), the folders of `FOLDER_ROLES` as their role, and any other absolute path as
+    its last component under `...` (`videos:.../fetal_clips`), or relative to this repository when it
+    lies inside it."""
+    out, args, i = [], list(argv[1:]), 0
+    while i < len(args):
+        flag, eq, _value = args[i].partition("=")
+        if flag in FOLDER_ROLES:
+            if eq:
+                out.append(f"{flag}={FOLDER_ROLES[flag]}")
+            else:
+                out.append(flag)
+                if i + 1 < len(args):
+                    out.append(FOLDER_ROLES[flag])
+                    i += 1
+        else:
+            out.append(_ABSOLUTE.sub(lambda m: _portable_path(m.group(2)), args[i]))
+        i += 1
+    return shlex.join(["sslbench", *out])
+
+
+def _portable_path(path: str) -> str:
+    p = Path(os.path.normpath(path))
+    if p.is_relative_to(REPO_ROOT):
+        return p.relative_to(REPO_ROOT).as_posix() or "."
+    return f".../{p.name}" if p.name else "..."

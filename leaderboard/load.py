@@ -11,7 +11,14 @@ from pathlib import Path
 import pandas as pd
 
 from leaderboard.errors import ResultFileError, ResultsError
-from leaderboard.results import IN_SCANNER_TEST, find_result_files, job_variant, read_json, schema_errors
+from leaderboard.results import (
+    IN_SCANNER_TEST,
+    find_result_files,
+    job_variant,
+    machine_text,
+    read_json,
+    schema_errors,
+)
 
 # What identifies one job; `variant` tells apart the runs of an ablation (subset × evaluation protocol).
 JOB_COLUMNS = ["track", "init", "protocol", "variant", "fraction", "pretrain_seed", "seed"]
@@ -19,7 +26,7 @@ COLUMNS = [
     "path", "track", "pretrain_dataset", "downstream_dataset", "backbone", "resolution", "preset",
     "init", "init_kind", "family", "checkpoint_hash", "protocol", "protocol_version", "protocol_hash",
     "variant", "fraction", "pretrain_seed", "seed", "macro_f1", "balanced_accuracy", "accuracy", "n_test", "per_class_f1",
-    "class_names", "confusion_matrix", "val_macro_f1", "git_sha", "git_dirty", "device", "gpu",
+    "class_names", "confusion_matrix", "val_macro_f1", "git_sha", "git_dirty", "device", "machine", "gpu",
     "wall_time_s", "pretrain_wall_time_s", "fp_pretrain", "fp_downstream", "command", "ablation", "diagnostics", "train",
     "data_pretrain", "data_downstream", "skipped_pretrain", "skipped_downstream",
     "scanner", "in_scanner_macro_f1",
@@ -46,6 +53,7 @@ def flatten(result: dict, path: Path | str) -> dict:
         "per_class_f1": dict(test["per_class_f1"]), "class_names": tuple(result["class_names"]),
         "confusion_matrix": test["confusion_matrix"], "val_macro_f1": float(result["metrics"]["val"]["macro_f1"]),
         "git_sha": prov["git_sha"], "git_dirty": bool(prov["git_dirty"]), "device": prov["device"],
+        "machine": machine_text(prov),
         "gpu": bool(prov.get("gpu", False)), "wall_time_s": float(prov["wall_time_s"]),
         "pretrain_wall_time_s": float((init.get("pretrain") or {}).get("wall_time_s", float("nan"))),
         "fp_pretrain": fps.get("pretrain"), "fp_downstream": fps["downstream"],

@@ -572,9 +572,15 @@ def provenance_section(page: Page) -> list[str]:
                  _distinct(df["fp_pretrain"].dropna(), lambda v: f"`{str(v)[:12]}`") or "—"],
                 ["code (git SHA)", _distinct(code, lambda v: f"`{v}`")],
                 ["devices", _distinct(df["device"])],
+                ["machines (CPU, instruction set, BLAS, threads)", _distinct(df["machine"])],
                 ["compute", f"{gpu_hours:.2f} GPU-hours, {cpu_hours:.2f} CPU-hours, {len(df)} runs"],
                 ["solver", solver_text(df)]]
         lines += [f"### `{track}`", ""] + markdown_table(rows, ["", "values (runs)"]) + [""]
+        if df["machine"].nunique() > 1:
+            lines += [f"The runs of this track come from {df['machine'].nunique()} kinds of machine (or from "
+                      "results that did not record theirs). A CPU run reproduces to the bit only on the kind of "
+                      "machine that made it; elsewhere the same command gives other checkpoints and other numbers "
+                      "within the spread between pretraining runs.", ""]
     return lines
 
 

@@ -185,6 +185,25 @@ def ablation_record(record: dict, *, key: str, protocol: dict, **varied: dict) -
             **varied}
 
 
+def machine_text(provenance: dict) -> str:
+    """The kind of machine a result was made on, in a few words: the GPU if one was used, the CPU model,
+    the instruction set torch's kernels used, the BLAS, the threads and any environment variable set to
+    change them (`provenance.machine`, benchmark.device.machine_record). Two CPU runs of one job agree to
+    the bit only where this text agrees. Results made before machines were recorded say what they
+    recorded: the device and the threads."""
+    machine = provenance.get("machine")
+    if not machine:
+        return (f"{provenance.get('device', '?')}, {provenance.get('threads', '?')} threads "
+                "(instruction set and BLAS not recorded)")
+    parts = [machine.get("cpu_model", "?"), machine.get("cpu_capability", "?"), machine.get("blas", "?"),
+             f"{machine.get('threads', '?')} threads"]
+    if machine.get("gpu"):
+        parts.insert(0, f"{machine['gpu']} (CUDA {machine.get('cuda', '?')})")
+    env = machine.get("env") or {}
+    parts += [f"{k}={v}" for k, v in sorted(env.items()) if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")]
+    return ", ".join(parts)
+
+
 # ------------------------------------------------------------------------------------ files
 
 def write_result(path: Path, record: dict) -> Path:

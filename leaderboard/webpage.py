@@ -149,6 +149,7 @@ def provenance_cell(cell_runs: pd.DataFrame) -> str:
     items = [("protocol", f"v{cell_runs['protocol_version'].iloc[0]} `{cell_runs['protocol_hash'].iloc[0][:12]}`"),
              ("code (git SHA)", render._distinct(code, lambda v: f"`{v}`")),
              ("devices", render._distinct(cell_runs["device"])),
+             ("machines", render._distinct(cell_runs["machine"])),
              ("downstream data", render._distinct(cell_runs["fp_downstream"], lambda v: f"`{str(v)[:12]}`")),
              ("pretraining data", render._distinct(cell_runs["fp_pretrain"].dropna(),
                                                    lambda v: f"`{str(v)[:12]}`") or "—"),

@@ -11,20 +11,16 @@ Run folder `<run_dir>/<method>-<key12>/` (the key covers everything that determi
     encoder.safetensors     the final encoder (benchmark.checkpoint format) — its presence marks
                             the run as finished; the training state is then removed
 
-The `random` baseline is made here too, as a run of zero steps: the backbone's random weights
-(from a seed stream no SSL run starts from) with BatchNorm statistics estimated on the same pool,
-so it is compared with SSL checkpoints on equal terms.
+How a finished encoder gets its BatchNorm statistics and diagnostics, and the `random` baseline (a
+run of zero steps), are in benchmark.pretrain.finish.
 """
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
-import os
 import shutil
 import signal
-import sys
 import threading
 import time
 from pathlib import Path
@@ -34,31 +30,14 @@ import numpy as np
 from benchmark.data.cache import FrameCache
 from benchmark.errors import Terminated, UserError
 from benchmark.pretrain.config import EARLIER_CPU_MEMORY_FORMAT, ENGINE_VERSION, PretrainConfig
+from benchmark.pretrain.finish import FINAL_NAME, exclusive, finish_encoder
+from benchmark.pretrain.sampler import pretraining_positions
 
 CHECKPOINT_EVERY_STEPS = 100
-FINAL_NAME = "encoder.safetensors"
 
 
 def run_folder(cfg: PretrainConfig, key: str, run_dir: Path) -> Path:
     return Path(run_dir) / f"{cfg.method}-{key[:12]}"
-
-
-def pretraining_positions(cfg: PretrainConfig, pool: FrameCache,
-                          frame_positions: np.ndarray | None = None) -> np.ndarray:
-    """Cache rows to pretrain on: `frame_positions`, else the pool's `pretrain` split (never a
-    downstream test frame), thinned evenly to `limit_frames`."""
-    if frame_positions is not None:
-        positions = np.unique(np.asarray(frame_positions, dtype=np.int64))
-        if len(positions) and (positions[0] < 0 or positions[-1] >= len(pool.index)):
-            raise UserError(f"frame_positions must be row numbers of the pool (0..{len(pool.index) - 1})")
-    else:
-        positions = pool.split_positions("pretrain")
-        if len(positions) == 0:
-            raise UserError(f"the cache {pool.root} has no frames in the 'pretrain' split; pretrain on a "
-                            "dataset prepared with role pretrain")
-    if cfg.limit_frames is not None and cfg.limit_frames < len(positions):
-        positions = positions[np.unique(np.linspace(0, len(positions) - 1, cfg.limit_frames).round().astype(int))]
-    return positions
 
 
 def data_fingerprint(pool: FrameCache, positions: np.ndarray, frame_positions: np.ndarray | None) -> str:
@@ -75,14 +54,14 @@ def pretrain(cfg: PretrainConfig, pool: FrameCache, run_dir: Path, resume: bool 
     `frame_placement` (auto | resident | streamed) picks the GPU input path (benchmark.pretrain.loader);
     it changes the speed, never the result."""
     cfg.validate()
-    positions = pretraining_positions(cfg, pool, frame_positions)
+    positions = pretraining_positions(pool, cfg.limit_frames, frame_positions)
     data_fp = data_fingerprint(pool, positions, frame_positions)
     key = cfg.key(data_fp)
     folder = run_folder(cfg, key, run_dir)
     final = folder / FINAL_NAME
     if final.exists():
         return final
-    with _exclusive(folder):
+    with exclusive(folder):
         if final.exists():  # another process finished it while we waited
             return final
         with _quiet_lightning():
@@ -111,23 +90,6 @@ def _quiet_lightning():
     finally:
         for lg, level in zip(loggers, levels, strict=True):
             lg.setLevel(level)
-
-
-@contextlib.contextmanager
-def _exclusive(folder: Path):
-    """One process trains a run folder at a time (e.g. two grid shards needing the same checkpoint:
-    the second waits, then finds it done). Ranks > 0 of a DDP launch skip the lock: rank 0 holds it
-    and waits for them."""
-    if int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0"))) != 0:
-        yield
-        return
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / ".lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _train(cfg: PretrainConfig, pool: FrameCache, positions: np.ndarray, data_fp: str, key: str, folder: Path,
@@ -302,77 +264,6 @@ def _sigterm_at_step_end():
 
 def _noted_by_lightning(signum, frame) -> None:
     """Lightning's SIGTERM handler, chained before this one, has recorded the signal."""
-
-
-def finish_encoder(encoder, start_state: dict | None, cfg: PretrainConfig, pool: FrameCache,
-                   positions: np.ndarray, folder: Path, progress: bool = True) -> dict:
-    """Give a finished encoder BatchNorm statistics estimated on the clean pool (the running averages
-    of training are over augmented views and lag the weights), measure what pretraining did against
-    `start_state` (None: nothing was trained, as for the random baseline), write diagnostics.json
-    and say it; returns the diagnostics."""
-    from benchmark.backbones import build_backbone
-    from benchmark.pretrain import diagnostics as dg
-
-    frames = pool.frames[dg.evenly_spaced(positions, dg.BATCHNORM_FRAMES)]
-    device = next(encoder.parameters()).device
-    data = dg.diagnostic_data(pool.index, pool.frames, positions)
-    dg.estimate_batchnorm(encoder, frames, cfg.resolution, device=device)
-    after = dg.snapshot(encoder, data, cfg.resolution)
-    if start_state is None:
-        change, before = 0.0, after
-    else:
-        initial = build_backbone(cfg.backbone, init="random").to(device)
-        initial.load_state_dict(start_state)
-        dg.estimate_batchnorm(initial, frames, cfg.resolution, device=device)
-        change, before = dg.encoder_change(start_state, encoder.state_dict()), dg.snapshot(initial, data, cfg.resolution)
-    diag = {"encoder_change": round(change, 6), "before": before, "after": after, "frames": int(len(data.frames)),
-            "knn": {"k": dg.KNN_K, "temperature": dg.KNN_TEMPERATURE}}
-    diag["problems"] = dg.problems(diag) if start_state is not None else []
-    (folder / "diagnostics.json").write_text(json.dumps(diag, indent=1) + "\n")
-    if progress:
-        print(dg.summary_line(cfg.method, diag), file=sys.stderr)
-        for problem in diag["problems"]:
-            print(f"warning: {cfg.method}: {problem}", file=sys.stderr)
-    return diag
-
-
-# The random baseline of pretraining seed s draws its weights from torch seed RANDOM_SEED_BASE + s:
-# a stream no SSL run starts from (SSL runs seed with s itself), so no SSL row is the baseline's network.
-RANDOM_SEED_BASE = 1_000_000
-
-
-def random_baseline(backbone: str, resolution: int, seed: int, pool: FrameCache, run_dir: Path,
-                    progress: bool = True) -> Path:
-    """The `random` init of pretraining seed `seed` as a checkpoint: random weights, BatchNorm
-    statistics estimated on the pool's pretraining frames (no gradient step). Made once, keyed."""
-    import torch
-
-    from benchmark.backbones import build_backbone
-    from benchmark.checkpoint import save_encoder
-
-    cfg = PretrainConfig(method="random", backbone=backbone, resolution=resolution, seed=seed, steps=1).validate()
-    positions = pretraining_positions(cfg, pool)
-    key = hashlib.sha256(json.dumps({"baseline": "random", "backbone": backbone, "resolution": resolution,
-                                     "seed": seed, "data": pool.fingerprint, "engine": ENGINE_VERSION},
-                                    sort_keys=True).encode()).hexdigest()
-    folder = Path(run_dir) / f"random-{key[:12]}"
-    final = folder / FINAL_NAME
-    if final.exists():
-        return final
-    with _exclusive(folder):
-        if final.exists():
-            return final
-        started = time.time()
-        torch.manual_seed(RANDOM_SEED_BASE + seed)
-        encoder = build_backbone(backbone, init="random")
-        diagnostics = finish_encoder(encoder, None, cfg, pool, positions, folder, progress=progress)
-        meta = {"method": "random", "backbone": backbone, "init": "random", "resolution": resolution, "steps": 0,
-                "seed": seed, "weights_seed": RANDOM_SEED_BASE + seed, "data_fingerprint": pool.fingerprint,
-                "data_subset_fingerprint": pool.fingerprint, "frames": int(len(positions)), "config_key": key,
-                "engine_version": ENGINE_VERSION, "wall_time_s": round(time.time() - started, 1),
-                "diagnostics": diagnostics}
-        save_encoder(final, encoder, meta)
-    return final
 
 
 def _loader_factory(module, trainer, pool: FrameCache, positions: np.ndarray, cfg: PretrainConfig,

@@ -9,11 +9,15 @@ uninterrupted run would have seen from s on.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from benchmark.errors import UserError
+
+if TYPE_CHECKING:
+    from benchmark.data.cache import FrameCache
 
 
 @dataclass(frozen=True)
@@ -101,3 +105,21 @@ class PairSampler:
         pick = lo + np.floor(rng.random(len(at)) * np.maximum(width, 1)).astype(np.int64)
         pick = np.where(width > 0, pick + (pick >= at), at)
         return anchors, self._sorted_pos[pick]
+
+
+def pretraining_positions(pool: FrameCache, limit_frames: int | None = None,
+                          frame_positions: np.ndarray | None = None) -> np.ndarray:
+    """Cache rows to pretrain on: `frame_positions`, else the pool's `pretrain` split (never a
+    downstream test frame), thinned evenly to `limit_frames` (a run's `PretrainConfig.limit_frames`)."""
+    if frame_positions is not None:
+        positions = np.unique(np.asarray(frame_positions, dtype=np.int64))
+        if len(positions) and (positions[0] < 0 or positions[-1] >= len(pool.index)):
+            raise UserError(f"frame_positions must be row numbers of the pool (0..{len(pool.index) - 1})")
+    else:
+        positions = pool.split_positions("pretrain")
+        if len(positions) == 0:
+            raise UserError(f"the cache {pool.root} has no frames in the 'pretrain' split; pretrain on a "
+                            "dataset prepared with role pretrain")
+    if limit_frames is not None and limit_frames < len(positions):
+        positions = positions[np.unique(np.linspace(0, len(positions) - 1, limit_frames).round().astype(int))]
+    return positions

@@ -86,18 +86,19 @@ def _pool(splits: list[str]):
 def test_pretraining_frames_default_to_the_pretrain_split_and_subsets_change_the_data_key():
     import numpy as np
 
-    from benchmark.pretrain.run import data_fingerprint, pretraining_positions
+    from benchmark.pretrain.run import data_fingerprint
+    from benchmark.pretrain.sampler import pretraining_positions
 
     pool = _pool(["pretrain"] * 10 + ["test"] * 5)
     cfg = PretrainConfig(method="vicreg")
-    assert list(pretraining_positions(cfg, pool)) == list(range(10))  # never a test frame
-    thinned = pretraining_positions(PretrainConfig(method="vicreg", limit_frames=4), pool)
+    assert list(pretraining_positions(pool, cfg.limit_frames)) == list(range(10))  # never a test frame
+    thinned = pretraining_positions(pool, PretrainConfig(method="vicreg", limit_frames=4).limit_frames)
     assert list(thinned) == [0, 3, 6, 9]
-    subset = pretraining_positions(cfg, pool, np.array([4, 2, 2]))
+    subset = pretraining_positions(pool, cfg.limit_frames, np.array([4, 2, 2]))
     assert list(subset) == [2, 4]
-    assert data_fingerprint(pool, subset, subset) != data_fingerprint(pool, pretraining_positions(cfg, pool), None)
+    assert data_fingerprint(pool, subset, subset) != data_fingerprint(pool, pretraining_positions(pool, cfg.limit_frames), None)
     assert data_fingerprint(pool, subset, subset) == data_fingerprint(pool, np.array([2, 4]), np.array([2, 4]))
     with pytest.raises(UserError, match="row numbers of the pool"):
-        pretraining_positions(cfg, pool, np.array([99]))
+        pretraining_positions(pool, cfg.limit_frames, np.array([99]))
     with pytest.raises(UserError, match="no frames in the 'pretrain' split"):
-        pretraining_positions(cfg, _pool(["train", "test"]))
+        pretraining_positions(_pool(["train", "test"]), cfg.limit_frames)

@@ -182,3 +182,41 @@ def test_a_method_without_a_loss_says_so():
 
     with pytest.raises(NotImplementedError, match="NoLoss must implement loss"):
         NoLoss(encoder=None).loss([])
+
+
+@pytest.mark.parametrize("argv, recorded", [
+    (["/work/x/benchmark/__main__.py", "bench", "--method", "vicreg", "--preset", "cpu", "--results-dir",
+      "/work/scratch/v2/results", "--runs-dir=/work/scratch/v2/runs", "--cache-dir", "/home/me/.cache/s"],
+     "sslbench bench --method vicreg --preset cpu --results-dir RESULTS_DIR --runs-dir=RUNS_DIR --cache-dir CACHE_DIR"),
+    (["sslbench", "bench", "--method", "barlowtwins", "--dataset", "videos:/data/fetal clips/", "--downstream",
+      "fetal_planes_db:/mnt/FPDB", "-o", "subjects=3"],
+     "sslbench bench --method barlowtwins --dataset 'videos:.../fetal clips' --downstream fetal_planes_db:.../FPDB "
+     "-o subjects=3"),
+    (["sslbench", "run", "--checkpoint", f"mine={REPO}/runs/pretrain/x/encoder.safetensors", "--out", "/tmp/o"],
+     "sslbench run --checkpoint mine=runs/pretrain/x/encoder.safetensors --out OUT_DIR"),
+    (["sslbench", "evaluate", "--checkpoint", "/", "--results-dir"], "sslbench evaluate --checkpoint ... --results-dir"),
+])
+def test_the_recorded_command_names_folders_by_their_role_not_their_place(argv, recorded):
+    assert provenance.portable_command(argv) == recorded
+    assert "/work" not in recorded and "/home" not in recorded and "/data" not in recorded
+
+
+def test_the_machine_record_names_what_makes_floating_point_differ(monkeypatch):
+    import torch
+
+    from benchmark.device import machine_record
+    from leaderboard.results import machine_text
+
+    monkeypatch.setenv("MKL_ENABLE_INSTRUCTIONS", "SSE4_2")
+    monkeypatch.delenv("ATEN_CPU_CAPABILITY", raising=False)
+    record = machine_record("cpu")
+    assert record["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert record["threads"] == torch.get_num_threads() and record["blas"].split()[0] in ("mkl", "open", "openblas",
+                                                                                          "accelerate", "unknown")
+    assert record["env"]["MKL_ENABLE_INSTRUCTIONS"] == "SSE4_2" and "ATEN_CPU_CAPABILITY" not in record["env"]
+    assert record["cpu_model"] and record["cpu_vendor"] and "gpu" not in record
+    kind = machine_text({"machine": record, "device": "ignored"})
+    assert kind.startswith(f"{record['cpu_model']}, {record['cpu_capability']}, {record['blas']}") and \
+        kind.endswith("MKL_ENABLE_INSTRUCTIONS=SSE4_2")
+    assert machine_text({"device": "CPU: AMD EPYC (2 cores)", "threads": 2}) == \
+        "CPU: AMD EPYC (2 cores), 2 threads (instruction set and BLAS not recorded)"

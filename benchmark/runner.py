@@ -13,12 +13,16 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from benchmark.errors import UserError
 from leaderboard.atomic import remove_stale_temp_files
 from leaderboard.results import result_key, write_result
+
+if TYPE_CHECKING:
+    from benchmark.reference import ResultSlots
 
 # Exit status when a deadline stopped the work before the end: EX_TEMPFAIL of sysexits.h (a temporary
 # condition; run the same command again to continue), for schedulers that requeue.
@@ -104,14 +108,19 @@ def is_finished(job: Job) -> bool:
 
 
 def run_jobs(jobs: Sequence[Job], *, force: bool = False, shard: tuple[int, int] | None = None,
-             progress: bool = True, title: str = "jobs", deadline: Deadline | None = None) -> RunSummary:
+             progress: bool = True, title: str = "jobs", deadline: Deadline | None = None,
+             slots: ResultSlots | None = None) -> RunSummary:
     """Run the jobs of `shard` that are not finished yet (all of them with `force`). With a
     `deadline`, a job starts only if the longest job of this run so far would still fit (jobs of
-    one grid differ, e.g. a 1 % probe and a 100 % fine-tune: the longest errs on the safe side)."""
+    one grid differ, e.g. a 1 % probe and a 100 % fine-tune: the longest errs on the safe side).
+    `slots` (benchmark.reference) moves a job whose slot holds a committed result of another key to
+    the user's own results folder, where it is looked up and written."""
     keys = [j.key for j in jobs]
     if len(set(keys)) != len(keys):
         raise ValueError("two jobs share one key; a job list must not repeat a job")
     mine = select_shard(jobs, shard)
+    if slots is not None:
+        mine = [replace(j, output=slots.place(j.output, j.key)) for j in mine]
     for folder in {j.output.parent for j in mine}:
         remove_stale_temp_files(folder)
     todo = [j for j in mine if force or not is_finished(j)]

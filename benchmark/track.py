@@ -40,6 +40,18 @@ class TrackContext:
     cache_dir: str | None
     pretrain_on_error: str = "fail"
     downstream_on_error: str = "fail"
+    replace_reference: bool = False
+    _slots: object = field(default=None, init=False, repr=False, compare=False)
+
+    @property
+    def slots(self):
+        """Where the track's jobs write (benchmark.reference): committed results of other keys are
+        left as they are, and this run's go to `<runs>/results` instead (unless `replace_reference`)."""
+        from benchmark.reference import ResultSlots
+
+        if self._slots is None:
+            self._slots = ResultSlots(self.results_dir, self.runs_dir / "results", replace=self.replace_reference)
+        return self._slots
 
     def downstream_cache(self):
         from benchmark.data.cache import prepare, say_skipped
@@ -64,7 +76,8 @@ def track_context(preset: str = "auto", *, dataset: str | None = None, downstrea
                   downstream_settings: SourceSettings | None = None, protocols: list[str] | None = None,
                   results_dir: Path | None = None, runs_dir: Path | None = None, cache_dir: str | None = None,
                   need_pretrain_data: bool = True, track_name: str | None = None,
-                  data_table: str | None = None, new_results: bool = True) -> TrackContext:
+                  data_table: str | None = None, new_results: bool = True,
+                  replace_reference: bool = False) -> TrackContext:
     """Preset → sources, track, protocols and folders; fails early on bad input or an unwritable
     results folder, before any work. `dataset`/`downstream` replace the preset's data; `pretrain` are
     the settings of the pretraining source (`--dataset`, or the preset's; they also reach its
@@ -73,7 +86,8 @@ def track_context(preset: str = "auto", *, dataset: str | None = None, downstrea
     the data, backbone, resolution and preset. `data_table`: an ablation whose `[data.<name>]` table of
     the preset adds settings to the preset's downstream source (the command line's still win).
     `new_results`: the command will write result files, so the code must be a git checkout (their
-    provenance names its commit)."""
+    provenance names its commit). `replace_reference`: write over committed results whose job keys
+    differ (benchmark.reference) instead of beside them in the runs folder."""
     from benchmark.data.spec import parse_dataset_spec
     from benchmark.folders import default_runs_dir, ensure_writable
     from leaderboard.results import default_results_dir
@@ -135,7 +149,7 @@ def track_context(preset: str = "auto", *, dataset: str | None = None, downstrea
     return TrackContext(preset_name=preset_name, preset=preset, track=track, pretrain_source=pre,
                         downstream_source=down, protocols=specs, results_dir=results_dir,
                         runs_dir=runs_dir, cache_dir=cache_dir, pretrain_on_error=pre_error,
-                        downstream_on_error=down_error)
+                        downstream_on_error=down_error, replace_reference=replace_reference)
 
 
 def parse_methods(text: str, *, baselines: bool) -> tuple[list[str], list[str]]:
@@ -195,7 +209,7 @@ def pretrained_init(ctx: TrackContext, method: str, pool, seed: int, progress: b
 def baseline_inits(ctx: TrackContext, name: str, pool, progress: bool = True) -> list:
     """The baseline `name` in every pretraining-seed block: imagenet's weights in each; for random, the
     random network of that seed with BatchNorm statistics estimated on the pool (made once, keyed)."""
-    from benchmark.pretrain.run import random_baseline
+    from benchmark.pretrain.finish import random_baseline
     from protocols.grid import checkpoint_init, imagenet_init
 
     backbone = ctx.preset["backbone"]
@@ -287,10 +301,28 @@ def run_grid(ctx: TrackContext, inits: list, downstream, *, force: bool = False,
 
     grid = build_grid(inits, ctx.protocols, ctx.track, downstream, ctx.results_dir, pool=pool)
     jobs = runner_jobs(grid, downstream, ctx.runs_dir)
-    summary = run_jobs(jobs, force=force, shard=shard, title=f"{ctx.track.id}", deadline=deadline)
+    summary = run_jobs(jobs, force=force, shard=shard, title=f"{ctx.track.id}", deadline=deadline, slots=ctx.slots)
     print(f"{ctx.track.id}: {len(summary.done)} jobs run in {summary.seconds:.0f} s, "
           f"{summary.skipped} already finished; results in {ctx.results_dir / ctx.track.id}", file=sys.stderr)
+    say_reproduction(ctx)
     return summary
+
+
+def say_reproduction(ctx: TrackContext) -> Path | None:
+    """When this run's results differ from committed ones they were not written over, print the
+    reproduction report (benchmark.reference) and keep it as REPRODUCTION.md beside those results;
+    returns its path (None: nothing differed)."""
+    from benchmark.device import default_device, machine_record
+    from benchmark.reference import reproduction_report
+    from leaderboard.atomic import atomic_write_text
+
+    report = reproduction_report(ctx.slots, machine_record(default_device()))
+    if not report:
+        return None
+    path = ctx.slots.local_dir / ctx.track.id / "REPRODUCTION.md"
+    atomic_write_text(path, report)
+    print(f"\n{report}\n(kept as {path})", file=sys.stderr, flush=True)
+    return path
 
 
 def refresh_leaderboard(results_dir: Path) -> None:
@@ -397,13 +429,15 @@ def variance_vs_size(ctx: TrackContext, methods: str | None = None, protocols: l
         init = checkpoint_init(method, ckpt, seed, family=get_method(method).family)
         jobs = vvs.ablation_jobs(spec, method, subset, init, evals, ctx.track, downstream, pool.fingerprint,
                                  ctx.results_dir, ctx.runs_dir)
-        summary = run_jobs(jobs, force=force, title=f"{method} {subset.tag} pretrain-seed{seed}", deadline=deadline)
+        summary = run_jobs(jobs, force=force, title=f"{method} {subset.tag} pretrain-seed{seed}", deadline=deadline,
+                           slots=ctx.slots)
         done += len(summary.done)
         longest = max(longest, time.perf_counter() - started)
         if summary.stopped:
             stopped = True
             break
     print(f"{vvs.NAME}: {done} runs written under {ctx.results_dir / ctx.track.id}", file=sys.stderr)
+    say_reproduction(ctx)
     if leaderboard:
         refresh_leaderboard(ctx.results_dir)
     return stopped
@@ -475,9 +509,11 @@ def cross_scanner(ctx: TrackContext, methods: list[str], baselines: list[str], *
                                                            ctx.runs_dir, pool=pool)]
     print(f"{xs.NAME} on {ctx.track.id}: {len(folds)} held-out scanners ({', '.join(f.held_out for f in folds)}), "
           f"{len(jobs)} jobs", file=sys.stderr, flush=True)
-    summary = run_jobs(jobs, force=force, shard=shard, title=f"{ctx.track.id} {xs.NAME}", deadline=deadline)
+    summary = run_jobs(jobs, force=force, shard=shard, title=f"{ctx.track.id} {xs.NAME}", deadline=deadline,
+                       slots=ctx.slots)
     print(f"{xs.NAME}: {len(summary.done)} runs written, {summary.skipped} already finished, under "
           f"{ctx.results_dir / ctx.track.id}", file=sys.stderr)
+    say_reproduction(ctx)
     if leaderboard:
         refresh_leaderboard(ctx.results_dir)
     return summary.stopped

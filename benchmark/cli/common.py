@@ -96,6 +96,10 @@ def add_track_arguments(p: argparse.ArgumentParser, *, grid: bool = True) -> Non
                        help="e.g. 50m, 1h30m, 600: start no pretraining or job that is not expected to "
                             "end within this time from now (expected = the longest so far), then exit "
                             f"with status {TIME_LIMIT_EXIT}; finished work is kept, the same command continues")
+        p.add_argument("--replace-reference", action="store_true",
+                       help="write over committed results whose job keys differ from this run's (another "
+                            "machine's arithmetic, other inputs); without it such results go to RUNS/results "
+                            "and the command ends with a reproduction report")
     p.add_argument("--results-dir", type=Path, default=None,
                    help="where result files go (default: leaderboard/results or $SSLBENCH_RESULTS_DIR)")
     p.add_argument("--runs-dir", type=Path, default=None,
@@ -117,7 +121,8 @@ def track_context_from_args(args: argparse.Namespace, *, need_pretrain_data: boo
                          downstream_settings=SourceSettings(down_opts, down_flags, args.downstream_on_error),
                          protocols=args.protocol, results_dir=args.results_dir, runs_dir=args.runs_dir,
                          cache_dir=args.cache_dir, need_pretrain_data=need_pretrain_data,
-                         track_name=args.track_name, data_table=data_table, new_results=new_results)
+                         track_name=args.track_name, data_table=data_table, new_results=new_results,
+                         replace_reference=getattr(args, "replace_reference", False))
 
 
 def dataset_options(args: argparse.Namespace, *, with_flags: bool = False):

@@ -156,7 +156,7 @@ def reproduction_report(slots: ResultSlots, machine: dict) -> str:
     for (init, protocol, fraction), scores in sorted(cells.items()):
         a, b = _mean([s[0] for s in scores]), _mean([s[1] for s in scores])
         rows.append([init, protocol, fraction_title(fraction), len(scores), _pct(a), _pct(b),
-                     f"{100 * (b - a):+.1f}", sum(x == y for x, y in scores)])
+                     f"{round(100 * (b - a), 1) + 0.0:+.1f}", sum(x == y for x, y in scores)])  # no "-0.0"
     lines += ["## Test macro-F1 (%), mean over the jobs of each cell", "",
               tabulate(rows, headers=["init", "protocol", "fraction", "jobs", "committed", "this run", "Δ",
                                       "identical jobs"], tablefmt="github", disable_numparse=True), ""]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import textwrap
 from pathlib import Path
 
 from benchmark.cli.common import (
@@ -47,6 +48,29 @@ def register(sub) -> None:
     prev.add_argument("--out", required=True, type=Path, help="folder to write the PNG and GIF into")
     prev.set_defaults(func=_preview)
 
+    down = dsub.add_parser(
+        "download", help="fetch a public data set (hash-checked, resumable) and print the spec to use",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=textwrap.fill(
+            "Fetch public real data once, before any benchmark runs: the data set's terms and citation are "
+            "printed first, every file is checked against the hash its registry (or Zenodo) gives, and the "
+            "--dataset/--downstream spec to use is printed last. A second run keeps what is already there and "
+            "fetches the rest; a stopped run leaves nothing that looks complete.") + "\n\n" + _download_listing())
+    down.add_argument("names", nargs="+", metavar="NAME", help="the data sets to fetch (listed above)")
+    down.add_argument("--to", default=None, metavar="DIR",
+                      help="put each data set in DIR/NAME (default: $SSLBENCH_DATA_DIR/NAME, else "
+                           "~/.cache/sslbench/data/NAME)")
+    down.add_argument("--source", default=None, metavar="github|zenodo",
+                      help="where from, where a data set has several (default: the first listed above)")
+    down.add_argument("--mirror", default=None, metavar="URL",
+                      help="fetch from URL instead of raw.githubusercontent.com and zenodo.org: a server (a "
+                           "cluster's proxy, or a folder served over HTTP) answering the same paths, e.g. "
+                           "URL/Stroeber/covid19_ultrasound/<commit>/data/pocus_videos/convex/<file>, "
+                           "URL/api/records/3904280 (the record's file list and checksums) and "
+                           "URL/records/3904280/files/<file>. Hashes are checked as usual. Default: "
+                           "$SSLBENCH_DATA_MIRROR; $SSLBENCH_GITHUB_URL or $SSLBENCH_ZENODO_URL replace one host")
+    down.set_defaults(func=_download)
+
 
 def _roles(source, wanted: str) -> list[str]:
     if wanted == "both":
@@ -86,6 +110,19 @@ def _preview(args: argparse.Namespace) -> int:
               for role in source.roles}
     for path in write_preview(caches, args.out):
         print(f"wrote {path}")
+    return 0
+
+
+def _download_listing() -> str:
+    from benchmark.data.download import listing  # reads a small TOML file; pooch loads only when downloading
+
+    return listing()
+
+
+def _download(args: argparse.Namespace) -> int:
+    from benchmark.data.download import download
+
+    download(args.names, args.to, source=args.source, mirror=args.mirror)
     return 0
 
 

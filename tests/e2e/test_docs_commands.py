@@ -129,6 +129,12 @@ class TinyData:
         return make_fetal_planes_db(root, patients=6)
 
     @staticmethod
+    def _african_fetal_planes(root: Path) -> Path:
+        from tests.unit.test_sources_african import make_african_fetal_planes
+
+        return make_african_fetal_planes(root)
+
+    @staticmethod
     def _imagefolder(root: Path) -> Path:
         from tests.unit.test_sources_images import write_image
 

@@ -40,7 +40,7 @@ def add_dataset_arguments(parser: argparse.ArgumentParser, *, default: str | Non
                           flag: str = "--dataset") -> None:
     parser.add_argument(flag, dest="dataset", default=default, metavar="SPEC",
                         help="data source: synthetic | videos:DIR | dicom:DIR | hdf5:FILE | echonet:DIR | "
-                             "fetal_planes_db:DIR | imagefolder:DIR | csv:FILE | hf:NAME_OR_DIR "
+                             "fetal_planes_db:DIR | african_fetal_planes:DIR | imagefolder:DIR | csv:FILE | hf:NAME_OR_DIR "
                              f"(default: {default})")
     for name, kw in SOURCE_FLAGS.items():
         parser.add_argument("--" + name.replace("_", "-"), dest=name, default=None, **kw)

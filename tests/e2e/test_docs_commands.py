@@ -55,6 +55,9 @@ PARSE_ONLY = {
              "tests/e2e/test_readme_real_data.py (README's real-data command on PyAV clips and FETAL_PLANES_DB)",
     "ablation": "tests/e2e/test_ablation_cli.py (variance-vs-size on the tiny track)",
 }
+# sslbench subcommand actions parsed only, likewise: `data download` fetches from the internet, and its tiny
+# run (a miniature catalogue served on 127.0.0.1) is tests/unit/test_download.py.
+PARSE_ONLY_ACTIONS = {("data", "download"): "tests/unit/test_download.py"}
 # Programs a make recipe may run besides sslbench: the venv set-up and `make lint`.
 MAKE_TOOLS = ("test", "python3", ".venv/bin/python", "touch", ".venv/bin/ruff", ".venv/bin/lint-imports")
 # Where the CLI writes by default inside the repository; a real run must leave them as they were.
@@ -276,8 +279,8 @@ def repo_outputs() -> dict[str, list]:
 
 def run_sslbench(command: DocCommand, argv: list[str], data: TinyData, out: Path, capsys, monkeypatch) -> None:
     args = parse(argv[1:], str(command))
-    if argv[1] in PARSE_ONLY:
-        check_preset(args)  # run at tiny size by PARSE_ONLY[argv[1]]
+    if argv[1] in PARSE_ONLY or tuple(argv[1:3]) in PARSE_ONLY_ACTIONS:
+        check_preset(args)  # run at tiny size by PARSE_ONLY[argv[1]] (or PARSE_ONLY_ACTIONS)
         return
     hub = any(is_hub_id(*arg.split(":", 1)) for arg in argv if ":" in arg)
     if hub:

@@ -23,6 +23,12 @@ LR_SCALINGS = ("linear", "sqrt")
 # `lr` is the rate for a batch of 256 (scaled to the real batch by `lr_scaling`, linear unless the
 # method sets "sqrt"); `warmup` is the fraction of the run's steps spent warming up.
 REQUIRED_DEFAULTS = ("optimizer", "lr", "weight_decay", "warmup", "batch_size")
+# Knobs of the engine's optimiser that every method takes as an override without declaring them: they
+# enter a run's hyper-parameters (and its config key) only when given, so declaring one here changes no
+# existing run. `lars_clip`: LARS with LARC clipping (a layer moves by at most `trust_coefficient` of its
+# norm per step, solo-learn's recipe; the default) or without it (the step is lr · trust · ‖w‖, as in the
+# Barlow Twins and BYOL papers' LARS; with trust 1e-3 at small batches such steps barely move a network).
+OPTIMIZER_OPTIONS = {"lars_clip": True}
 # Resolution of the momentum schedule: progress in [0, 1] is mapped onto this many steps.
 _SCHEDULE_STEPS = 10_000
 
@@ -95,13 +101,14 @@ def fp32_loss(criterion: Callable[..., Tensor], *tensors: Tensor) -> Tensor:
 
 def resolve_hparams(cls: type[SSLMethod], overrides: dict) -> dict:
     """The method's defaults updated with `overrides`; unknown names and wrong types are a UserError."""
-    unknown = sorted(set(overrides) - set(cls.defaults))
+    unknown = sorted(set(overrides) - set(cls.defaults) - set(OPTIMIZER_OPTIONS))
     if unknown:
         raise UserError(f"method {cls.name!r} has no hyper-parameter(s) {', '.join(unknown)}; "
-                        f"known: {', '.join(sorted(cls.defaults))}")
+                        f"known: {', '.join(sorted(cls.defaults))} (and the optimiser's "
+                        f"{', '.join(OPTIMIZER_OPTIONS)})")
     resolved = dict(cls.defaults)
     for key, value in overrides.items():
-        default = cls.defaults[key]
+        default = cls.defaults.get(key, OPTIMIZER_OPTIONS.get(key))
         if isinstance(default, bool) or default is None:
             ok = default is None or isinstance(value, bool)
         elif isinstance(default, float):

@@ -121,7 +121,8 @@ def build_optimizer(method: torch.nn.Module, hparams: dict, global_batch: int) -
     lr·trust·‖w‖ — 7.5e-5 of the weights at batch 64 with trust 1e-3 — and short runs leave the
     encoder where it started. timm's also computes the trust ratios on the device, with no host sync
     per parameter. solo-learn trains every LARS method this way (trust 0.02, clip, biases and norms
-    excluded).
+    excluded). The override `lars_clip=false` (methods.base.OPTIMIZER_OPTIONS) drops the clip, for the
+    papers' own recipes.
     """
     name = str(hparams.get("optimizer", "sgd")).lower()
     if name not in OPTIMIZERS:
@@ -136,7 +137,8 @@ def build_optimizer(method: torch.nn.Module, hparams: dict, global_batch: int) -
         from timm.optim import Lars
 
         return Lars(groups, lr=lr, momentum=momentum, weight_decay=wd,
-                    trust_coeff=float(hparams.get("trust_coefficient", 0.02)), trust_clip=True)
+                    trust_coeff=float(hparams.get("trust_coefficient", 0.02)),
+                    trust_clip=bool(hparams.get("lars_clip", True)))
     if name == "sgd":
         return torch.optim.SGD(groups, lr=lr, momentum=momentum, weight_decay=wd)
     return torch.optim.AdamW(groups, lr=lr, weight_decay=wd)

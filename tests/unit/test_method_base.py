@@ -36,7 +36,8 @@ def test_overrides_keep_defaults_convert_ints_to_floats_and_keep_types():
 
 @pytest.mark.parametrize(("overrides", "message"), [
     ({"tau": 1, "alpha": 2}, "method 'toy' has no hyper-parameter(s) alpha, tau; known: batch_size, flag, label, "
-                             "lr, maybe, optimizer, warmup, weight_decay"),
+                             "lr, maybe, optimizer, warmup, weight_decay (and the optimiser's lars_clip)"),
+    ({"lars_clip": "no"}, "method 'toy': hyper-parameter lars_clip expects bool (default True), got 'no'"),
     ({"lr": "fast"}, "method 'toy': hyper-parameter lr expects float (default 0.1), got 'fast'"),
     ({"lr": True}, "method 'toy': hyper-parameter lr expects float (default 0.1), got True"),
     ({"batch_size": 8.0}, "method 'toy': hyper-parameter batch_size expects int (default 4), got 8.0"),
@@ -122,3 +123,19 @@ def test_the_momentum_follows_byols_cosine_from_its_base_to_one(progress):
     tau = 1 - 0.1 * (math.cos(math.pi * progress) + 1) / 2
     for p in method.frozen_head.parameters():
         torch.testing.assert_close(p, torch.full_like(p, 1000.0 * (1 - tau)), rtol=1e-6, atol=1e-4)
+
+
+def test_the_optimisers_options_are_taken_by_every_method_and_enter_a_run_only_when_given():
+    """`lars_clip` (methods.base.OPTIMIZER_OPTIONS) is accepted without being declared, and absent from the
+    resolved hyper-parameters unless given, so no existing run's config key changes; it reaches LARS."""
+    from benchmark.pretrain.module import build_optimizer
+
+    assert "lars_clip" not in resolve_hparams(Toy, {})
+    assert resolve_hparams(Toy, {"lars_clip": False})["lars_clip"] is False
+    method = Toy(TinyEncoder())
+    for clip in (True, False):
+        hp = resolve_hparams(Toy, {"optimizer": "lars", "lars_clip": clip})
+        opt = build_optimizer(method, hp, global_batch=256)
+        assert all(g["trust_clip"] is clip for g in opt.param_groups)
+    default = build_optimizer(method, resolve_hparams(Toy, {"optimizer": "lars"}), global_batch=256)
+    assert all(g["trust_clip"] is True for g in default.param_groups)

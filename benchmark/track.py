@@ -182,13 +182,17 @@ def pretrain_seeds(ctx: TrackContext) -> list[int]:
 
 # ---------------------------------------------------------------------------------------- inits
 
-def pretrain_run(ctx: TrackContext, method: str, pool, seed: int) -> tuple[object, Path, Path]:
-    """(PretrainConfig, the run folder given to `pretrain`, the final checkpoint it makes there)."""
+def pretrain_run(ctx: TrackContext, method: str, pool, seed: int, steps: int | None = None
+                 ) -> tuple[object, Path, Path]:
+    """(PretrainConfig, the run folder given to `pretrain`, the final checkpoint it makes there). `steps`:
+    another budget than the preset's (the learning curve); at the preset's own it is the same run."""
     from benchmark.pretrain.config import PretrainConfig
     from benchmark.pretrain.run import FINAL_NAME, run_folder
     from protocols.presets import pretrain_settings
 
-    cfg = PretrainConfig.from_dict({"method": method, **pretrain_settings(ctx.preset, method), "seed": seed}).validate()
+    budget = {} if steps is None else {"steps": steps}
+    cfg = PretrainConfig.from_dict({"method": method, **pretrain_settings(ctx.preset, method), "seed": seed,
+                                    **budget}).validate()
     return cfg, ctx.pretrain_dir, run_folder(cfg, cfg.key(pool.fingerprint), ctx.pretrain_dir) / FINAL_NAME
 
 
@@ -437,6 +441,64 @@ def variance_vs_size(ctx: TrackContext, methods: str | None = None, protocols: l
             stopped = True
             break
     print(f"{vvs.NAME}: {done} runs written under {ctx.results_dir / ctx.track.id}", file=sys.stderr)
+    say_reproduction(ctx)
+    if leaderboard:
+        refresh_leaderboard(ctx.results_dir)
+    return stopped
+
+
+def learning_curve(ctx: TrackContext, methods: str | None = None, protocols: list[str] | None = None, *,
+                   force: bool = False, shard: tuple[int, int] | None = None, deadline: Deadline | None = None,
+                   leaderboard: bool = True) -> bool:
+    """The learning curve on the track: for each (method, budget, pretraining seed) unit of `shard`, pretrain
+    the method on the whole pool for that many steps (unless its checkpoint exists: at the preset's own
+    budget that is the main grid's) and evaluate it (`protocols`: only these evaluation protocols).
+    `methods`: comma-separated, default the protocol's. True when `deadline` stopped it."""
+    from benchmark.pretrain.run import pretrain
+    from benchmark.runner import run_jobs, select_shard
+    from methods.registry import get_method
+    from protocols import learning_curve as lc
+    from protocols.grid import checkpoint_init
+    from protocols.spec import load_protocol
+
+    spec = load_protocol(lc.NAME, ctx.preset["protocols"].get(lc.NAME))
+    methods, baselines = parse_methods(methods or ",".join(spec.settings["methods"]), baselines=False)
+    if baselines:
+        raise UserError(f"--method {','.join(baselines)}: the learning curve pretrains SSL methods; the imagenet and "
+                        "random baselines are its reference lines, taken from the track's main results (`sslbench "
+                        f"bench --method {','.join(baselines)} --preset {ctx.preset_name}`)")
+    evals = [e for e in lc.eval_protocols(spec, ctx.preset["protocols"]) if not protocols or e.name in protocols]
+    if not evals:
+        raise UserError(f"--protocol {', '.join(protocols)}: the learning curve evaluates with "
+                        f"{', '.join(spec.settings['eval_protocols'])} (eval_protocols of protocols/learning_curve.toml; "
+                        "a preset's [protocols.learning_curve] table may change it)")
+    pool, downstream = ctx.pretrain_cache(), ctx.downstream_cache()
+    units = lc.units(spec, methods)
+    mine = select_shard(units, shard)
+    where = f" (shard {shard[0]}/{shard[1]})" if shard else ""
+    print(f"{lc.NAME} on {ctx.track.id}{where}: {len(mine)} of {len(units)} (method, budget, pretraining seed) "
+          f"units, {len(evals)} protocols × {len(spec.settings['seeds'])} seeds each", file=sys.stderr, flush=True)
+    done, longest, stopped = 0, 0.0, False
+    for unit in mine:
+        what = f"{unit.method} {unit.tag} (pretraining seed {unit.pretrain_seed})"
+        if out_of_time(deadline, longest, f"start {what}"):
+            stopped = True
+            break
+        started = time.perf_counter()
+        cfg, run_dir, final = pretrain_run(ctx, unit.method, pool, unit.pretrain_seed, steps=unit.steps)
+        if not final.exists():
+            print(f"pretraining {what} on the whole pool ({final.parent})", file=sys.stderr, flush=True)
+        checkpoint = pretrain(cfg, pool, run_dir)
+        init = checkpoint_init(unit.method, checkpoint, unit.pretrain_seed, family=get_method(unit.method).family)
+        jobs = lc.curve_jobs(spec, unit, init, evals, ctx.track, downstream, pool, ctx.results_dir, ctx.runs_dir)
+        summary = run_jobs(jobs, force=force, title=f"{unit.method} {unit.tag} pretrain-seed{unit.pretrain_seed}",
+                           deadline=deadline, slots=ctx.slots)
+        done += len(summary.done)
+        longest = max(longest, time.perf_counter() - started)
+        if summary.stopped:
+            stopped = True
+            break
+    print(f"{lc.NAME}: {done} runs written under {ctx.results_dir / ctx.track.id}", file=sys.stderr)
     say_reproduction(ctx)
     if leaderboard:
         refresh_leaderboard(ctx.results_dir)

@@ -2,15 +2,17 @@
 
 - macro-F1 vs label fraction with 95 % interval bands, one per track × protocol (current version);
 - the per-class F1 heatmap of a track's best-ranked init;
-- the variance-vs-size ablation: macro-F1 vs subjects (diversity) and vs frames (size), per track.
+- the variance-vs-size ablation: macro-F1 vs subjects (diversity) and vs frames (size), per track;
+- the learning curves: macro-F1 and the pool k-NN against the pretraining budget, per track.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
-from leaderboard import ablation, analysis
+from leaderboard import ablation, analysis, learning_curve
 from leaderboard.load import Results
 from leaderboard.results import fraction_title
 
@@ -32,6 +34,10 @@ def per_class_f1_name(track: str) -> str:
 
 def variance_vs_size_name(track: str) -> str:
     return f"variance_vs_size_{track}.png"
+
+
+def learning_curve_name(track: str) -> str:
+    return f"learning_curve_{track}.png"
 
 
 def _colors(inits: list[str]) -> dict[str, tuple]:
@@ -140,6 +146,83 @@ def plot_variance_vs_size(results: Results, figures_dir: Path) -> list[Path]:
     return written
 
 
+def plot_learning_curve(results: Results, figures_dir: Path) -> list[Path]:
+    """One two-panel figure per track: each method's test macro-F1 against its pretraining budget (95 %
+    intervals as error bars, the track's `imagenet` and `random` results as horizontal lines), and its pool
+    k-NN macro-F1 against the budget from where it started (before pretraining)."""
+    from matplotlib.figure import Figure
+
+    runs = learning_curve.expand(results.ablation)
+    written = []
+    for track in sorted(runs["track"].unique()):
+        tr = runs[runs["track"] == track]
+        main = results.main[results.main["track"] == track]
+        colors = _colors(analysis.init_order(pd.concat([main, tr])[["init", "init_kind"]]))
+        evals = sorted(tr["eval_protocol"].unique())
+        shown = "linear_probe" if "linear_probe" in evals else evals[0]
+        budgets = sorted(tr["steps"].unique())
+        rows = learning_curve.budget_rows(tr)
+        inits = sorted(tr["init"].unique())
+        fig = Figure(figsize=(11.0, 4.2))
+        score_ax, knn_ax = fig.subplots(1, 2)
+        conditional = set()
+        for i, init in enumerate(inits):
+            mine = [r for r in rows if r.init == init and shown in r.scores]
+            cells = [r.scores[shown].test for r in mine]
+            conditional |= {c.conditional for c in cells}
+            dodge = 2 ** (0.025 * (i - (len(inits) - 1) / 2))  # side by side, so the error bars do not hide each other
+            ivs = [c.interval for c in cells]
+            yerr = np.array([[100 * (iv.mean - iv.low) if iv.n > 1 else 0 for iv in ivs],
+                             [100 * (iv.high - iv.mean) if iv.n > 1 else 0 for iv in ivs]])
+            score_ax.errorbar(np.array([r.steps for r in mine], float) * dodge,
+                              np.array([100 * iv.mean for iv in ivs], float), yerr=yerr, marker="o", capsize=3,
+                              color=colors[init], label=init)
+        for init, cell in learning_curve.reference_cells(results.main, tr, shown).items():
+            score_ax.axhline(100 * cell.interval.mean, color=colors.get(init, "grey"),
+                             linestyle="--" if init == analysis.REFERENCE_INIT else ":", linewidth=1.2,
+                             label=f"{init} (main grid)")
+        # With one pretraining run an interval covers only its downstream seeds (the table's †): say which.
+        if conditional == {True}:
+            bars = "bars: 95 % interval over one pretraining run's downstream seeds (†)"
+        elif conditional == {False}:
+            bars = "bars: 95 % interval over pretraining runs"
+        else:
+            bars = "bars: 95 % interval over pretraining runs (one run: over its seeds, †)"
+        score_ax.set_title(f"{shown} at {fraction_title(tr['fraction'].iloc[0])} labels\n{bars}", fontsize=9)
+        score_ax.set_ylabel("test macro-F1 (%)")
+        # The start (before pretraining) sits half a doubling left of the smallest budget on the log axis.
+        start = budgets[0] / 2
+        starts = learning_curve.start_values(tr)
+        labelled = False
+        for init in inits:
+            mine = [r for r in rows if r.init == init and not np.isnan(r.knn[1])]
+            if not mine or np.isnan(starts[init]):
+                continue
+            labelled = True
+            xs, ys = [start] + [r.steps for r in mine], [100 * starts[init]] + [100 * r.knn[1] for r in mine]
+            knn_ax.plot(xs[:2], ys[:2], linestyle=":", color=colors[init])
+            knn_ax.plot(xs[1:], ys[1:], marker="o", color=colors[init], label=init)
+            knn_ax.plot(xs[:1], ys[:1], marker="o", markerfacecolor="white", color=colors[init], linestyle="none")
+        knn_ax.set_title("pool k-NN macro-F1 of each checkpoint\n(hollow: the network before pretraining)" if labelled
+                         else "pool k-NN: the pretraining pool has no labels", fontsize=9)
+        knn_ax.set_ylabel("pool k-NN macro-F1 (%)")
+        steps_labels = [f"{b:g}" for b in budgets]
+        for ax, ticks, labels in ((score_ax, budgets, steps_labels), (knn_ax, [start, *budgets], ["start", *steps_labels])):
+            ax.set_xscale("log", base=2)
+            ax.set_xticks(ticks, labels)
+            ax.minorticks_off()
+            ax.set_xlabel("pretraining steps")
+            ax.grid(alpha=0.3)
+        handles = dict(zip(*reversed(score_ax.get_legend_handles_labels()), strict=True))
+        handles = {label: handles[label] for label in sorted(handles, key=lambda lb: (lb not in inits, lb))}
+        fig.legend(list(handles.values()), list(handles), fontsize=8, loc="lower center",
+                   ncol=min(5, len(handles)), bbox_to_anchor=(0.5, -0.1))
+        fig.suptitle(f"learning curves — {track}", fontsize=10, y=1.04)  # above the two-line panel titles
+        figures_dir.mkdir(parents=True, exist_ok=True)
+        written.append(_save(fig, figures_dir / learning_curve_name(track)))
+    return written
+
+
 def write_figures(results: Results, known_hashes: dict[str, str], figures_dir: Path) -> list[Path]:
     """Draw every figure the markdown links into `figures_dir`; PNGs there that no longer belong go."""
     import matplotlib
@@ -165,6 +248,7 @@ def write_figures(results: Results, known_hashes: dict[str, str], figures_dir: P
             written.append(plot_per_class_f1(current_runs, ranking.best, track,
                                              figures_dir / per_class_f1_name(track)))
     written += plot_variance_vs_size(results, figures_dir)
+    written += plot_learning_curve(results, figures_dir)
     if figures_dir.is_dir():
         for stale in sorted(set(figures_dir.glob("*.png")) - set(written)):
             stale.unlink()

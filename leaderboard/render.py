@@ -13,7 +13,7 @@ from functools import cached_property
 import pandas as pd
 from tabulate import tabulate
 
-from leaderboard import ablation, analysis, cross_scanner, figures, stats
+from leaderboard import ablation, analysis, cross_scanner, figures, learning_curve, stats
 from leaderboard.load import Results
 from leaderboard.results import fraction_title
 
@@ -622,6 +622,117 @@ def ablation_section(page: Page) -> list[str]:
     return lines
 
 
+def learning_curve_section(page: Page) -> list[str]:
+    """Markdown lines of the learning-curve section (empty when there are no learning-curve runs)."""
+    runs = learning_curve.expand(page.results.ablation)
+    if runs.empty:
+        return []
+    lines = ["## Learning curves: score against pretraining budget", "",
+             "How far does each method get with more pretraining? Every budget of `protocols/learning_curve.toml` "
+             "is a pretraining run of its own on the whole pool, with the track's pretraining settings and its own "
+             "schedule (warm-up and cosine decay are fractions of the run, so a run of 300 steps is not the first "
+             "half of one of 600; a budget equal to the preset's is the main grid's checkpoint), evaluated at the "
+             "protocol's label fraction. Test macro-F1 (%), mean [95 % interval over the pretraining runs] (runs × "
+             "seeds; † = one pretraining run, the interval then covers its downstream seeds only); validation "
+             "macro-F1 is the mean. Encoder change, effective rank and the pool's k-NN macro-F1 (before → after) are "
+             "what the checkpoints recorded (\"Did pretraining learn?\"), averaged over a budget's pretraining runs. "
+             "No statistical test is made here: the intervals describe the scatter, and \"flattened\" only compares "
+             "a curve's last gain with the half-width of its interval at the largest budget.", ""]
+    for track in sorted(runs["track"].unique()):
+        tr = runs[runs["track"] == track]
+        lines += [f"### `{track}`", "", f"![learning curves]({FIGURES_DIR}/{figures.learning_curve_name(track)})", ""]
+        evals = sorted(tr["eval_protocol"].unique())
+        fraction = fraction_title(tr["fraction"].iloc[0])
+        for ev in evals:
+            lines += [reference_text(page.results.main, tr, ev, fraction), ""]
+        lines += budget_table(tr, evals) + [""]
+        lines += knn_rise_section(tr)
+        lines += [flattening_text(learning_curve.trends(tr, ev), ev, fraction) for ev in evals] + [""]
+        first = tr.iloc[0]
+        data = "".join(f" --{flag} {first[col]}" for flag, col in (("dataset", "pretrain_dataset"),
+                                                                    ("downstream", "downstream_dataset"))
+                       if first[col] != "synthetic")
+        lines += [f"Reproduce: `sslbench ablation learning-curve --method {','.join(sorted(tr['init'].unique()))} "
+                  f"--preset {first['preset']}{data}`.", ""]
+    return lines
+
+
+def reference_text(main: pd.DataFrame, curve: pd.DataFrame, eval_protocol: str, fraction: str) -> str:
+    """The sentence naming the figure's reference lines (`imagenet`, `random`) and their values."""
+    cells = learning_curve.reference_cells(main, curve, eval_protocol)
+    where = f"the track's main `{eval_protocol}` results at {fraction} labels (the protocol version the curve used)"
+    if not cells:
+        return f"No `imagenet` or `random` results in {where}: the figure has no reference lines."
+    return (f"Reference lines, from {where}: "
+            + ", ".join(f"`{init}` {_cell_or_mean(cell)}" for init, cell in cells.items()) + ".")
+
+
+def _knn_text(before: float, after: float) -> str:
+    return "—" if math.isnan(after) else f"{pct(before)} → {pct(after)}"
+
+
+def budget_table(curve: pd.DataFrame, evals: list[str]) -> list[str]:
+    """Method × budget: the checkpoints' diagnostics and each evaluation protocol's val and test macro-F1."""
+    rows = []
+    for r in learning_curve.budget_rows(curve):
+        # A checkpoint made before diagnostics were recorded has none: "—", not "nan".
+        row = [r.init, str(r.steps), "—" if math.isnan(r.encoder_change) else f"{r.encoder_change:.3g}",
+               "—" if math.isnan(r.rank[1]) else f"{r.rank[0]:.1f} → {r.rank[1]:.1f}", _knn_text(*r.knn)]
+        for ev in evals:
+            score = r.scores.get(ev)
+            row += [pct(score.val), _cell_or_mean(score.test)] if score else [NOT_RUN, NOT_RUN]
+        rows.append(row)
+    headers = ["method", "steps", "encoder change", "effective rank", "pool k-NN macro-F1 (%)"]
+    for ev in evals:
+        headers += [f"{ev} val macro-F1 (%)", f"{ev} test macro-F1 (%)"]
+    return markdown_table(rows, headers, ["left"] + ["right"] * (len(headers) - 1))
+
+
+def knn_rise_section(curve: pd.DataFrame) -> list[str]:
+    """The smallest budget at which the pool k-NN rose by `learning_curve.KNN_RISE` in every pretraining run."""
+    points = f"{100 * learning_curve.KNN_RISE:g} points"
+    lines = [f"#### Steps until the pool k-NN rises by {points}", "",
+             f"The smallest budget at which every pretraining run raised the pool's k-NN macro-F1 by at least "
+             f"{points} (after − before), and the smallest rise among that budget's runs (at the largest budget "
+             "when none did).", ""]
+    rows = []
+    for r in learning_curve.knn_rise(curve):
+        if not r.labelled:
+            rows.append([r.init, "— (the pool has no labels)", "—"])
+            continue
+        rows.append([r.init, str(r.steps) if r.steps is not None else f"not within {r.largest} steps",
+                     signed_pct(r.rise)])
+    return lines + markdown_table(rows, ["method", f"steps until +{points}", "smallest rise (points)"],
+                                  ["left", "right", "right"]) + [""]
+
+
+def flattening_text(trends: list[learning_curve.Trend], eval_protocol: str, fraction: str) -> str:
+    """One sentence: which methods' curves have flattened under `eval_protocol` and which have not."""
+    if not trends:
+        return f"{eval_protocol} at {fraction}: every method has one budget so far, no curve to read yet."
+    same = len({(t.before, t.after) for t in trends}) == 1
+    doubling = all(t.after == 2 * t.before for t in trends)
+    step = f"the last {'doubling' if doubling else 'increase'} of the budget"
+    if same:
+        step += f", {trends[0].before} → {trends[0].after} steps,"
+
+    def names(group: list[learning_curve.Trend]) -> str:
+        if not group:
+            return "none"
+        return ", ".join(f"`{t.init}` ({'' if same else f'{t.before} → {t.after} steps: '}"
+                         f"{signed_pct(t.gain)}{'' if math.isnan(t.half_width) else f' against ±{pct(t.half_width)}'})"
+                         for t in group)
+
+    flat = [t for t in trends if t.flattened is True]
+    rising = [t for t in trends if t.flattened is False]
+    text = (f"{eval_protocol} at {fraction}: flattened ({step} raised the test macro-F1 by less than the half-width "
+            f"of the 95 % interval at the largest budget): {names(flat)}; still rising: {names(rising)}")
+    undecided = [t for t in trends if t.flattened is None]
+    if undecided:
+        text += f"; not decided (no interval at the largest budget): {names(undecided)}"
+    return text + "."
+
+
 def cross_scanner_section(page: Page) -> list[str]:
     """Markdown lines of the cross-scanner section (empty when there are no cross-scanner runs)."""
     runs = cross_scanner.expand(page.results.cross_scanner)
@@ -685,7 +796,7 @@ def _cell_or_mean(cell: analysis.Cell) -> str:
 
 # Order = order on the page.
 SECTIONS: list[Callable[[Page], list[str]]] = [header_section, tracks_section, ablation_section,
-                                               cross_scanner_section, provenance_section]
+                                               learning_curve_section, cross_scanner_section, provenance_section]
 
 
 def render(results: Results, known_hashes: dict[str, str], results_label: str = REPOSITORY_RESULTS) -> str:

@@ -8,8 +8,9 @@ through it; it imports neither torch nor the engine.
 
 An ablation run adds its variant after the protocol: for the variance-vs-size ablation the subset
 and the evaluation protocol, `<track>/<method>/variance_vs_size/<subset>/<eval protocol>/...`; for
-the cross-scanner protocol the held-out scanner and the evaluation protocol,
-`<track>/<init>/cross_scanner/held-out-<scanner>/<eval protocol>/...`.
+the learning curve the pretraining budget and the evaluation protocol,
+`<track>/<method>/learning_curve/steps-<N>/<eval protocol>/...`; for the cross-scanner protocol the
+held-out scanner and the evaluation protocol, `<track>/<init>/cross_scanner/held-out-<scanner>/<eval protocol>/...`.
 """
 from __future__ import annotations
 
@@ -27,6 +28,10 @@ SCHEMA_PATH = PACKAGE_DIR / "result.schema.json"
 SCHEMA_VERSION = 2
 # The protocol name of the variance-vs-size ablation, as its results record it and lie under.
 VARIANCE_VS_SIZE = "variance_vs_size"
+# The learning curve's protocol name, and the `ablation.axis` of its records (what it varies: the
+# pretraining budget in optimiser steps).
+LEARNING_CURVE = "learning_curve"
+STEPS_AXIS = "steps"
 # The cross-scanner protocol's name, and the metrics entry of its in-scanner test set (the training
 # scanners' test images; "test" is the held-out scanner's).
 CROSS_SCANNER = "cross_scanner"
@@ -83,6 +88,12 @@ def subset_tag(axis: str, level: int) -> str:
     return f"{axis}-L{level}"
 
 
+def budget_tag(steps: int) -> str:
+    """The folder of a learning-curve budget's runs: `steps-600`. Named by the budget itself, not its
+    position in the protocol's list, so adding a budget moves no finished run."""
+    return f"steps-{int(steps)}"
+
+
 def scanner_tag(scanner: str) -> str:
     """The folder of a held-out scanner's runs: `held-out-<name>`, the name made safe for a path
     (`Voluson E6` → `held-out-Voluson_E6`)."""
@@ -90,15 +101,19 @@ def scanner_tag(scanner: str) -> str:
 
 
 def job_variant(result: dict) -> str:
-    """"" for a main-protocol run; for an ablation run its subset (or held-out scanner) and evaluation
-    protocol, as in its path (`diversity-L2/linear_probe`, `held-out-convex-flat/linear_probe`)."""
+    """"" for a main-protocol run; for an ablation run its subset (budget, or held-out scanner) and
+    evaluation protocol, as in its path (`diversity-L2/linear_probe`, `steps-600/linear_probe`,
+    `held-out-convex-flat/linear_probe`)."""
     scanner = result.get("scanner")
     if scanner:
         return f"{scanner_tag(scanner['held_out'])}/{scanner['eval_protocol']}"
     ablation = result.get("ablation")
     if not ablation:
         return ""
-    tag = subset_tag(ablation["axis"], ablation["level"])
+    if ablation["axis"] == STEPS_AXIS:
+        tag = budget_tag(ablation["steps"])
+    else:
+        tag = subset_tag(ablation["axis"], ablation["level"])
     return f"{tag}/{ablation['eval_protocol']}" if ablation.get("eval_protocol") else tag
 
 

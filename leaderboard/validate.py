@@ -22,6 +22,9 @@ from leaderboard.load import JOB_COLUMNS, duplicate_jobs, flatten
 from leaderboard.results import (
     CROSS_SCANNER,
     IN_SCANNER_TEST,
+    LEARNING_CURVE,
+    STEPS_AXIS,
+    VARIANCE_VS_SIZE,
     find_result_files,
     job_overrides,
     job_variant,
@@ -146,6 +149,28 @@ def check_scanner(result: dict) -> list[tuple[str, str]]:
     return out
 
 
+def check_ablation(result: dict) -> list[tuple[str, str]]:
+    """An ablation's run says what it varied, as its protocol varies it: a learning-curve run the budget
+    (axis `steps`) its checkpoint was pretrained for, a variance-vs-size run its subset; no other run
+    carries `ablation`."""
+    ablation, protocol = result.get("ablation"), result["protocol"]["name"]
+    if protocol not in (VARIANCE_VS_SIZE, LEARNING_CURVE):
+        return [("ablation", f"only {VARIANCE_VS_SIZE} and {LEARNING_CURVE} results carry it")] if ablation else []
+    if not ablation:
+        return [("ablation", f"a {protocol} result must say what it varied")]
+    if protocol == VARIANCE_VS_SIZE:
+        return [("ablation.axis", f"a {VARIANCE_VS_SIZE} run varies a pretraining subset (diversity or size), "
+                                  f"got {STEPS_AXIS!r}")] if ablation["axis"] == STEPS_AXIS else []
+    if ablation["axis"] != STEPS_AXIS:
+        return [("ablation.axis", f"a {LEARNING_CURVE} run varies the pretraining budget: axis must be "
+                                  f"{STEPS_AXIS!r}, got {ablation['axis']!r}")]
+    pretrained = (result["init"].get("pretrain") or {}).get("steps")
+    if pretrained != ablation["steps"]:
+        return [("ablation.steps", f"{ablation['steps']} but its checkpoint was pretrained for {pretrained} steps "
+                                   "(init.pretrain.steps)")]
+    return []
+
+
 def check_eval_protocol(result: dict, known: dict[str, str],
                         retired: dict[str, dict[str, int]] | None = None) -> list[tuple[str, str]]:
     """An ablation's run (`ablation`, `scanner`) records the evaluation protocol it ran and that
@@ -189,6 +214,7 @@ def check_result(result: dict, path: Path, known: dict[str, str],
                                             f"hash {proto['hash'][:12]}… as version {earlier[proto['hash']]}"))
     out += check_layout(result, path)
     out += check_scanner(result)
+    out += check_ablation(result)
     out += check_eval_protocol(result, known, retired)
     for split in ("val", "test", IN_SCANNER_TEST):
         if split not in result["metrics"]:

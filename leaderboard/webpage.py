@@ -5,7 +5,7 @@ Every number and mark comes from the markdown renderer's own functions (`render`
 the page shows the same cells, Δ, Holm-adjusted p and ▲/▼ as LEADERBOARD.md, arranged so that each
 protocol's table sorts by any column and filters by label fraction and method family. The parts of a
 track with no interactive form (across tasks, diagnostics, how to read, reproduce, provenance,
-ablation, cross-scanner) are the markdown sections themselves, converted line by line. Same results → same bytes.
+ablation, learning curves, cross-scanner) are the markdown sections themselves, converted line by line. Same results → same bytes.
 """
 from __future__ import annotations
 
@@ -359,8 +359,8 @@ def render_site(results: Results, known_hashes: dict[str, str], pngs: dict[str, 
     body = markdown_to_html(render.header_section(page), pngs)
     for track in page.tracks:
         body += track_html(page, track, pngs)
-    body += markdown_to_html(render.ablation_section(page) + render.cross_scanner_section(page)
-                             + render.provenance_section(page), pngs)
+    body += markdown_to_html(render.ablation_section(page) + render.learning_curve_section(page)
+                             + render.cross_scanner_section(page) + render.provenance_section(page), pngs)
     body = unique_heading_ids(body)
     return "\n".join(['<!DOCTYPE html>', '<html lang="en">', "<head>", '<meta charset="utf-8">',
                       '<meta name="viewport" content="width=device-width, initial-scale=1">',

@@ -6,7 +6,9 @@ its init (name + weights), the dataset fingerprints, the track, its fraction and
 lists that only choose which jobs a track runs (`REPLICATE_KEYS`: fractions, seeds, pretraining seeds)
 stay out of the key: a job's own fraction and seeds are in it, so a track can add pretraining runs or
 seeds without re-keying the jobs it has finished. An ablation run is keyed by the ablation protocol's key,
-what the ablation varied (subset or held-out scanner) and the key of the evaluation job it wraps.
+what the ablation varied (subset, budget or held-out scanner) and the key of the evaluation job it wraps.
+A learning-curve run keys its protocol by the file alone (`learning_curve_key`): every setting of that
+protocol chooses which runs are made, none how one goes.
 
 Earlier, the overrides entered the key whole (replicate lists included). `rekey_results` carries
 result files written then over to today's keys, after checking that each file's
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from leaderboard.results import LEARNING_CURVE, STEPS_AXIS, subset_tag
 from protocols.spec import canonical_hash, protocol_key
 
 
@@ -28,8 +31,19 @@ def job_key(protocol_key: dict, init_name: str, init_identity: str, fingerprints
 
 
 def ablation_key(protocol_key: dict, varied: dict, eval_job_key: str) -> str:
-    """`varied`: {"subset": tag} (variance-vs-size) or {"held_out": scanner} (cross-scanner)."""
+    """`varied`: {"subset": tag} (variance-vs-size), {"steps": budget} (learning curve) or
+    {"held_out": scanner} (cross-scanner)."""
     return canonical_hash({"ablation": protocol_key, **varied, "eval_job": eval_job_key})
+
+
+def learning_curve_key(file_hash: str, steps: int, eval_job_key: str) -> str:
+    """The key of a learning-curve run: the protocol file's hash, the budget and the evaluation job.
+
+    The preset's overrides of the protocol stay out: each of its settings only chooses which runs are made
+    (methods, budgets, the evaluation protocols, fraction and seeds), while how a run goes is in the
+    evaluation job's key (its protocol, fraction, seeds) and its checkpoint's hash (the budget and the
+    preset's pretraining settings). So a track that adds a budget or a method keeps its finished runs."""
+    return ablation_key(protocol_key(LEARNING_CURVE, file_hash, {}), {"steps": int(steps)}, eval_job_key)
 
 
 def init_identity(name: str, checkpoint_hash: str | None, backbone: str) -> str:
@@ -39,29 +53,30 @@ def init_identity(name: str, checkpoint_hash: str | None, backbone: str) -> str:
 
 def record_key(record: dict, ablation_overrides: dict | None = None, *, legacy: bool = False) -> str:
     """The key that `record` (a result file's content) implies. `ablation_overrides`: the track preset's
-    overrides of the ablation protocol, for ablation records (their files do not record them).
+    overrides of the ablation protocol, for variance-vs-size and cross-scanner records (their files do not
+    record them; a learning curve's key holds none).
     `legacy`: under the earlier scheme (whole overrides). A KeyError/TypeError on a record that lacks
     a field."""
     job, init, track = record["job"], record["init"], record["track"]
     overrides = record["train"].get("protocol_overrides") or {}
-    varied = None
-    if record.get("ablation"):  # variance-vs-size: the subset and the evaluation protocol
-        from leaderboard.results import subset_tag
-
-        ab = record["ablation"]
+    ab, sc = record.get("ablation"), record.get("scanner")
+    if ab:  # an ablation's run: the evaluation protocol it ran
         evaluated = (ab["eval_protocol"], ab["eval_protocol_hash"])
-        varied = {"subset": subset_tag(ab["axis"], ab["level"])}
-    elif record.get("scanner"):  # cross-scanner: the held-out scanner and the evaluation protocol
-        sc = record["scanner"]
+    elif sc:  # a cross-scanner run: likewise
         evaluated = (sc["eval_protocol"], sc["eval_protocol_hash"])
-        varied = {"held_out": sc["held_out"]}
     else:
         evaluated = (record["protocol"]["name"], record["protocol"]["hash"])
     key = job_key(protocol_key(*evaluated, overrides, legacy=legacy), init["name"],
                   init_identity(init["name"], init.get("checkpoint_hash"), track["backbone"]),
                   record["provenance"]["dataset_fingerprints"], track, job["fraction"], job["pretrain_seed"],
                   job["seed"])
-    if varied is None:
+    if ab and ab["axis"] == STEPS_AXIS:  # learning curve: the budget
+        return learning_curve_key(record["protocol"]["hash"], ab["steps"], key)
+    if ab:  # variance-vs-size: the subset
+        varied = {"subset": subset_tag(ab["axis"], ab["level"])}
+    elif sc:  # cross-scanner: the held-out scanner
+        varied = {"held_out": sc["held_out"]}
+    else:
         return key
     ablation = protocol_key(record["protocol"]["name"], record["protocol"]["hash"], ablation_overrides or {},
                             legacy=legacy)

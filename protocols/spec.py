@@ -30,7 +30,7 @@ HASH = re.compile(r"^[0-9a-f]{64}$")
 PROTOCOLS = ("linear_probe", "finetune", "knn")
 # Ablations are protocols too (a file, a version, a hash) but not part of the main grid: each has its
 # own command (`sslbench ablation ...`) and its own section of the leaderboard.
-ABLATIONS = ("variance_vs_size", "cross_scanner")
+ABLATIONS = ("variance_vs_size", "cross_scanner", "learning_curve")
 # The protocols the cross-scanner protocol can evaluate with: those that score cached features.
 CROSS_SCANNER_EVALS = ("linear_probe",)
 
@@ -72,6 +72,10 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     },
     "cross_scanner": {
         **_COMMON, "eval_protocols": STR_LIST, "min_scanners": int,
+    },
+    "learning_curve": {
+        "name": str, "version": int, "methods": STR_LIST, "budgets": INT_LIST, "eval_protocols": STR_LIST,
+        "fraction": float, "seeds": INT_LIST, "pretrain_seeds": INT_LIST,
     },
 }
 
@@ -253,6 +257,8 @@ def _check_values(c: dict, where: str) -> None:
         raise UserError(f"{where}: key 'version' must be >= 1")
     if c["name"] == "cross_scanner":
         return _check_cross_scanner(c, where)
+    if c["name"] == "learning_curve":
+        return _check_learning_curve(c, where)
     if c["name"] in ABLATIONS:
         return _check_ablation(c, where)
     _check_common(c, where)
@@ -332,7 +338,9 @@ def evaluation_specs(names: list[str], preset_overrides: dict, **settings) -> li
     return [load_protocol(name, {**(preset_overrides.get(name) or {}), **settings}) for name in names]
 
 
-def _check_ablation(c: dict, where: str) -> None:
+def _check_evaluation(c: dict, where: str) -> None:
+    """What an ablation that evaluates its checkpoints by the main protocols needs: one label fraction,
+    distinct seeds, known protocols."""
     if not 0 < c["fraction"] <= 1:
         raise UserError(f"{where}: key 'fraction' must lie in (0, 1], got {c['fraction']}")
     for key in ("seeds", "pretrain_seeds"):
@@ -341,6 +349,25 @@ def _check_ablation(c: dict, where: str) -> None:
     bad = [p for p in c["eval_protocols"] if p not in PROTOCOLS]
     if bad:
         raise UserError(f"{where}: key 'eval_protocols' must name protocols among {', '.join(PROTOCOLS)}, got {bad}")
+
+
+def _check_learning_curve(c: dict, where: str) -> None:
+    _check_evaluation(c, where)
+    budgets = c["budgets"]
+    # A curve needs two points; the leaderboard reads "flattened or not" off its last two budgets.
+    if len(budgets) < 2 or budgets != sorted(set(budgets)):
+        raise UserError(f"{where}: key 'budgets' needs at least 2 distinct pretraining budgets (steps) in "
+                        f"increasing order, e.g. [150, 300, 600, 1200]; got {budgets}")
+    if budgets[0] < 1:
+        raise UserError(f"{where}: key 'budgets' must be >= 1 (optimiser steps), got {budgets}")
+    if len(set(c["methods"])) != len(c["methods"]):
+        raise UserError(f"{where}: key 'methods' must not repeat a method, got {c['methods']}")
+    if len(set(c["eval_protocols"])) != len(c["eval_protocols"]):
+        raise UserError(f"{where}: key 'eval_protocols' must not repeat a protocol, got {c['eval_protocols']}")
+
+
+def _check_ablation(c: dict, where: str) -> None:
+    _check_evaluation(c, where)
     if c["pretrain_steps"] < 1 or c["batch_size"] < 2:
         raise UserError(f"{where}: 'pretrain_steps' must be >= 1 and 'batch_size' >= 2")
     div, size = c["diversity"], c["size"]

@@ -1,5 +1,6 @@
 """`sslbench ablation variance-vs-size`: does a diverse pretraining video set beat a merely larger one?
-(benchmark.track.variance_vs_size)"""
+(benchmark.track.variance_vs_size); `sslbench ablation learning-curve`: how far does each method get at
+several pretraining budgets? (benchmark.track.learning_curve); `sslbench ablation cross-scanner`."""
 from __future__ import annotations
 
 import argparse
@@ -8,9 +9,9 @@ from benchmark.cli.common import add_track_arguments, track_context_from_args
 
 
 def register(sub) -> None:
-    p = sub.add_parser("ablation", help="run an ablation protocol (variance-vs-size, cross-scanner)",
-                       description="Ablations of the pretraining data, run with the same job keys, resume "
-                                   "and sharding as the main grid; results go to the results folder and "
+    p = sub.add_parser("ablation", help="run an ablation protocol (variance-vs-size, learning-curve, cross-scanner)",
+                       description="Ablations of the pretraining data and budget, run with the same job keys, "
+                                   "resume and sharding as the main grid; results go to the results folder and "
                                    "`sslbench leaderboard` adds their section.")
     asub = p.add_subparsers(dest="ablation", metavar="ABLATION")
     asub.required = True
@@ -27,6 +28,20 @@ def register(sub) -> None:
     add_track_arguments(v)
     v.add_argument("--no-leaderboard", action="store_true", help="do not regenerate the leaderboard at the end")
     v.set_defaults(func=_variance_vs_size)
+    c = asub.add_parser(
+        "learning-curve", help="each method pretrained at several budgets (steps), evaluated at one label fraction",
+        description="Pretrain each method on the whole pool for every budget of protocols/learning_curve.toml "
+                    "(150, 300, 600, 1200 steps by default; each budget a run of its own with the preset's "
+                    "pretraining settings and its own schedule; a budget equal to the preset's is the main grid's "
+                    "checkpoint), then evaluate each checkpoint with the protocol's evaluation protocols at its "
+                    "label fraction over its seeds (the linear probe at 10 %% labels, 5 seeds, by default). With "
+                    "--shard i/N each shard takes every N-th (method, budget, pretraining seed) unit, largest "
+                    "budgets first: its pretraining and its evaluations.")
+    c.add_argument("--method", default=None,
+                   help="SSL method(s), comma-separated, or `all` (default: the protocol's, all seven)")
+    add_track_arguments(c)
+    c.add_argument("--no-leaderboard", action="store_true", help="do not regenerate the leaderboard at the end")
+    c.set_defaults(func=_learning_curve)
     x = asub.add_parser(
         "cross-scanner", help="leave one scanner out: train on the other scanners, test on the held-out one",
         description="For each scanner of the downstream data (protocols/cross_scanner.toml), evaluate METHOD and "
@@ -52,6 +67,17 @@ def _variance_vs_size(args: argparse.Namespace) -> int:
     ctx = track_context_from_args(args)
     stopped = track.variance_vs_size(ctx, args.method, args.protocol, force=args.force, shard=shard,
                                      deadline=args.time_limit, leaderboard=not args.no_leaderboard)
+    return TIME_LIMIT_EXIT if stopped else 0
+
+
+def _learning_curve(args: argparse.Namespace) -> int:
+    from benchmark import track
+    from benchmark.runner import TIME_LIMIT_EXIT, parse_shard
+
+    shard = parse_shard(args.shard)
+    ctx = track_context_from_args(args)
+    stopped = track.learning_curve(ctx, args.method, args.protocol, force=args.force, shard=shard,
+                                   deadline=args.time_limit, leaderboard=not args.no_leaderboard)
     return TIME_LIMIT_EXIT if stopped else 0
 
 

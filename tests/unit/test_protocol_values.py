@@ -24,6 +24,7 @@ LEVELS = "needs at least 3 distinct levels in increasing order, got "
 SUBSET = "every level needs 1 <= subjects <= frames, got "
 KNN_BATCH = "'knn.query_batch_size' and 'features.batch_size' must be >= 1"
 SMALL = "; lower the batch size or raise the frame budget"
+BUDGETS = "key 'budgets' needs at least 2 distinct pretraining budgets (steps) in increasing order, e.g. [150, 300, 600, 1200]; got "
 
 CASES = [
     # (protocol, overrides, the error message after its '<file> (with overrides …): ' prefix, or None)
@@ -108,6 +109,23 @@ CASES = [
      "a subset of 63 frames is smaller than 'batch_size' 64" + SMALL),
     ('variance_vs_size', {'diversity': {'subjects': [4, 8, 16], 'frames': 32}, 'batch_size': 33},
      "a subset of 32 frames is smaller than 'batch_size' 33" + SMALL),
+    ('learning_curve', {'budgets': [150]}, BUDGETS + '[150]'),
+    ('learning_curve', {'budgets': [300, 150]}, BUDGETS + '[300, 150]'),
+    ('learning_curve', {'budgets': [150, 150, 300]}, BUDGETS + '[150, 150, 300]'),
+    ('learning_curve', {'budgets': [0, 150]}, "key 'budgets' must be >= 1 (optimiser steps), got [0, 150]"),
+    ('learning_curve', {'budgets': [1, 2]}, None),
+    ('learning_curve', {'fraction': 0.0}, "key 'fraction' must lie in (0, 1], got 0.0"),
+    ('learning_curve', {'fraction': 1.01}, "key 'fraction' must lie in (0, 1], got 1.01"),
+    ('learning_curve', {'fraction': 1.0}, None),
+    ('learning_curve', {'seeds': [1, 1]}, SEEDS),
+    ('learning_curve', {'pretrain_seeds': [-1]}, "key 'pretrain_seeds' must be distinct integers >= 0"),
+    ('learning_curve', {'seeds': [0], 'pretrain_seeds': [0]}, None),
+    ('learning_curve', {'eval_protocols': ['svm']},
+     "key 'eval_protocols' must name protocols among linear_probe, finetune, knn, got ['svm']"),
+    ('learning_curve', {'eval_protocols': ['knn', 'knn']}, "key 'eval_protocols' must not repeat a protocol, got ['knn', 'knn']"),
+    ('learning_curve', {'eval_protocols': ['knn', 'finetune']}, None),
+    ('learning_curve', {'methods': ['simclr', 'simclr']}, "key 'methods' must not repeat a method, got ['simclr', 'simclr']"),
+    ('learning_curve', {'methods': ['simclr']}, None),
     ('cross_scanner', {'fractions': [0.0, 0.5]}, FRACTION + '[0.0]'),
     ('cross_scanner', {'seeds': [0, 0]}, REPEAT.format('seeds')),
     ('cross_scanner', {'eval_protocols': ['linear_probe', 'knn']},
@@ -134,7 +152,7 @@ def test_each_setting_is_checked_at_its_boundary(name, overrides, error):
 
 
 @pytest.mark.parametrize(("version", "ok"), [(0, False), (-3, False), (1, True), (7, True)])
-@pytest.mark.parametrize("name", ["linear_probe", "variance_vs_size"])
+@pytest.mark.parametrize("name", ["linear_probe", "variance_vs_size", "learning_curve"])
 def test_the_version_is_at_least_one(tmp_path, name, version, ok):
     text = re.sub(r"(?m)^version = \d+", f"version = {version}", (PROTOCOL_DIR / f"{name}.toml").read_text())
     path = tmp_path / f"{name}.toml"
@@ -180,7 +198,7 @@ def test_file_errors_name_the_file_and_what_is_wrong(protocol_dir):
     path.write_text(_shipped("linear_probe").replace('name = "linear_probe"', 'name = "svm"'))
     with pytest.raises(UserError) as info:
         load_protocol("linear_probe")
-    assert str(info.value) == f"{path}: key 'name' must be one of linear_probe, finetune, knn, variance_vs_size, cross_scanner, got 'svm'"
+    assert str(info.value) == f"{path}: key 'name' must be one of linear_probe, finetune, knn, variance_vs_size, cross_scanner, learning_curve, got 'svm'"
 
     path.write_text("name = \n")
     with pytest.raises(UserError) as info:
@@ -228,6 +246,9 @@ def test_a_spec_keeps_its_file_and_its_own_copy_of_the_overrides():
     ("variance_vs_size", "eval_protocols", [1], "list[str]"),
     ("variance_vs_size", "pretrain_steps", 1.0, "int"),
     ("variance_vs_size", "fraction", "0.1", "float"),
+    ("learning_curve", "budgets", [150.0, 300.0], "list[int]"),
+    ("learning_curve", "budgets", 150, "list[int]"),
+    ("learning_curve", "methods", "simclr", "list[str]"),
 ])
 def test_a_value_of_the_wrong_type_is_named_with_the_type_expected(name, key, value, type_name):
     with pytest.raises(UserError) as info:

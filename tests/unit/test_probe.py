@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from protocols.linear_probe import cached_features, class_weights, feature_path, run_probe
+from protocols.linear_probe import cached_features, class_weights, feature_path, run_probe, training_subset
 from protocols.spec import load_protocol
 from tests.unit.downstream_fakes import TinyEncoder, fake_downstream
 
@@ -116,7 +116,7 @@ def test_features_constant_on_the_training_subset_keep_scale_one_and_weight_zero
     spec = load_protocol("linear_probe")
     feats = _separable_features(cache)
     base = run_probe(feats, cache, spec, 0.01, seed=1, device=CPU)
-    tr = run_probe.__globals__["training_subset"](cache, 0.01, 1)
+    tr = training_subset(cache, 0.01, 1)
     extra = np.random.default_rng(2).normal(0, 1e3, size=(len(feats), 2)).astype(np.float32)
     extra[tr] = 0.0
     with_constant = run_probe(np.hstack([feats, extra]), cache, spec, 0.01, seed=1, device=CPU)

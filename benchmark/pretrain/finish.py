@@ -81,6 +81,14 @@ def finish_encoder(encoder, start_state: dict | None, cfg: PretrainConfig, pool:
 RANDOM_SEED_BASE = 1_000_000
 
 
+def random_baseline_key(backbone: str, resolution: int, seed: int, data_fingerprint: str) -> str:
+    """The random baseline checkpoint's config key: what its weights and BatchNorm statistics depend on.
+    Committed results record it (`init.pretrain.config_key`), so a change here orphans them."""
+    return hashlib.sha256(json.dumps({"baseline": "random", "backbone": backbone, "resolution": resolution,
+                                      "seed": seed, "data": data_fingerprint, "engine": ENGINE_VERSION},
+                                     sort_keys=True).encode()).hexdigest()
+
+
 def random_baseline(backbone: str, resolution: int, seed: int, pool: FrameCache, run_dir: Path,
                     progress: bool = True) -> Path:
     """The `random` init of pretraining seed `seed` as a checkpoint: random weights, BatchNorm
@@ -93,9 +101,7 @@ def random_baseline(backbone: str, resolution: int, seed: int, pool: FrameCache,
 
     cfg = PretrainConfig(method="random", backbone=backbone, resolution=resolution, seed=seed, steps=1).validate()
     positions = pretraining_positions(pool, cfg.limit_frames)
-    key = hashlib.sha256(json.dumps({"baseline": "random", "backbone": backbone, "resolution": resolution,
-                                     "seed": seed, "data": pool.fingerprint, "engine": ENGINE_VERSION},
-                                    sort_keys=True).encode()).hexdigest()
+    key = random_baseline_key(backbone, resolution, seed, pool.fingerprint)
     folder = Path(run_dir) / f"random-{key[:12]}"
     final = folder / FINAL_NAME
     if final.exists():

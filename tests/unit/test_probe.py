@@ -25,6 +25,9 @@ def test_probe_learns_separable_features_and_picks_l2_on_validation(tmp_path):
     chosen = out["train"]["val_scores"][f"{out['train']['l2']:g}"]
     assert chosen == max(out["train"]["val_scores"].values())
     assert out["metrics"]["val"]["macro_f1"] == pytest.approx(chosen)
+    # Separable features: several strengths tie on validation, and a tie keeps the strongest (the simplest model).
+    tied = [float(v) for v, score in out["train"]["val_scores"].items() if score == chosen]
+    assert len(tied) > 1 and out["train"]["l2"] == max(tied)
     assert out["metrics"]["test"]["n"] == int((cache.index["split"] == "test").sum())
 
 
@@ -105,9 +108,12 @@ def test_features_constant_on_the_training_subset_keep_scale_one_and_weight_zero
     is 0 on five images) must not be inflated on val/test by a tiny std, nor carry a weight."""
     from protocols.linear_probe import standardizer
 
-    x = torch.tensor([[1.0, 0.0], [3.0, 0.0], [5.0, 0.0], [2.0, 7.0]])
+    # Columns: varying; 0 on the training rows; −3 on them (a constant of either sign is constant); varying
+    # around a mean of exactly 0 (not constant, whatever the mean).
+    x = torch.tensor([[1.0, 0.0, -3.0, -2.0], [3.0, 0.0, -3.0, 2.0], [5.0, 0.0, -3.0, 0.0], [2.0, 7.0, 4.0, 1.0]])
     mean, scale, constant = standardizer(x, np.array([0, 1, 2]))
-    assert constant.tolist() == [False, True]
+    assert constant.tolist() == [False, True, True, False]
+    assert torch.isfinite((x - mean) / scale).all()
     assert scale[1] == 1.0 and ((x - mean) / scale)[3, 1] == 7.0  # as it is, not × 1e6
     assert scale[0] == pytest.approx(np.std([1.0, 3.0, 5.0]))
     # In a probe: such features change nothing. Two features constant (0) on the training subset and
@@ -195,3 +201,53 @@ def test_the_test_split_never_influences_the_l2_choice_or_the_validation_scores(
         assert other["train"]["l2"] == train["l2"] and other["train"]["val_scores"] == train["val_scores"]
         assert other["metrics"]["val"] == out["metrics"]["val"]
         assert other["metrics"]["test"] != out["metrics"]["test"]
+
+
+def test_standardizing_makes_the_probe_blind_to_each_features_unit_and_origin(tmp_path):
+    """The probe standardizes each feature on the training subset, so a feature's unit and origin do not
+    matter: the informative features shrunk to 1e-4 of their size and shifted, the noise ones blown up
+    1e3×, give the same choice and the same scores. Without standardizing (or with a wrong one) the L2
+    penalty would silence the shrunk features."""
+    cache = fake_downstream(tmp_path, n_subjects=30)
+    spec = load_protocol("linear_probe")
+    rng = np.random.default_rng(5)
+    feats = np.hstack([_separable_features(cache, dim=4, noise=1.5),
+                       rng.normal(size=(len(cache.index), 4)).astype(np.float32)])
+    base = run_probe(feats, cache, spec, 0.1, seed=1, device=CPU)
+    unit = np.array([1e-4, 1e-4, 1e-4, 1e-4, 1e3, 1e3, 1e3, 1e3], dtype=np.float32)
+    origin = np.array([3e-4, -1e-4, 0.0, 2e-4, 500.0, -800.0, 0.0, 100.0], dtype=np.float32)
+    moved = run_probe(feats * unit + origin, cache, spec, 0.1, seed=1, device=CPU)
+    assert base["metrics"]["test"]["macro_f1"] > 0.6 and moved["train"]["constant_features"] == 0
+    assert moved["train"]["l2"] == base["train"]["l2"]
+    for split in ("val", "test"):
+        assert moved["metrics"][split]["macro_f1"] == pytest.approx(base["metrics"][split]["macro_f1"], abs=0.02)
+
+
+def test_class_weights_make_a_rare_class_count_as_much_as_a_common_one(tmp_path):
+    """With `class_weighted` the loss weighs each class by its inverse frequency in the label subset, so a
+    class with few training images is not traded away for the common one: on a training set where class
+    0 is 10× as frequent as each other, weighting raises the rare classes' recall (and lowers
+    class 0's); without it, class 0 takes more of the predictions."""
+    cache = fake_downstream(tmp_path, n_subjects=40)
+    labels = cache.index["label"].to_numpy()
+    train = cache.labelled_positions("train")
+    rare = [p for c in range(1, cache.num_classes) for i, p in enumerate(train[labels[train] == c]) if i % 10]
+    cache.index.loc[cache.index.index[rare], "label"] = -1  # out of every split
+    labels = cache.index["label"].to_numpy()
+    counts = np.bincount(labels[cache.labelled_positions("train")], minlength=cache.num_classes)
+    assert counts[0] >= 8 * counts[1:].max() and counts.min() > 0
+    feats = _separable_features(cache, noise=2.5)
+    weighted = run_probe(feats, cache, load_protocol("linear_probe"), 1.0, seed=0, device=CPU)
+    plain = run_probe(feats, cache, load_protocol("linear_probe", {"probe": {"class_weighted": False}}), 1.0,
+                      seed=0, device=CPU)
+
+    def recall(out, k):
+        cm = np.array(out["metrics"]["test"]["confusion_matrix"])
+        return cm[k, k] / cm[k].sum()
+
+    def predicted_zero(out):
+        return np.array(out["metrics"]["test"]["confusion_matrix"])[:, 0].sum()
+
+    assert predicted_zero(weighted) < predicted_zero(plain)
+    assert (np.mean([recall(weighted, k) for k in range(1, cache.num_classes)])
+            > np.mean([recall(plain, k) for k in range(1, cache.num_classes)]))

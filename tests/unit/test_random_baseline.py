@@ -46,3 +46,59 @@ def test_the_random_baseline_is_its_seeds_network_with_batchnorm_statistics_esti
     # move by O(1) (a layer right after another BatchNorm may keep a mean of ~0, so not every buffer moves).
     moved = [name for name in got if (got[name] - start[name]).abs().max() > 0.1]
     assert len(moved) > len(got) / 2, f"only {len(moved)} of {len(got)} BatchNorm buffers left their initial values"
+
+
+def test_the_checkpoint_records_what_it_is_and_is_made_once(tmp_path, capsys):
+    import json
+
+    from benchmark.device import machine_record
+    from benchmark.pretrain.config import ENGINE_VERSION
+    from benchmark.pretrain.finish import FINAL_NAME, random_baseline_key
+
+    pool = tiny_pool(tmp_path / "pool")
+    ckpt = random_baseline(BACKBONE, RES, SEED, pool, tmp_path / "runs")  # progress on, as the CLI runs it
+    key = random_baseline_key(BACKBONE, RES, SEED, pool.fingerprint)
+    assert ckpt == tmp_path / "runs" / f"random-{key[:12]}" / FINAL_NAME
+    _, meta = load_encoder(ckpt)
+    diag = meta.pop("diagnostics")
+    wall = meta.pop("wall_time_s")
+    assert 0 <= wall < 600 and wall == round(wall, 1)
+    meta.pop("feat_dim", None), meta.pop("weights_sha256")  # added by save_encoder (tests/unit/test_backbones.py)
+    assert meta == {"method": "random", "backbone": BACKBONE, "init": "random", "resolution": RES, "steps": 0,
+                    "seed": SEED, "weights_seed": RANDOM_SEED_BASE + SEED, "data_fingerprint": pool.fingerprint,
+                    "data_subset_fingerprint": pool.fingerprint, "frames": len(pretraining_positions(pool)),
+                    "config_key": key, "engine_version": ENGINE_VERSION, "threads": torch.get_num_threads(),
+                    "machine": machine_record("cpu")}
+    # No step taken, so nothing moved and nothing is a problem (an SSL run that did not move would be one).
+    data = dg.diagnostic_data(pool.index, pool.frames, pretraining_positions(pool))
+    assert diag["encoder_change"] == 0.0 and diag["before"] == diag["after"] and diag["problems"] == []
+    assert dg.problems(diag), "an unmoved encoder is a problem for an SSL run; the baseline is exempt"
+    assert diag["frames"] == len(data.frames) and diag["knn"] == {"k": dg.KNN_K, "temperature": dg.KNN_TEMPERATURE}
+    text = (ckpt.parent / "diagnostics.json").read_text()
+    assert json.loads(text) == diag and text == json.dumps(json.loads(text), indent=1) + "\n"
+    assert dg.summary_line("random", diag) in capsys.readouterr().err
+
+    # Made once: a second call returns the same file untouched.
+    stamp = ckpt.stat().st_mtime_ns
+    assert random_baseline(BACKBONE, RES, SEED, pool, tmp_path / "runs", progress=False) == ckpt
+    assert ckpt.stat().st_mtime_ns == stamp
+
+
+def test_the_key_is_the_one_the_committed_results_record():
+    """Committed random rows name their checkpoint by this key; a change to what it hashes (or how)
+    would make every committed random result look unfinished."""
+    import json
+    from pathlib import Path
+
+    from benchmark.pretrain.config import ENGINE_VERSION
+    from benchmark.pretrain.finish import random_baseline_key
+
+    root = Path(__file__).resolve().parents[2] / "leaderboard" / "results"
+    seen = {}
+    for path in sorted(root.glob("*/random/**/*.json")):
+        pre = json.loads(path.read_text())["init"]["pretrain"]
+        if pre["engine_version"] == ENGINE_VERSION:
+            seen[(pre["backbone"], pre["resolution"], pre["seed"], pre["data_fingerprint"])] = pre["config_key"]
+    assert len(seen) >= 2, "the committed tracks hold random results of several pretraining seeds"
+    for (backbone, resolution, seed, data), key in seen.items():
+        assert random_baseline_key(backbone, resolution, seed, data) == key

@@ -12,6 +12,17 @@ def register(sub) -> None:
                                    "the reason for its value.")
     p.add_argument("name", nargs="?", default=None, help="show one method's defaults with their notes")
     p.add_argument("--json", action="store_true", help="print machine-readable JSON instead of a table")
+    check = p.add_argument_group("one-batch check (with NAME)")
+    check.add_argument("--one-batch", action="store_true",
+                       help="can NAME's recipe lower its loss on one fixed batch of the preset's pool? "
+                            "(the first check when a method does not learn; benchmark/pretrain/one_batch.py)")
+    check.add_argument("--preset", default="smoke", help="whose pool, resolution and layout (default: smoke)")
+    check.add_argument("--steps", type=int, default=None, help="optimiser steps (default: 60)")
+    check.add_argument("--batch-size", type=int, default=None, help="frames in the batch (default: 64)")
+    check.add_argument("--set", dest="hparams", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a hyper-parameter, as `sslbench pretrain --set`")
+    check.add_argument("--adam", type=float, default=None, metavar="LR",
+                       help="also fit with plain Adam at LR, to tell the loss from the optimiser apart")
     p.set_defaults(func=_run)
 
 
@@ -24,6 +35,8 @@ def _run(args: argparse.Namespace) -> int:
 
     from methods.registry import available_methods, get_method
 
+    if args.one_batch:
+        return _one_batch(args)
     if args.name is not None:
         cls = get_method(args.name)
         if args.json:
@@ -48,4 +61,34 @@ def _run(args: argparse.Namespace) -> int:
             for name, cls in methods.items()]
     print(tabulate(rows, headers=["method", "family", "views", "defaults"], tablefmt="simple",
                    maxcolwidths=[None, None, None, 80]))
+    return 0
+
+
+def _one_batch(args: argparse.Namespace) -> int:
+    from benchmark.cli.pretrain import _key_values
+    from benchmark.errors import UserError
+    from benchmark.pretrain.one_batch import BATCH, STEPS, fit_one_batch, pool_batch
+    from benchmark.pretrain.sampler import pretraining_positions
+    from benchmark.track import track_context
+    from methods.registry import get_method
+    from protocols.presets import pretrain_settings
+
+    if args.name is None:
+        raise UserError("--one-batch needs a method: sslbench methods NAME --one-batch")
+    get_method(args.name)  # an unknown name fails here, before the pool is built
+    ctx = track_context(args.preset, new_results=False)
+    pool = ctx.pretrain_cache()
+    frames = pool_batch(pool.frames, pretraining_positions(pool), args.batch_size or BATCH)
+    common = {"steps": args.steps or STEPS, "backbone": ctx.preset["backbone"],
+              "memory_format": ctx.preset["cpu_memory_format"]}
+    hparams = {**pretrain_settings(ctx.preset, args.name).get("hparams", {}), **_key_values(args.hparams, "--set")}
+    print(f"{args.name} on one fixed batch of {len(frames)} frames of the {args.preset} pool at "
+          f"{ctx.preset['resolution']} px, {common['steps']} steps, hyper-parameters as pretraining uses them"
+          + (f" with {hparams}" if hparams else ""))
+    fits = [fit_one_batch(args.name, frames, ctx.preset["resolution"], hparams=hparams, **common)]
+    if args.adam is not None:
+        fits.append(fit_one_batch(args.name, frames, ctx.preset["resolution"], hparams=hparams,
+                                  adam_lr=args.adam, **common))
+    for fit in fits:
+        print(fit.line())
     return 0

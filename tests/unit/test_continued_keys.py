@@ -116,3 +116,18 @@ def test_validate_checks_that_a_results_name_and_recorded_start_agree():
     lying["init"]["start"] = "imagenet"  # a from-random name that claims a start
     assert ("init.start", "'imagenet' but the init's name 'simclr' says it started from 'random' (a continued "
                           "init is named <method>@<start>)") in check_result(lying, COMMITTED, known)
+
+
+def test_a_continued_checkpoint_is_named_after_its_start_and_a_name_that_contradicts_it_is_refused(tmp_path):
+    from benchmark.backbones import build_backbone
+    from benchmark.checkpoint import save_encoder
+    from benchmark.track import explicit_checkpoint_init
+
+    path = tmp_path / "encoder.safetensors"
+    save_encoder(path, build_backbone("efficientnet_lite0"), {"method": "simclr", "init": "imagenet", "seed": 0,
+                                                               "resolution": 32})
+    init = explicit_checkpoint_init("simclr@imagenet", path, [0])
+    assert (init.name, init.family, init.record()["start"]) == ("simclr@imagenet", "contrastive", "imagenet")
+    with pytest.raises(UserError, match="was pretrained from imagenet weights, but the name 'simclr' says random: "
+                                        "name it simclr@imagenet"):
+        explicit_checkpoint_init("simclr", path, [0])

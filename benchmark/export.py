@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmark.errors import UserError
+from leaderboard.results import continued_name, init_title
 
 FORMATS = ("onnx", "torchscript", "safetensors")
 FILE_NAMES = {"onnx": "encoder.onnx", "torchscript": "encoder.torchscript.pt", "safetensors": "encoder.safetensors"}
@@ -47,24 +48,26 @@ class Exported:
 # ------------------------------------------------------------------------------------- sources
 
 def method_checkpoint(method: str, preset: str, pretrain_seed: int = 0, *, runs_dir: Path | None = None,
-                      cache_dir: str | None = None, results_dir: Path | None = None) -> Path:
+                      cache_dir: str | None = None, results_dir: Path | None = None, start: str | None = None) -> Path:
     """The final checkpoint of `method` with pretraining seed `pretrain_seed` on the track of
-    `preset`, as `sslbench bench` made it; an error naming the command that makes it when missing."""
-    from benchmark.track import pretrain_run, pretrain_seeds, track_context
+    `preset`, as `sslbench bench` made it (`start`: where it started, default the preset's); an error
+    naming the command that makes it when missing."""
+    from benchmark.track import method_init_name, pretrain_run, pretrain_seeds, start_flag, track_context
     from protocols.grid import BASELINES
 
     if method in BASELINES:
         raise UserError(f"--method {method} is a baseline, not a pretrained encoder; export an SSL method, "
                         "or pass --checkpoint PATH (the random baseline's checkpoint is under runs/pretrain/)")
-    ctx = track_context(preset, runs_dir=runs_dir, cache_dir=cache_dir, results_dir=results_dir, new_results=False)
+    ctx = track_context(preset, runs_dir=runs_dir, cache_dir=cache_dir, results_dir=results_dir, new_results=False,
+                        start=start)
     seeds = pretrain_seeds(ctx)
     if pretrain_seed not in seeds:
         raise UserError(f"--pretrain-seed {pretrain_seed}: track {ctx.track.id} pretrains with seeds {seeds}")
     final = pretrain_run(ctx, method, ctx.pretrain_cache(), pretrain_seed)[2]
     if not final.exists():
-        raise UserError(f"no checkpoint of {method} (pretraining seed {pretrain_seed}) on track {ctx.track.id} "
-                        f"at {final}: pretrain it with `sslbench bench --method {method} --preset "
-                        f"{ctx.preset_name}`, or pass --checkpoint PATH")
+        raise UserError(f"no checkpoint of {method_init_name(ctx, method)} (pretraining seed {pretrain_seed}) on track "
+                        f"{ctx.track.id} at {final}: pretrain it with `sslbench bench --method {method} --preset "
+                        f"{ctx.preset_name}{start_flag(ctx)}`, or pass --checkpoint PATH")
     return final
 
 
@@ -241,8 +244,12 @@ def model_card(meta: dict, *, fmt: str, file: Path, file_sha256: str, checkpoint
              f"largest absolute difference from the PyTorch encoder's features on {CHECK_BATCH} random "
              f"inputs: {max_abs_diff:.2e} (allowed: {TOLERANCE:g} × the largest feature, at least 1: "
              f"{bound:.2e})")
+    continued = meta.get("continued")
+    start = (f"{continued['start']} weights ({continued['weights']}), continued on the videos with the recipe "
+             f"{json.dumps(continued['recipe'], sort_keys=True)}" if continued else
+             f"{meta.get('init', 'random')} weights")
     lines = [
-        f"# {method} encoder: {meta['backbone']}, {res} px",
+        f"# {init_title(continued_name(method, meta.get('init', 'random')))} encoder: {meta['backbone']}, {res} px",
         "",
         f"Exported by `sslbench export` from `{checkpoint}`.",
         "",
@@ -251,6 +258,7 @@ def model_card(meta: dict, *, fmt: str, file: Path, file_sha256: str, checkpoint
         f"| file | `{file.name}` ({fmt}, sha256 `{file_sha256}`) |",
         f"| weights hash (job keys, result files) | `{identity}` |",
         f"| method | {method} |",
+        f"| pretraining started from | {start} |",
         f"| backbone | {meta['backbone']} ({meta.get('feat_dim', '?')}-d features) |",
         f"| pretraining budget | {meta.get('steps', '?')} optimiser steps, batch {meta.get('global_batch_size', meta.get('batch_size', '?'))} |",
         f"| pretraining data | fingerprint `{meta.get('data_fingerprint', '?')}`, {meta.get('frames', '?')} frames "

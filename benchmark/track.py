@@ -41,6 +41,9 @@ class TrackContext:
     pretrain_on_error: str = "fail"
     downstream_on_error: str = "fail"
     replace_reference: bool = False
+    # Where the SSL methods' pretraining starts (`--start`): None takes the preset's `[pretrain] start`
+    # (random weights unless it says otherwise; protocols.presets.preset_start).
+    start: str | None = None
     _slots: object = field(default=None, init=False, repr=False, compare=False)
 
     @property
@@ -77,7 +80,7 @@ def track_context(preset: str = "auto", *, dataset: str | None = None, downstrea
                   results_dir: Path | None = None, runs_dir: Path | None = None, cache_dir: str | None = None,
                   need_pretrain_data: bool = True, track_name: str | None = None,
                   data_table: str | None = None, new_results: bool = True,
-                  replace_reference: bool = False) -> TrackContext:
+                  replace_reference: bool = False, start: str | None = None) -> TrackContext:
     """Preset → sources, track, protocols and folders; fails early on bad input or an unwritable
     results folder, before any work. `dataset`/`downstream` replace the preset's data; `pretrain` are
     the settings of the pretraining source (`--dataset`, or the preset's; they also reach its
@@ -87,7 +90,8 @@ def track_context(preset: str = "auto", *, dataset: str | None = None, downstrea
     the preset adds settings to the preset's downstream source (the command line's still win).
     `new_results`: the command will write result files, so the code must be a git checkout (their
     provenance names its commit). `replace_reference`: write over committed results whose job keys
-    differ (benchmark.reference) instead of beside them in the runs folder."""
+    differ (benchmark.reference) instead of beside them in the runs folder. `start`: where the SSL methods'
+    pretraining starts (random | imagenet; default the preset's)."""
     from benchmark.data.spec import parse_dataset_spec
     from benchmark.folders import default_runs_dir, ensure_writable
     from leaderboard.results import default_results_dir
@@ -101,6 +105,9 @@ def track_context(preset: str = "auto", *, dataset: str | None = None, downstrea
         require_git_checkout()
     preset_name = resolve_preset(preset)
     preset = load_preset(preset_name)
+    from protocols.presets import preset_start
+
+    start = preset_start(preset, start)  # a bad value fails here, before any work
     pre_set = pretrain or SourceSettings()
     down_set = downstream_settings or SourceSettings()
     res = preset["resolution"]
@@ -149,7 +156,7 @@ def track_context(preset: str = "auto", *, dataset: str | None = None, downstrea
     return TrackContext(preset_name=preset_name, preset=preset, track=track, pretrain_source=pre,
                         downstream_source=down, protocols=specs, results_dir=results_dir,
                         runs_dir=runs_dir, cache_dir=cache_dir, pretrain_on_error=pre_error,
-                        downstream_on_error=down_error, replace_reference=replace_reference)
+                        downstream_on_error=down_error, replace_reference=replace_reference, start=start)
 
 
 def parse_methods(text: str, *, baselines: bool) -> tuple[list[str], list[str]]:
@@ -175,6 +182,24 @@ def parse_methods(text: str, *, baselines: bool) -> tuple[list[str], list[str]]:
     return list(dict.fromkeys(methods)), list(dict.fromkeys(base))
 
 
+def method_init_name(ctx: TrackContext, method: str) -> str:
+    """The init (row, results folder) of `method` pretrained on this track from its start: the method's
+    name from random weights, `<method>@imagenet` continued from ImageNet weights."""
+    from leaderboard.results import continued_name
+    from protocols.presets import preset_start
+
+    return continued_name(method, preset_start(ctx.preset, ctx.start))
+
+
+def start_flag(ctx: TrackContext) -> str:
+    """The flag that selects this track's start on a command line ("" for random weights)."""
+    from leaderboard.results import RANDOM_START
+    from protocols.presets import preset_start
+
+    start = preset_start(ctx.preset, ctx.start)
+    return "" if start == RANDOM_START else f" --start {start}"
+
+
 def pretrain_seeds(ctx: TrackContext) -> list[int]:
     """The pretraining seeds the track's protocols run (each SSL method is pretrained once per seed)."""
     return sorted({ps for spec in ctx.protocols for ps in spec.pretrain_seeds})
@@ -191,8 +216,8 @@ def pretrain_run(ctx: TrackContext, method: str, pool, seed: int, steps: int | N
     from protocols.presets import pretrain_settings
 
     budget = {} if steps is None else {"steps": steps}
-    cfg = PretrainConfig.from_dict({"method": method, **pretrain_settings(ctx.preset, method), "seed": seed,
-                                    **budget}).validate()
+    cfg = PretrainConfig.from_dict({"method": method, **pretrain_settings(ctx.preset, method, ctx.start),
+                                    "seed": seed, **budget}).validate()
     return cfg, ctx.pretrain_dir, run_folder(cfg, cfg.key(pool.fingerprint), ctx.pretrain_dir) / FINAL_NAME
 
 
@@ -203,11 +228,12 @@ def pretrained_init(ctx: TrackContext, method: str, pool, seed: int, progress: b
     from protocols.grid import checkpoint_init
 
     cfg, run_dir, final = pretrain_run(ctx, method, pool, seed)
+    name = method_init_name(ctx, method)
     if progress and not final.exists():
-        print(f"pretraining {method} (pretraining seed {seed}, {cfg.steps} steps) on {ctx.track.id} "
+        print(f"pretraining {name} (pretraining seed {seed}, {cfg.steps} steps) on {ctx.track.id} "
               f"({final.parent})", file=sys.stderr, flush=True)
     checkpoint = pretrain(cfg, pool, run_dir, progress=progress)
-    return checkpoint_init(method, checkpoint, seed, family=get_method(method).family)
+    return checkpoint_init(name, checkpoint, seed, family=get_method(method).family)
 
 
 def baseline_inits(ctx: TrackContext, name: str, pool, progress: bool = True) -> list:
@@ -235,13 +261,13 @@ def existing_inits(ctx: TrackContext, methods: list[str], pool) -> list:
         for seed in pretrain_seeds(ctx):
             ckpt = pretrain_run(ctx, m, pool, seed)[2]
             if ckpt.exists():
-                inits.append(checkpoint_init(m, ckpt, seed, family=get_method(m).family))
+                inits.append(checkpoint_init(method_init_name(ctx, m), ckpt, seed, family=get_method(m).family))
             else:
-                missing.append(f"{m} (pretraining seed {seed})")
+                missing.append((m, f"{method_init_name(ctx, m)} (pretraining seed {seed})"))
     if missing:
-        raise UserError(f"no checkpoint on track {ctx.track.id} for {', '.join(missing)}: pretrain first "
-                        f"with `sslbench bench --method {','.join(dict.fromkeys(m.split()[0] for m in missing))} "
-                        f"--preset {ctx.preset_name}` (or pass --checkpoint NAME=PATH)")
+        raise UserError(f"no checkpoint on track {ctx.track.id} for {', '.join(what for _, what in missing)}: "
+                        f"pretrain first with `sslbench bench --method {','.join(dict.fromkeys(m for m, _ in missing))} "
+                        f"--preset {ctx.preset_name}{start_flag(ctx)}` (or pass --checkpoint NAME=PATH)")
     return inits
 
 
@@ -249,18 +275,26 @@ def explicit_checkpoint_init(name: str, path: Path, seeds: list[int]):
     """A checkpoint given by path: its pretraining seed is the one its metadata records, which must be
     one of the protocols' pretraining seeds (its results pair with those of that seed)."""
     from benchmark.checkpoint import read_meta
+    from leaderboard.results import RANDOM_START, START_MARK, init_method, init_start
     from methods.registry import get_method
     from protocols.grid import checkpoint_init
 
     if not Path(path).exists():
         raise UserError(f"--checkpoint {path} does not exist")
-    seed = read_meta(Path(path)).get("seed", 0)
+    meta = read_meta(Path(path))
+    seed = meta.get("seed", 0)
+    started = meta.get("init", RANDOM_START)
+    if init_start(name) != started:
+        hint = (f"name it {init_method(name)}{START_MARK}{started}" if started != RANDOM_START
+                else f"leave {START_MARK}{init_start(name)} out of its name")
+        raise UserError(f"{path} was pretrained from {started} weights, but the name {name!r} says "
+                        f"{init_start(name)}: {hint} (the start is part of an init's name, its folder and its keys)")
     if seed not in seeds:
         raise UserError(f"{path} was pretrained with seed {seed}, which is not among the protocols' pretraining "
                         f"seeds {seeds}; its results would pair with no other init's")
     family = None
     try:
-        family = get_method(name).family
+        family = get_method(init_method(name)).family
     except UserError:
         pass  # a checkpoint under a name of the user's choosing
     return checkpoint_init(name, Path(path), seed, family=family)
@@ -270,10 +304,13 @@ def checkpoint_file_init(ctx: TrackContext, path: Path, name: str | None = None)
     """The init of one checkpoint file, named `name` or after the method that made it; its backbone
     must be the track's."""
     from benchmark.checkpoint import read_meta
+    from leaderboard.results import RANDOM_START, continued_name
 
     if not Path(path).exists():
         raise UserError(f"--checkpoint {path} does not exist")
-    name = name or read_meta(Path(path)).get("method")
+    meta = read_meta(Path(path))
+    if not name and meta.get("method"):  # a continued run is named after its method and start
+        name = continued_name(meta["method"], meta.get("init", RANDOM_START))
     if not name:
         raise UserError(f"{path} does not say which method made it; pass --name")
     init = explicit_checkpoint_init(name, Path(path), pretrain_seeds(ctx))
@@ -429,8 +466,9 @@ def variance_vs_size(ctx: TrackContext, methods: str | None = None, protocols: l
             stopped = True
             break
         started = time.perf_counter()
-        ckpt = vvs.pretrain_subset(pretrain_settings(ctx.preset, method), method, spec, subset, pool, run_dir, seed)
-        init = checkpoint_init(method, ckpt, seed, family=get_method(method).family)
+        ckpt = vvs.pretrain_subset(pretrain_settings(ctx.preset, method, ctx.start), method, spec, subset, pool,
+                                   run_dir, seed)
+        init = checkpoint_init(method_init_name(ctx, method), ckpt, seed, family=get_method(method).family)
         jobs = vvs.ablation_jobs(spec, method, subset, init, evals, ctx.track, downstream, pool.fingerprint,
                                  ctx.results_dir, ctx.runs_dir)
         summary = run_jobs(jobs, force=force, title=f"{method} {subset.tag} pretrain-seed{seed}", deadline=deadline,
@@ -489,7 +527,8 @@ def learning_curve(ctx: TrackContext, methods: str | None = None, protocols: lis
         if not final.exists():
             print(f"pretraining {what} on the whole pool ({final.parent})", file=sys.stderr, flush=True)
         checkpoint = pretrain(cfg, pool, run_dir)
-        init = checkpoint_init(unit.method, checkpoint, unit.pretrain_seed, family=get_method(unit.method).family)
+        init = checkpoint_init(method_init_name(ctx, unit.method), checkpoint, unit.pretrain_seed,
+                               family=get_method(unit.method).family)
         jobs = lc.curve_jobs(spec, unit, init, evals, ctx.track, downstream, pool, ctx.results_dir, ctx.runs_dir)
         summary = run_jobs(jobs, force=force, title=f"{unit.method} {unit.tag} pretrain-seed{unit.pretrain_seed}",
                            deadline=deadline, slots=ctx.slots)

@@ -14,12 +14,19 @@ import numpy as np
 import pandas as pd
 
 from leaderboard import stats
+from leaderboard.results import RANDOM_START, init_method, init_start
 
 REFERENCE_INIT = "imagenet"
 # The untrained network of the same draw: does pretraining help at all? Only SSL inits are tested against it
 # (ImageNet against random says nothing about pretraining on the track's video).
 SIGNAL_INIT = "random"
 REFERENCES = (REFERENCE_INIT, SIGNAL_INIT)
+# A continued init (`<method>@imagenet`: SSL on the videos from ImageNet weights) is compared with imagenet
+# (what SSL on the videos adds to ImageNet) and, under this reference, with the same method from random
+# weights (what ImageNet adds to SSL), instead of with `random`. Its reference init is per row
+# (`reference_init`), so this names the comparison, not an init.
+SAME_METHOD = "same method from random"
+DELTA_REFERENCES = REFERENCES + (SAME_METHOD,)
 BASELINE_ORDER = ["imagenet", "random"]
 METRICS = {"macro_f1": "macro-F1", "balanced_accuracy": "balanced accuracy", "accuracy": "accuracy"}
 
@@ -174,22 +181,29 @@ def paired_delta(own: pd.DataFrame, ref: pd.DataFrame, metric: str, keys: tuple[
     return comp, n_pre, len(d)
 
 
-def deltas(track_tables: list[Table], metric: str, references: tuple[str, ...] = REFERENCES
+def reference_init(reference: str, init: str) -> str:
+    """The init whose runs `init` is paired with under `reference`: the reference itself, or for
+    `SAME_METHOD` the method of the continued init (`simclr@imagenet` → `simclr`)."""
+    return init_method(init) if reference == SAME_METHOD else reference
+
+
+def deltas(track_tables: list[Table], metric: str, references: tuple[str, ...] = DELTA_REFERENCES
            ) -> dict[tuple[str, str, str, float], Delta]:
     """Paired Δ, keyed (reference, protocol, init, fraction), for every cell of a track's current tables:
-    against `imagenet` every other init, against `random` the SSL inits.
+    against `imagenet` every other init, against `random` the SSL inits from random weights, and each
+    continued init against its method from random weights (`SAME_METHOD`).
 
-    The Holm family is every test of the track against either reference (all protocols, fractions and
+    The Holm family is every test of the track against any reference (all protocols, fractions and
     inits), so a track's marks control the family-wise error of the whole track."""
     raw: dict[tuple[str, str, str, float], tuple[stats.PairedComparison, int, int]] = {}
     for reference in references:
         for table in track_tables:
-            if not table.current or reference not in set(table.runs["init"]):
+            if not table.current or (reference != SAME_METHOD and reference not in set(table.runs["init"])):
                 continue
             ssl = set(table.runs.loc[table.runs["init_kind"] == "ssl", "init"])
             for fraction in table.fractions:
-                ref = cell_runs(table.runs, reference, fraction)
                 for init in compared_inits(table, reference, ssl):
+                    ref = cell_runs(table.runs, reference_init(reference, init), fraction)
                     out = paired_delta(cell_runs(table.runs, init, fraction), ref, metric)
                     if out is not None:
                         raw[(reference, table.key.protocol, init, fraction)] = out
@@ -200,11 +214,14 @@ def deltas(track_tables: list[Table], metric: str, references: tuple[str, ...] =
 
 def compared_inits(table: Table, reference: str, ssl: set[str] | None = None) -> list[str]:
     """The inits of `table` compared with `reference`, in table order: every other init against imagenet,
-    the SSL inits against random."""
+    the SSL inits from random weights against random, the continued inits whose method from random weights
+    is in the table against it (`SAME_METHOD`)."""
     if ssl is None:
         ssl = set(table.runs.loc[table.runs["init_kind"] == "ssl", "init"])
     if reference == SIGNAL_INIT:
-        return [i for i in table.inits if i in ssl]
+        return [i for i in table.inits if i in ssl and init_start(i) == RANDOM_START]
+    if reference == SAME_METHOD:
+        return [i for i in table.inits if i in ssl and init_start(i) != RANDOM_START and init_method(i) in ssl]
     return [i for i in table.inits if i != reference]
 
 

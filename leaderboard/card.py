@@ -1,8 +1,9 @@
 """The leaderboard rows of one checkpoint, for an exported encoder's model card.
 
 Reads result files only (like the rest of the leaderboard): every track where the checkpoint was
-evaluated, each protocol's current table restricted to the checkpoint's init and the baselines, with
-the same means and 95 % intervals as LEADERBOARD.md.
+evaluated, each protocol's current table restricted to the checkpoint's init and the baselines (and, for
+a run continued from ImageNet weights, its method from random weights), with the same means and 95 %
+intervals as LEADERBOARD.md.
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 from leaderboard import analysis
 from leaderboard.load import load_results
 from leaderboard.render import CONDITIONAL, metric_table
+from leaderboard.results import init_method, init_title
 
 
 def checkpoint_rows(results_dir: Path, checkpoint_hash: str, known_hashes: dict[str, str],
@@ -24,10 +26,11 @@ def checkpoint_rows(results_dir: Path, checkpoint_hash: str, known_hashes: dict[
         return []
     lines: list[str] = []
     for track, own in mine.groupby("track", sort=True):
-        names = set(own["init"]) | set(analysis.BASELINE_ORDER)
+        # Beside the baselines, a continued init's method from random weights: the row it is paired with.
+        names = set(own["init"]) | set(analysis.BASELINE_ORDER) | {init_method(i) for i in own["init"]}
         runs = main[(main["track"] == track) & main["init"].isin(names)]
         seeds = ", ".join(str(s) for s in sorted(set(own["pretrain_seed"])))
-        lines += [f"Track `{track}` (this checkpoint: init `{', '.join(sorted(set(own['init'])))}`, "
+        lines += [f"Track `{track}` (this checkpoint: init `{', '.join(sorted(map(init_title, set(own['init']))))}`, "
                   f"pretraining seed {seeds}); test {analysis.METRICS[metric]} in %, mean [95 % interval] "
                   f"(pretraining runs × seeds), {CONDITIONAL}: over the seeds of one pretraining run:", ""]
         for table in analysis.tables(runs, known_hashes):

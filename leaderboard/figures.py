@@ -14,7 +14,7 @@ import pandas as pd
 
 from leaderboard import ablation, analysis, learning_curve
 from leaderboard.load import Results
-from leaderboard.results import fraction_title
+from leaderboard.results import fraction_title, init_title
 
 DPI = 120
 # PNG text chunks without the "Software: Matplotlib x.y" entry; Agg adds no date to PNGs.
@@ -64,7 +64,7 @@ def plot_f1_vs_fraction(table: analysis.Table, colors: dict[str, tuple], path: P
     for init in inits:
         points = [(f, cells[(init, f)].interval) for f in table.fractions if (init, f) in cells]
         xs = [100 * f for f, _ in points]
-        ax.plot(xs, [100 * iv.mean for _, iv in points], marker="o", color=colors[init], label=init,
+        ax.plot(xs, [100 * iv.mean for _, iv in points], marker="o", color=colors[init], label=init_title(init),
                 linestyle="--" if init in baselines else "-")
         band = [(100 * f, 100 * iv.low, 100 * iv.high) for f, iv in points if iv.n >= 2 and iv.low == iv.low]
         if band:

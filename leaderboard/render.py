@@ -15,7 +15,7 @@ from tabulate import tabulate
 
 from leaderboard import ablation, analysis, cross_scanner, figures, learning_curve, stats
 from leaderboard.load import Results
-from leaderboard.results import fraction_title
+from leaderboard.results import RANDOM_START, fraction_title, init_method, init_start, init_title
 
 FIGURES_DIR = "figures"
 NOT_RUN = "— (not run)"
@@ -66,7 +66,17 @@ def init_label(runs: pd.DataFrame, init: str) -> str:
     row = runs[runs["init"] == init].iloc[0]
     if row["init_kind"] == "baseline":
         return f"{init} (baseline)"
-    return f"{init} ({row['family']})" if isinstance(row["family"], str) and row["family"] else init
+    title = init_title(init)  # a continued init as `simclr ← imagenet`
+    return f"{title} ({row['family']})" if isinstance(row["family"], str) and row["family"] else title
+
+
+def continued_inits(runs: pd.DataFrame) -> list[str]:
+    """The continued inits (SSL from other weights than random ones) among `runs`, sorted."""
+    return sorted(i for i in set(runs["init"]) if init_start(i) != RANDOM_START)
+
+
+def reference_title(ref: str) -> str:
+    return "the same method from random" if ref == analysis.SAME_METHOD else ref
 
 
 def anchor(text: str) -> str:
@@ -135,14 +145,14 @@ def delta_cell(d: analysis.Delta | None) -> str:
 
 def delta_table(table: analysis.Table, track_deltas: dict, ref: str = analysis.REFERENCE_INIT) -> list[str]:
     """Δ vs `ref` per cell, its interval, Holm-adjusted p and a win/loss marker."""
-    if ref not in set(table.runs["init"]):
+    if ref != analysis.SAME_METHOD and ref not in set(table.runs["init"]):
         return [f"No `{ref}` results in this table, so no Δ vs {ref} init."]
     rows = [[init_label(table.runs, init)]
             + [delta_cell(track_deltas.get((ref, table.key.protocol, init, f))) for f in table.fractions]
             for init in analysis.compared_inits(table, ref)]
     if not rows:
         return []
-    return markdown_table(rows, ["Δ vs " + ref] + [fraction_title(f) for f in table.fractions],
+    return markdown_table(rows, ["Δ vs " + reference_title(ref)] + [fraction_title(f) for f in table.fractions],
                           ["left"] + ["right"] * len(table.fractions))
 
 
@@ -164,6 +174,7 @@ def table_section(page: Page, table: analysis.Table, track_deltas: dict) -> list
             lines += [f"Did pretraining help at all? Δ of each SSL method vs `{analysis.SIGNAL_INIT}` (the "
                       "untrained network of the same pretraining seed), paired and tested as above.", ""]
             lines += signal + [""]
+        lines += continued_delta_lines(table, track_deltas)
     lines += ["<details><summary>Balanced accuracy and accuracy</summary>", ""]
     for metric in ("balanced_accuracy", "accuracy"):
         lines += [f"Test {analysis.METRICS[metric]} (%):", ""] + metric_table(table, metric) + [""]
@@ -172,6 +183,25 @@ def table_section(page: Page, table: analysis.Table, track_deltas: dict) -> list
         name = figures.f1_vs_fraction_name(k.track, k.protocol)
         lines += [f"![macro-F1 vs label fraction, {k.protocol}]({FIGURES_DIR}/{name})", ""]
     return lines
+
+
+def continued_delta_lines(table: analysis.Table, track_deltas: dict) -> list[str]:
+    """For the continued rows of a table (`M ← imagenet`): what each comparison means, and the Δ vs the same
+    method from random weights. Nothing when the table has none."""
+    continued = continued_inits(table.runs)
+    if not continued:
+        return []
+    names = ", ".join(f"`{init_title(i)}`" for i in continued)
+    lines = [f"Continued from ImageNet weights ({names}): Δ vs `{analysis.REFERENCE_INIT}` above is what SSL on "
+             "these videos adds to ImageNet's weights; below, Δ vs the same method from random weights is what "
+             "ImageNet's weights add to SSL. Both are paired by pretraining seed and downstream seed and tested as "
+             "above, in the same Holm family.", ""]
+    same = delta_table(table, track_deltas, analysis.SAME_METHOD)
+    if not same:
+        missing = ", ".join(f"`{init_method(i)}`" for i in continued)
+        return lines + [f"No results of {missing} from random weights in this table, so no Δ vs the same method "
+                        "from random.", ""]
+    return lines + same + [""]
 
 
 # ---------------------------------------------------------------- data card
@@ -345,6 +375,14 @@ def statistics_note(track: str, runs: pd.DataFrame, track_deltas: dict) -> list[
              "- **No rank test.** The tasks of a track (protocol × label fraction) share one dataset and the same "
              "checkpoints, so they are not the independent blocks a Friedman/Nemenyi test assumes; the average ranks "
              "of \"Across tasks\" are descriptive."]
+    continued = continued_inits(runs)
+    if continued:
+        lines.append(f"- **Continued rows** ({', '.join(f'`{init_title(i)}`' for i in continued)}): SSL pretraining "
+                     "started from the backbone's ImageNet weights instead of random ones, with the track's continued "
+                     "recipe (each result's `init.pretrain.continued`: the start, the weights' source and the recipe's "
+                     f"knobs). They are tested against {ref} (what SSL on the videos adds) and against the same method "
+                     f"from random weights (what ImageNet adds), not against {analysis.SIGNAL_INIT}; both tests are "
+                     "in the family above.")
     if single:
         which = ", ".join(f"`{i}`" for i in single)
         lines.append(f"- **{CONDITIONAL} one pretraining run** ({which}): the interval is over the downstream seeds "
@@ -427,7 +465,7 @@ def diagnostics_section(runs: pd.DataFrame) -> list[str]:
         if r.init_kind != "baseline" and (note := knn_note(d)):
             found.append(note)
         notes = "; ".join(found) or "—"
-        rows.append([r.init, str(r.pretrain_seed), f"{d['encoder_change']:.3g}",
+        rows.append([init_title(r.init), str(r.pretrain_seed), f"{d['encoder_change']:.3g}",
                      f"{b['effective_rank']:.1f} → {a['effective_rank']:.1f}",
                      f"{b['embedding_std']:.2f} → {a['embedding_std']:.2f}", knn, notes])
     lines += markdown_table(rows, ["init", "pretraining seed", "encoder change", "effective rank", "embedding std",
@@ -447,7 +485,10 @@ def per_class_section(track: str, ranking: analysis.Ranking) -> list[str]:
 
 def reproduce_command(runs: pd.DataFrame, init: str) -> str:
     row = runs[runs["init"] == init].iloc[0]
-    cmd = f"make bench METHOD={init} PRESET={row['preset']}"
+    start = init_start(init)
+    cmd = f"make bench METHOD={init_method(init)} PRESET={row['preset']}"
+    if start != RANDOM_START:
+        cmd += f" START={start}"
     if row["pretrain_dataset"] != "synthetic":
         cmd += f" DATA={row['pretrain_dataset']}"
     return f"`{cmd}`"
@@ -471,7 +512,7 @@ def track_section(page: Page, track: str) -> list[str]:
     lines += per_class_section(track, ranking)
     lines += statistics_note(track, runs, track_deltas)
     lines += ["### How to reproduce a row", ""]
-    lines += markdown_table([[init, reproduce_command(runs, init)] for init in analysis.init_order(runs)],
+    lines += markdown_table([[init_title(init), reproduce_command(runs, init)] for init in analysis.init_order(runs)],
                             ["init", "command"]) + [""]
     return lines
 

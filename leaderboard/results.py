@@ -6,6 +6,12 @@ through it; it imports neither torch nor the engine.
 
     <results>/<track>/<init>/<protocol>/<fraction>/pretrain-seed<p>/seed<k>.json
 
+An SSL method continued from ImageNet weights (pretrained on the videos from the backbone's ImageNet
+weights instead of random ones) is an init of its own, `<method>@imagenet` (`continued_name`), shown
+as `<method> ← imagenet` (`init_title`): its results lie in their own folder beside the method's
+from-random ones, and its name enters its job keys, while a from-random init keeps the method's name
+(and so every key it had).
+
 An ablation run adds its variant after the protocol: for the variance-vs-size ablation the subset
 and the evaluation protocol, `<track>/<method>/variance_vs_size/<subset>/<eval protocol>/...`; for
 the learning curve the pretraining budget and the evaluation protocol,
@@ -36,6 +42,39 @@ STEPS_AXIS = "steps"
 # scanners' test images; "test" is the held-out scanner's).
 CROSS_SCANNER = "cross_scanner"
 IN_SCANNER_TEST = "test_in_scanner"
+
+
+# Where an SSL method's pretraining starts: random weights (every run made before starts existed, and the
+# reference study's main setting) or the backbone's ImageNet weights, continued on the videos.
+RANDOM_START = "random"
+STARTS = (RANDOM_START, "imagenet")
+# Joins a method and a start other than random in an init's name (folder, job key): method names are
+# lower-case letters, digits and '_' (methods.registry), so the name splits back unambiguously.
+START_MARK = "@"
+
+
+def continued_name(method: str, start: str) -> str:
+    """The init name of `method` pretrained from `start`: the method's own name from random weights (so a
+    from-random row keeps its folder and keys), `simclr@imagenet` from ImageNet weights."""
+    if start not in STARTS:
+        raise ValueError(f"start must be one of {', '.join(STARTS)}, got {start!r}")
+    return method if start == RANDOM_START else f"{method}{START_MARK}{start}"
+
+
+def init_start(name: str) -> str:
+    """Where the init `name` started its pretraining (`random` for every name without a start)."""
+    return name.partition(START_MARK)[2] or RANDOM_START
+
+
+def init_method(name: str) -> str:
+    """The method (or baseline) part of an init name: `simclr@imagenet` → `simclr`."""
+    return name.partition(START_MARK)[0]
+
+
+def init_title(name: str) -> str:
+    """How pages show an init: `simclr ← imagenet` for a continued run, the name itself otherwise."""
+    method, _, start = name.partition(START_MARK)
+    return f"{method} ← {start}" if start else name
 
 
 # The lists that choose which jobs a track runs, not how a job runs: a job's own fraction and seeds

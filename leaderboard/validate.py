@@ -23,9 +23,12 @@ from leaderboard.results import (
     CROSS_SCANNER,
     IN_SCANNER_TEST,
     LEARNING_CURVE,
+    RANDOM_START,
+    START_MARK,
     STEPS_AXIS,
     VARIANCE_VS_SIZE,
     find_result_files,
+    init_start,
     job_overrides,
     job_variant,
     read_json,
@@ -198,6 +201,13 @@ def check_result(result: dict, path: Path, known: dict[str, str],
     job, proto, init, prov = result["job"], result["protocol"], result["init"], result["provenance"]
     if job["init"] != init["name"]:
         out.append(("init.name", f"{init['name']!r} but job.init is {job['init']!r}"))
+    # A continued init's start is in its name (its folder and job key) and in its record: the two agree.
+    start = init_start(init["name"])
+    if init.get("start", RANDOM_START) != start:
+        out.append(("init.start", f"{init.get('start', RANDOM_START)!r} but the init's name {init['name']!r} says "
+                                  f"it started from {start!r} (a continued init is named <method>{START_MARK}<start>)"))
+    elif start != RANDOM_START and init["kind"] != "ssl":
+        out.append(("init.kind", f"{init['kind']!r}, but {init['name']!r} is an SSL method continued from {start}"))
     if job["protocol"] != proto["name"]:
         out.append(("protocol.name", f"{proto['name']!r} but job.protocol is {job['protocol']!r}"))
     if proto["name"] not in known:

@@ -18,7 +18,7 @@ import pandas as pd
 
 from leaderboard import analysis, figures, render
 from leaderboard.load import Results
-from leaderboard.results import fraction_title
+from leaderboard.results import fraction_title, init_title
 
 SITE_DIR = "site"
 SITE_NAME = "index.html"
@@ -228,6 +228,8 @@ def table_html(table: analysis.Table, track_deltas: dict, pngs: dict[str, bytes]
             out += markdown_to_html([f"Did pretraining help at all? Δ of each SSL method vs "
                                      f"`{analysis.SIGNAL_INIT}`, paired and Holm-adjusted as above.", ""]
                                     + signal, pngs)
+    if table.current:
+        out += markdown_to_html(render.continued_delta_lines(table, track_deltas), pngs)
     out += markdown_to_html(render.subject_note(table.runs), pngs)
     if table.current:
         out.append(image(f"macro-F1 vs label fraction, {k.protocol}",
@@ -251,7 +253,7 @@ def track_html(page: render.Page, track: str, pngs: dict[str, bytes]) -> list[st
     rest = (render.ranking_section(track, ranking) + render.diagnostics_section(runs)
             + render.per_class_section(track, ranking) + render.statistics_note(track, runs, track_deltas)
             + ["### How to reproduce a row", ""]
-            + render.markdown_table([[i, render.reproduce_command(runs, i)] for i in analysis.init_order(runs)],
+            + render.markdown_table([[init_title(i), render.reproduce_command(runs, i)] for i in analysis.init_order(runs)],
                                     ["init", "command"]))
     out += markdown_to_html(rest, pngs)
     return out + ["</section>"]

@@ -29,6 +29,27 @@ REQUIRED_DEFAULTS = ("optimizer", "lr", "weight_decay", "warmup", "batch_size")
 # norm per step, solo-learn's recipe; the default) or without it (the step is lr · trust · ‖w‖, as in the
 # Barlow Twins and BYOL papers' LARS; with trust 1e-3 at small batches such steps barely move a network).
 OPTIMIZER_OPTIONS = {"lars_clip": True}
+# Knobs of how a run continues from pretrained (ImageNet) weights, which every method takes as overrides
+# and which, like OPTIMIZER_OPTIONS, enter a run's hyper-parameters (and config key) only when given. The
+# values here are the engine's behaviour without them: the method's recipe unchanged. A preset's
+# `[pretrain.continued]` table gives a track's continued runs their recipe (protocols.presets); which
+# values suit continued runs is not chosen yet.
+CONTINUATION_OPTIONS = {
+    "encoder_lr_scale": 1.0,   # the encoder's learning rate = this × the method's (heads keep the method's)
+    "encoder_bn": "train",     # "train": BatchNorm as always; "frozen": statistics and affine of the start kept
+    "head_warmup_steps": 0,    # the first N steps train the heads alone: the encoder (and its BN) unchanged
+}
+CONTINUATION_NOTES = {
+    "encoder_lr_scale": "a rate made for random weights can erase pretrained features in its first steps; "
+                        "< 1 moves the encoder more gently than the heads (0: the encoder never moves)",
+    "encoder_bn": "frozen keeps the start's BatchNorm statistics and affine parameters through training and in "
+                  "the checkpoint (no re-estimation on the pool), as the imagenet baseline has them",
+    "head_warmup_steps": "untrained heads send large, random gradients into a pretrained encoder; N steps "
+                         "with the encoder frozen let them fit first (counted in the run's budget)",
+}
+ENCODER_BN_MODES = ("train", "frozen")
+# Every engine knob a method takes without declaring it.
+ENGINE_OPTIONS = {**OPTIMIZER_OPTIONS, **CONTINUATION_OPTIONS}
 # Resolution of the momentum schedule: progress in [0, 1] is mapped onto this many steps.
 _SCHEDULE_STEPS = 10_000
 
@@ -101,14 +122,14 @@ def fp32_loss(criterion: Callable[..., Tensor], *tensors: Tensor) -> Tensor:
 
 def resolve_hparams(cls: type[SSLMethod], overrides: dict) -> dict:
     """The method's defaults updated with `overrides`; unknown names and wrong types are a UserError."""
-    unknown = sorted(set(overrides) - set(cls.defaults) - set(OPTIMIZER_OPTIONS))
+    unknown = sorted(set(overrides) - set(cls.defaults) - set(ENGINE_OPTIONS))
     if unknown:
         raise UserError(f"method {cls.name!r} has no hyper-parameter(s) {', '.join(unknown)}; "
                         f"known: {', '.join(sorted(cls.defaults))} (and the optimiser's "
-                        f"{', '.join(OPTIMIZER_OPTIONS)})")
+                        f"{', '.join(OPTIMIZER_OPTIONS)}, and a continued run's {', '.join(CONTINUATION_OPTIONS)})")
     resolved = dict(cls.defaults)
     for key, value in overrides.items():
-        default = cls.defaults.get(key, OPTIMIZER_OPTIONS.get(key))
+        default = cls.defaults.get(key, ENGINE_OPTIONS.get(key))
         if isinstance(default, bool) or default is None:
             ok = default is None or isinstance(value, bool)
         elif isinstance(default, float):
@@ -128,6 +149,15 @@ def resolve_hparams(cls: type[SSLMethod], overrides: dict) -> dict:
     if resolved.get("lr_scaling", "linear") not in LR_SCALINGS:
         raise UserError(f"method {cls.name!r}: lr_scaling must be one of {', '.join(LR_SCALINGS)}, "
                         f"got {resolved['lr_scaling']!r}")
+    if resolved.get("encoder_bn", "train") not in ENCODER_BN_MODES:
+        raise UserError(f"method {cls.name!r}: encoder_bn must be one of {', '.join(ENCODER_BN_MODES)}, "
+                        f"got {resolved['encoder_bn']!r}")
+    if float(resolved.get("encoder_lr_scale", 1.0)) < 0:
+        raise UserError(f"method {cls.name!r}: encoder_lr_scale multiplies the encoder's learning rate and must be "
+                        f">= 0, got {resolved['encoder_lr_scale']!r}")
+    if int(resolved.get("head_warmup_steps", 0)) < 0:
+        raise UserError(f"method {cls.name!r}: head_warmup_steps must be an integer >= 0, "
+                        f"got {resolved['head_warmup_steps']!r}")
     if not 0.0 <= float(resolved["warmup"]) < 1.0:
         raise UserError(f"method {cls.name!r}: warmup is a fraction of the run's steps in [0, 1), "
                         f"got {resolved['warmup']!r}")

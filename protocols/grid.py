@@ -29,7 +29,7 @@ from benchmark.kill_points import kill_point
 from benchmark.pretrain.config import EARLIER_CPU_MEMORY_FORMAT
 from benchmark.provenance import provenance
 from benchmark.runner import Job
-from leaderboard.results import ablation_record, build_record, result_path
+from leaderboard.results import RANDOM_START, ablation_record, build_record, init_start, result_path
 from protocols import keys
 from protocols.spec import ProtocolSpec
 
@@ -130,7 +130,11 @@ class Init:
         return keys.init_identity(self.name, self.checkpoint_hash, self.backbone)
 
     def record(self) -> dict:
+        # A continued init records its start (its name says it too; `sslbench validate` checks they agree);
+        # a from-random one records nothing more than before.
+        start = init_start(self.name)
         return {"name": self.name, "kind": self.kind, "family": self.family,
+                **({"start": start} if start != RANDOM_START else {}),
                 "checkpoint_hash": self.checkpoint_hash, "pretrain": self.pretrain}
 
     def build_encoder(self):

@@ -60,14 +60,15 @@ def eval_protocols(spec: ProtocolSpec, preset_overrides: dict) -> list[ProtocolS
 def curve_jobs(spec: ProtocolSpec, unit: Unit, init, evals: list[ProtocolSpec], track, downstream: FrameCache,
                pool: FrameCache, results_dir: Path, runs_dir: Path, progress: bool = True) -> list[Job]:
     """The evaluation jobs of one pretrained budget, as runner jobs writing learning-curve result files
-    (`<track>/<method>/learning_curve/steps-<N>/<eval protocol>/...`)."""
+    (`<track>/<init>/learning_curve/steps-<N>/<eval protocol>/...`: the init is the method, or
+    `<method>@imagenet` for a run continued from ImageNet weights)."""
     from protocols.grid import as_ablation, build_grid, runner_jobs
 
     grid = build_grid([init], evals, track, downstream, results_dir, pool=pool)
     for g in grid:
-        g.output = result_path(results_dir, track.id, unit.method, NAME, g.fraction, g.pretrain_seed, g.seed,
+        g.output = result_path(results_dir, track.id, init.name, NAME, g.fraction, g.pretrain_seed, g.seed,
                                variant=f"{unit.tag}/{g.protocol.name}")
     return [as_ablation(job, keys.learning_curve_key(spec.hash, unit.steps, job.key), spec,
-                        f"{unit.method} {unit.tag} {g.protocol.name} pretrain-seed{g.pretrain_seed} seed{g.seed}",
+                        f"{init.name} {unit.tag} {g.protocol.name} pretrain-seed{g.pretrain_seed} seed{g.seed}",
                         ablation=unit.record(g.protocol))
             for g, job in zip(grid, runner_jobs(grid, downstream, runs_dir, progress=progress), strict=True)]

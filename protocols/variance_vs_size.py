@@ -119,10 +119,10 @@ def ablation_jobs(spec: ProtocolSpec, method: str, subset: Subset, init, evals: 
             grid.append(GridJob(init=init, protocol=ev, fraction=ev.fractions[0], seed=seed, track=track,
                                 fingerprints={"downstream": downstream.fingerprint, "pretrain": subset_fp},
                                 data_cards=cards,
-                                output=result_path(results_dir, track.id, method, NAME, ev.fractions[0],
+                                output=result_path(results_dir, track.id, init.name, NAME, ev.fractions[0],
                                                    init.pretrain_seed, seed, variant=f"{subset.tag}/{ev.name}")))
     return [as_ablation(job, keys.ablation_key(spec.key, {"subset": subset.tag}, job.key), spec,
-                        f"{method} {subset.tag} {g.protocol.name} pretrain-seed{g.pretrain_seed} seed{g.seed}",
+                        f"{init.name} {subset.tag} {g.protocol.name} pretrain-seed{g.pretrain_seed} seed{g.seed}",
                         ablation=subset.record(g.protocol.name, g.protocol.hash))
             for g, job in zip(grid, runner_jobs(grid, downstream, runs_dir, progress=progress), strict=True)]
 

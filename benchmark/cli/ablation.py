@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from benchmark.cli.common import add_track_arguments, track_context_from_args
+from benchmark.cli.common import add_start_argument, add_track_arguments, track_context_from_args
 
 
 def register(sub) -> None:
@@ -26,6 +26,7 @@ def register(sub) -> None:
     v.add_argument("--method", default=None,
                    help="SSL method(s), comma-separated (default: the protocol's, barlowtwins and simclr)")
     add_track_arguments(v)
+    add_start_argument(v)
     v.add_argument("--no-leaderboard", action="store_true", help="do not regenerate the leaderboard at the end")
     v.set_defaults(func=_variance_vs_size)
     c = asub.add_parser(
@@ -40,6 +41,7 @@ def register(sub) -> None:
     c.add_argument("--method", default=None,
                    help="SSL method(s), comma-separated, or `all` (default: the protocol's, all seven)")
     add_track_arguments(c)
+    add_start_argument(c)
     c.add_argument("--no-leaderboard", action="store_true", help="do not regenerate the leaderboard at the end")
     c.set_defaults(func=_learning_curve)
     x = asub.add_parser(
@@ -54,6 +56,7 @@ def register(sub) -> None:
     x.add_argument("--method", required=True,
                    help="SSL method(s), comma-separated, `all`, `imagenet` or `random` (as for `sslbench bench`)")
     add_track_arguments(x)
+    add_start_argument(x)
     x.add_argument("--no-baselines", action="store_true", help="leave out the imagenet and random baselines")
     x.add_argument("--no-leaderboard", action="store_true", help="do not regenerate the leaderboard at the end")
     x.set_defaults(func=_cross_scanner)

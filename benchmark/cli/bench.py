@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from benchmark.cli.common import add_track_arguments, track_context_from_args
+from benchmark.cli.common import add_start_argument, add_track_arguments, track_context_from_args
 
 
 def register(sub) -> None:
@@ -23,6 +23,7 @@ def register(sub) -> None:
                    help="an SSL method (see `sslbench methods`), `all` (every method + the baselines), "
                         "`imagenet` or `random` (one baseline); several: comma-separated")
     add_track_arguments(p)
+    add_start_argument(p)
     p.add_argument("--no-baselines", action="store_true",
                    help="do not run the imagenet and random baselines alongside the method")
     p.add_argument("--no-leaderboard", action="store_true", help="do not regenerate the leaderboard at the end")

@@ -108,6 +108,16 @@ def add_track_arguments(p: argparse.ArgumentParser, *, grid: bool = True) -> Non
     add_cache_argument(p)
 
 
+def add_start_argument(p: argparse.ArgumentParser, *flags: str) -> None:
+    """`--start`: where the SSL methods' pretraining starts (leaderboard.results.STARTS)."""
+    from leaderboard.results import STARTS
+
+    p.add_argument("--start", *flags, dest="start", choices=list(STARTS), default=None,
+                   help="pretrain the SSL methods from random weights or continue from the backbone's ImageNet "
+                        "weights: rows of their own (METHOD@imagenet, shown `METHOD ← imagenet`) with the "
+                        "preset's [pretrain.continued] recipe (default: the preset's [pretrain] start, else random)")
+
+
 def track_context_from_args(args: argparse.Namespace, *, need_pretrain_data: bool = True,
                             data_table: str | None = None, new_results: bool = True):
     """The track that the arguments of `add_track_arguments` name (benchmark.track.track_context);
@@ -122,7 +132,8 @@ def track_context_from_args(args: argparse.Namespace, *, need_pretrain_data: boo
                          protocols=args.protocol, results_dir=args.results_dir, runs_dir=args.runs_dir,
                          cache_dir=args.cache_dir, need_pretrain_data=need_pretrain_data,
                          track_name=args.track_name, data_table=data_table, new_results=new_results,
-                         replace_reference=getattr(args, "replace_reference", False))
+                         replace_reference=getattr(args, "replace_reference", False),
+                         start=getattr(args, "start", None))
 
 
 def dataset_options(args: argparse.Namespace, *, with_flags: bool = False):

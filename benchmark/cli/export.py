@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from benchmark.cli.common import add_cache_argument
+from benchmark.cli.common import add_cache_argument, add_start_argument
 
 
 def register(sub) -> None:
@@ -23,6 +23,7 @@ def register(sub) -> None:
     which.add_argument("--method", help="the checkpoint `sslbench bench` made for this method on --preset's track")
     p.add_argument("--preset", default="auto", help="with --method: the track (smoke | cpu | standard | paper | a .toml)")
     p.add_argument("--pretrain-seed", type=int, default=0, help="with --method: which pretraining run (default 0)")
+    add_start_argument(p)
     p.add_argument("--format", choices=FORMATS, default="onnx", help="file format (default: onnx)")
     p.add_argument("--out", type=Path, required=True, help="folder to write the encoder and MODEL_CARD.md into")
     p.add_argument("--results-dir", type=Path, default=None,
@@ -39,7 +40,7 @@ def _export(args: argparse.Namespace) -> int:
     checkpoint = args.checkpoint
     if checkpoint is None:
         checkpoint = export.method_checkpoint(args.method, args.preset, args.pretrain_seed, runs_dir=args.runs_dir,
-                                              cache_dir=args.cache_dir, results_dir=args.results_dir)
+                                              cache_dir=args.cache_dir, results_dir=args.results_dir, start=args.start)
     done = export.export(checkpoint, args.format, args.out, results_dir=args.results_dir)
     check = "" if done.max_abs_diff is None else f" (max abs difference from PyTorch {done.max_abs_diff:.2e})"
     print(f"exported {checkpoint} → {done.path}{check}; model card {done.card}", file=sys.stderr)

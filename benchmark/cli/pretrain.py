@@ -23,8 +23,9 @@ def register(sub) -> None:
                         "[pretrain] settings (flags override them)")
     add_dataset_arguments(p, default=None)
     p.add_argument("--backbone", default=None, help="resnet18 | resnet50 | efficientnet_lite0")
-    p.add_argument("--init", choices=["random", "imagenet"], default=None,
-                   help="start from random or ImageNet weights (default: random)")
+    p.add_argument("--start", "--init", dest="init", choices=["random", "imagenet"], default=None,
+                   help="start from random or ImageNet weights (default: the preset's [pretrain] start, else "
+                        "random); from ImageNet weights the preset's [pretrain.continued] recipe applies")
     p.add_argument("--steps", type=int, default=None,
                    help="the budget in optimizer steps (default: the preset's; the same for every method "
                         "and any data size)")
@@ -81,7 +82,7 @@ def build_config(args: argparse.Namespace):
         from protocols.presets import load_preset, pretrain_settings, resolve_preset
 
         preset = load_preset(resolve_preset(args.preset))
-        values.update(pretrain_settings(preset, args.method))
+        values.update(pretrain_settings(preset, args.method, args.init))
         spec = preset["data"]["pretrain"]["spec"]
         options = dict(preset["data"]["pretrain"].get("options", {}))
         options["resolution"] = preset["resolution"]

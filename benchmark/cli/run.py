@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from benchmark.cli.common import add_track_arguments, track_context_from_args
+from benchmark.cli.common import add_start_argument, add_track_arguments, track_context_from_args
 from benchmark.errors import UserError
 
 
@@ -25,6 +25,7 @@ def register(sub) -> None:
     p.add_argument("--checkpoint", action="append", default=[], metavar="NAME=PATH",
                    help="evaluate this checkpoint as init NAME instead of the track's pretraining run")
     add_track_arguments(p)
+    add_start_argument(p)
     p.add_argument("--no-baselines", action="store_true", help="leave out the imagenet and random baselines")
     p.set_defaults(func=_run)
 

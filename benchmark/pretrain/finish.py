@@ -56,14 +56,19 @@ def finish_encoder(encoder, start_state: dict | None, cfg: PretrainConfig, pool:
     frames = pool.frames[dg.evenly_spaced(positions, dg.BATCHNORM_FRAMES)]
     device = next(encoder.parameters()).device
     data = dg.diagnostic_data(pool.index, pool.frames, positions)
-    dg.estimate_batchnorm(encoder, frames, cfg.resolution, device=device)
+    # A run that froze its encoder's BatchNorms (a continued recipe's `encoder_bn=frozen`) keeps the
+    # start's statistics, which its weights were trained under; so does its `before` snapshot.
+    estimate = cfg.hparams.get("encoder_bn", "train") != "frozen"
+    if estimate:
+        dg.estimate_batchnorm(encoder, frames, cfg.resolution, device=device)
     after = dg.snapshot(encoder, data, cfg.resolution)
     if start_state is None:
         change, before = 0.0, after
     else:
         initial = build_backbone(cfg.backbone, init="random").to(device)
         initial.load_state_dict(start_state)
-        dg.estimate_batchnorm(initial, frames, cfg.resolution, device=device)
+        if estimate:
+            dg.estimate_batchnorm(initial, frames, cfg.resolution, device=device)
         change, before = dg.encoder_change(start_state, encoder.state_dict()), dg.snapshot(initial, data, cfg.resolution)
     diag = {"encoder_change": round(change, 6), "before": before, "after": after, "frames": int(len(data.frames)),
             "knn": {"k": dg.KNN_K, "temperature": dg.KNN_TEMPERATURE}}

@@ -39,6 +39,12 @@ class PretrainModule(pl.LightningModule):
         self._loss_fn = torch.compile(method.loss) if compile else method.loss
         self._generator: torch.Generator | None = None
         self.last_loss: torch.Tensor | None = None  # detached, for the guard
+        # A continued run's recipe (methods.base.CONTINUATION_OPTIONS); absent knobs leave every step as it was.
+        self.frozen_bn = self.hp.get("encoder_bn") == "frozen"
+        self.head_warmup_steps = int(self.hp.get("head_warmup_steps", 0))
+        if self.frozen_bn:  # affine parameters out of the optimiser; statistics kept by eval mode (below)
+            for bn in encoder_batchnorms(method):
+                bn.requires_grad_(False)
 
     # -- one step -----------------------------------------------------------------------------
     def make_views(self, batch: FrameBatch) -> list[torch.Tensor]:
@@ -70,6 +76,27 @@ class PretrainModule(pl.LightningModule):
         loss = self._loss_fn(self.make_views(batch))
         self.last_loss = loss.detach()
         return loss
+
+    def encoder_frozen(self) -> bool:
+        """The head warm-up: for its first `head_warmup_steps` steps the encoder does not change."""
+        return self.global_step < self.head_warmup_steps
+
+    def on_train_batch_start(self, batch, batch_idx) -> None:
+        # Lightning puts every module in train mode when fitting starts (also on a resume): the encoder's
+        # BatchNorms are set again before each step. In eval mode they normalise with their running
+        # statistics and leave them unchanged.
+        if self.frozen_bn or self.head_warmup_steps:
+            keep = self.frozen_bn or self.encoder_frozen()
+            for bn in encoder_batchnorms(self.method):
+                bn.train(not keep)
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        # During the head warm-up the encoder's gradients are dropped after the backward pass (under DDP,
+        # after their all-reduce), so the optimiser skips its parameters: no step, no weight decay, no
+        # momentum state to carry into the first step it trains.
+        if self.encoder_frozen():
+            for param in self.method.encoder.parameters():
+                param.grad = None
 
     def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
         kill_point("pretrain_step")  # Lightning runs this after the callbacks: the step's checkpoint is saved
@@ -129,7 +156,7 @@ def build_optimizer(method: torch.nn.Module, hparams: dict, global_batch: int) -
         raise UserError(f"optimizer {name!r} is not one of {', '.join(OPTIMIZERS)} (method {method.name})")
     lr = scaled_lr(hparams, global_batch)
     wd = float(hparams.get("weight_decay", 0.0))
-    groups = method.parameter_groups()
+    groups = continuation_groups(method, method.parameter_groups(), hparams)
     for group in groups:
         group["lr"] = lr * float(group.get("lr_scale", 1.0))
     momentum = float(hparams.get("optimizer_momentum", 0.9))
@@ -142,6 +169,38 @@ def build_optimizer(method: torch.nn.Module, hparams: dict, global_batch: int) -
     if name == "sgd":
         return torch.optim.SGD(groups, lr=lr, momentum=momentum, weight_decay=wd)
     return torch.optim.AdamW(groups, lr=lr, weight_decay=wd)
+
+
+def encoder_batchnorms(method: torch.nn.Module) -> list[torch.nn.Module]:
+    """The BatchNorm layers of the method's encoder (not of its heads or momentum copies)."""
+    return [m for m in method.encoder.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+
+
+def continuation_groups(method: torch.nn.Module, groups: list[dict], hparams: dict) -> list[dict]:
+    """The method's parameter groups as a continued run's recipe changes them: `encoder_lr_scale` splits
+    each group into its heads' part and its encoder's part, whose rate it scales; `encoder_bn=frozen`
+    leaves out the parameters it froze. Without those knobs the groups are returned as they are, so
+    every other run's optimiser (and its saved state) is what it was."""
+    scale = hparams.get("encoder_lr_scale")
+    frozen = hparams.get("encoder_bn") == "frozen"
+    if scale is None and not frozen:
+        return groups
+    encoder = {id(p) for p in method.encoder.parameters()}
+    out = []
+    for group in groups:
+        params = [p for p in group["params"] if p.requires_grad or not frozen]
+        if scale is None:
+            if params:
+                out.append({**group, "params": params})
+            continue
+        heads = [p for p in params if id(p) not in encoder]
+        own = [p for p in params if id(p) in encoder]
+        if heads:
+            out.append({**group, "params": heads})
+        if own:
+            out.append({**group, "params": own, "name": f"{group.get('name', 'group')}/encoder",
+                        "lr_scale": float(group.get("lr_scale", 1.0)) * float(scale)})
+    return out
 
 
 class FiniteLossGuard(pl.Callback):

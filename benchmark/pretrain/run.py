@@ -21,6 +21,7 @@ import hashlib
 import json
 import shutil
 import signal
+import sys
 import threading
 import time
 from pathlib import Path
@@ -32,12 +33,15 @@ from benchmark.errors import Terminated, UserError
 from benchmark.pretrain.config import EARLIER_CPU_MEMORY_FORMAT, ENGINE_VERSION, PretrainConfig
 from benchmark.pretrain.finish import FINAL_NAME, exclusive, finish_encoder
 from benchmark.pretrain.sampler import pretraining_positions
+from leaderboard.results import RANDOM_START, continued_name
 
 CHECKPOINT_EVERY_STEPS = 100
 
 
 def run_folder(cfg: PretrainConfig, key: str, run_dir: Path) -> Path:
-    return Path(run_dir) / f"{cfg.method}-{key[:12]}"
+    """`<method>-<key12>`; a run continued from ImageNet weights `<method>@imagenet-<key12>` (its key
+    differs anyway: the start is in it), so the two sit apart when listed."""
+    return Path(run_dir) / f"{continued_name(cfg.method, cfg.init)}-{key[:12]}"
 
 
 def data_fingerprint(pool: FrameCache, positions: np.ndarray, frame_positions: np.ndarray | None) -> str:
@@ -149,6 +153,10 @@ def _train(cfg: PretrainConfig, pool: FrameCache, positions: np.ndarray, data_fp
         raise UserError(f"the pretraining pool has {len(positions)} frames, fewer than one global batch "
                         f"({batch_size} × {world} devices); lower --batch-size or use more data")
     total_steps = cfg.steps
+    warmup_steps = int(method.hparams.get("head_warmup_steps", 0))
+    if warmup_steps >= total_steps:
+        print(f"warning: {cfg.method}: head_warmup_steps={warmup_steps} is not below the budget of {total_steps} "
+              "steps, so the encoder never trains in this run", file=sys.stderr, flush=True)
     guard = FiniteLossGuard(cfg.method, str(ckpt_dir), checkpoint_every, log_every_n_steps=50 if cuda else 10)
     callbacks = [
         guard,
@@ -220,6 +228,8 @@ def _train(cfg: PretrainConfig, pool: FrameCache, positions: np.ndarray, data_fp
             # How it ran (what Lightning and the loader chose), for reading its speed.
             "strategy": type(trainer.strategy).__name__,
             "frame_loader": getattr(trainer.train_dataloader, "placement", None),
+            # A continued run: where it started and the recipe it continued with (every knob, given or not).
+            **({"continued": continued_record(cfg, method.hparams)} if cfg.init != RANDOM_START else {}),
             # Recorded where it is not the layout of the runs made before the setting existed.
             **({"cpu_memory_format": cfg.cpu_memory_format}
                if cfg.cpu_memory_format != EARLIER_CPU_MEMORY_FORMAT else {}),
@@ -228,6 +238,16 @@ def _train(cfg: PretrainConfig, pool: FrameCache, positions: np.ndarray, data_fp
         shutil.rmtree(ckpt_dir, ignore_errors=True)  # finished: the encoder is the result
     trainer.strategy.barrier("pretrain-final")
     return final
+
+
+def continued_record(cfg: PretrainConfig, hparams: dict) -> dict:
+    """What a continued run records beside its hyper-parameters: its start, the source of the start's
+    weights and its recipe (methods.base.CONTINUATION_OPTIONS, the values it ran with)."""
+    from benchmark.backbones import imagenet_weights_source
+    from methods.base import CONTINUATION_OPTIONS
+
+    return {"start": cfg.init, "weights": imagenet_weights_source(cfg.backbone),
+            "recipe": {k: hparams.get(k, default) for k, default in CONTINUATION_OPTIONS.items()}}
 
 
 def _save_on_stop(last: Path):

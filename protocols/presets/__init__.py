@@ -2,7 +2,9 @@
 
 A preset sets the datasets (pretraining and downstream spec + source settings), the backbone, the
 resolution, the networks' memory layout on a CPU (`cpu_memory_format`, benchmark.device), the
-`[pretrain]` table (PretrainConfig fields) and per-protocol overrides. An optional
+`[pretrain]` table (PretrainConfig fields; `start` for its `init`: where the track's SSL runs start, random
+weights unless it says `imagenet`; `[pretrain.continued]`: the recipe of runs continued from ImageNet
+weights) and per-protocol overrides. An optional
 `[data.<ablation>]` table holds settings of the downstream source that only that ablation's runs add
 (`[data.cross_scanner] options = { scanners = 3 }`: the simulator's images spread over 3 machines). It is data,
 not code; `load_preset` validates it. A path to a `.toml` file works wherever a name does (tests
@@ -25,8 +27,14 @@ from protocols.spec import ABLATIONS, PROTOCOLS, load_protocol
 PRESET_DIR = Path(__file__).resolve().parent
 PRESETS = ("smoke", "cpu", "cpu-v3", "standard", "paper", "calibrate")
 # PretrainConfig fields a preset may set (benchmark/pretrain/config.py); `method` comes from the command.
-PRETRAIN_FIELDS = ("backbone", "init", "resolution", "steps", "batch_size", "positives", "hparams",
+# `start` is PretrainConfig's `init` (where pretraining starts), named as the command line names it.
+PRETRAIN_FIELDS = ("backbone", "start", "resolution", "steps", "batch_size", "positives", "hparams",
                    "augment", "precision", "compile", "devices", "num_nodes", "limit_frames")
+START = "start"
+# `[pretrain.continued]`: the recipe of the track's continued runs (a start other than random), the same
+# for every method: knobs of methods.base.CONTINUATION_OPTIONS over the method's recipe. Applied to
+# continued runs only, so a from-random run of the same preset is unchanged by it.
+CONTINUED = "continued"
 # `[pretrain.method_hparams.<method>]`: hyper-parameters of one method on this track (e.g. a learning
 # rate for a short budget), over the method's defaults and the track's `hparams`.
 METHOD_HPARAMS = "method_hparams"
@@ -79,14 +87,42 @@ def resolve_preset(name: str) -> str:
     return chosen
 
 
-def pretrain_settings(preset: dict, method: str) -> dict:
+def preset_start(preset: dict, start: str | None = None) -> str:
+    """Where the track's SSL runs start: `start` when given (`--start`), else the preset's `[pretrain]
+    start`, else random weights."""
+    from leaderboard.results import RANDOM_START, STARTS
+
+    chosen = start or preset["pretrain"].get(START, RANDOM_START)
+    if chosen not in STARTS:
+        raise UserError(f"--start {chosen!r}: pretraining starts from one of {', '.join(STARTS)}")
+    return chosen
+
+
+def pretrain_settings(preset: dict, method: str, start: str | None = None) -> dict:
     """The PretrainConfig fields of `method` on this preset's track: its `[pretrain]` table with the
-    method's own `[pretrain.method_hparams.<method>]` merged into `hparams`."""
-    settings = {k: v for k, v in preset["pretrain"].items() if k != METHOD_HPARAMS}
+    method's own `[pretrain.method_hparams.<method>]` merged into `hparams`. `start` (`--start`, else the
+    preset's `start`): a start other than random sets the config's `init` and merges the continued
+    recipe (`[pretrain.continued]`) into `hparams`, over the rest; from random weights neither appears, so
+    the settings (and keys) of from-random runs are what they were."""
+    from leaderboard.results import RANDOM_START
+
+    chosen = preset_start(preset, start)
+    settings = {k: v for k, v in preset["pretrain"].items() if k not in (METHOD_HPARAMS, START, CONTINUED)}
     own = preset["pretrain"].get(METHOD_HPARAMS, {}).get(method)
     if own:
         settings["hparams"] = {**settings.get("hparams", {}), **own}
+    if chosen != RANDOM_START:
+        settings["init"] = chosen
+        recipe = preset["pretrain"].get(CONTINUED, {})
+        if recipe:
+            settings["hparams"] = {**settings.get("hparams", {}), **recipe}
     return settings
+
+
+def continued_recipe(preset: dict) -> dict:
+    """The knobs a preset's `[pretrain.continued]` table gives its continued runs ({}: the methods' recipes
+    unchanged)."""
+    return dict(preset["pretrain"].get(CONTINUED, {}))
 
 
 def _validate_method_hparams(table, where: str) -> None:
@@ -106,6 +142,30 @@ def _validate_method_hparams(table, where: str) -> None:
             resolve_hparams(known[method], hparams)
         except UserError as exc:
             raise UserError(f"{where} [pretrain.{METHOD_HPARAMS}.{method}]: {exc}") from exc
+
+
+def _validate_continued(pretrain: dict, where: str) -> None:
+    from leaderboard.results import STARTS
+    from methods.base import CONTINUATION_OPTIONS, resolve_hparams
+    from methods.registry import available_methods
+
+    if START in pretrain and pretrain[START] not in STARTS:
+        raise UserError(f"{where}: key 'pretrain.start' must be one of {', '.join(STARTS)}, got {pretrain[START]!r}")
+    table = pretrain.get(CONTINUED, {})
+    if not isinstance(table, dict):
+        raise UserError(f"{where}: key 'pretrain.{CONTINUED}' must be a table of the continued recipe's knobs, "
+                        "e.g. { encoder_lr_scale = 0.1 }")
+    for key in table:
+        if key not in CONTINUATION_OPTIONS:
+            raise UserError(f"{where} [pretrain.{CONTINUED}]: unknown knob {key!r}: the continued recipe is the "
+                            f"same for every method and takes {', '.join(CONTINUATION_OPTIONS)}; a method's own "
+                            f"hyper-parameters go in [pretrain.{METHOD_HPARAMS}.<method>]")
+    if table:  # types and ranges, as any method checks them
+        any_method = next(iter(available_methods().values()))
+        try:
+            resolve_hparams(any_method, table)
+        except UserError as exc:
+            raise UserError(f"{where} [pretrain.{CONTINUED}]: {exc}") from exc
 
 
 def _unknown(key: str, known, where: str) -> UserError:
@@ -153,9 +213,14 @@ def _validate(p: dict, path: Path) -> None:
     if not isinstance(pretrain, dict):
         raise UserError(f"{where}: key 'pretrain' must be a table")
     for key in pretrain:
-        if key not in PRETRAIN_FIELDS + (METHOD_HPARAMS,):
-            raise _unknown(key, PRETRAIN_FIELDS + (METHOD_HPARAMS,), f"{where} [pretrain]")
+        if key == "init":
+            raise UserError(f"{where} [pretrain]: key 'init' is named 'start' in a preset: start = \"imagenet\" "
+                            "pretrains every method of the track from ImageNet weights, as rows of their own "
+                            "(<method>@imagenet), with the recipe of [pretrain.continued]")
+        if key not in PRETRAIN_FIELDS + (METHOD_HPARAMS, CONTINUED):
+            raise _unknown(key, PRETRAIN_FIELDS + (METHOD_HPARAMS, CONTINUED), f"{where} [pretrain]")
     _validate_method_hparams(pretrain.get(METHOD_HPARAMS, {}), where)
+    _validate_continued(pretrain, where)
     protocols = p.get("protocols", {})
     for name, overrides in protocols.items():
         if name not in PROTOCOLS + ABLATIONS:

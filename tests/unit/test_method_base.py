@@ -36,7 +36,8 @@ def test_overrides_keep_defaults_convert_ints_to_floats_and_keep_types():
 
 @pytest.mark.parametrize(("overrides", "message"), [
     ({"tau": 1, "alpha": 2}, "method 'toy' has no hyper-parameter(s) alpha, tau; known: batch_size, flag, label, "
-                             "lr, maybe, optimizer, warmup, weight_decay (and the optimiser's lars_clip)"),
+                             "lr, maybe, optimizer, warmup, weight_decay (and the optimiser's lars_clip, and a "
+                             "continued run's encoder_lr_scale, encoder_bn, head_warmup_steps)"),
     ({"lars_clip": "no"}, "method 'toy': hyper-parameter lars_clip expects bool (default True), got 'no'"),
     ({"lr": "fast"}, "method 'toy': hyper-parameter lr expects float (default 0.1), got 'fast'"),
     ({"lr": True}, "method 'toy': hyper-parameter lr expects float (default 0.1), got True"),
@@ -45,6 +46,11 @@ def test_overrides_keep_defaults_convert_ints_to_floats_and_keep_types():
     ({"flag": 1}, "method 'toy': hyper-parameter flag expects bool (default False), got 1"),
     ({"label": 5}, "method 'toy': hyper-parameter label expects str (default 'x'), got 5"),
     ({"optimizer": "adagrad"}, "method 'toy': optimizer must be one of lars, sgd, adamw, got 'adagrad'"),
+    ({"encoder_bn": "fixed"}, "method 'toy': encoder_bn must be one of train, frozen, got 'fixed'"),
+    ({"encoder_lr_scale": -0.1}, "method 'toy': encoder_lr_scale multiplies the encoder's learning rate and must "
+                                 "be >= 0, got -0.1"),
+    ({"head_warmup_steps": 2.5}, "method 'toy': hyper-parameter head_warmup_steps expects int (default 0), got 2.5"),
+    ({"head_warmup_steps": -1}, "method 'toy': head_warmup_steps must be an integer >= 0, got -1"),
 ])
 def test_bad_overrides_are_refused_with_the_name_the_type_and_the_default(overrides, message):
     with pytest.raises(UserError) as info:

@@ -66,3 +66,22 @@ def test_progress_off_says_nothing(tmp_path, capsys):
     finish_encoder(encoder, copy.deepcopy(encoder.state_dict()), cfg, pool, pretraining_positions(pool), tmp_path,
                    progress=False)
     assert capsys.readouterr().err == ""
+
+
+def test_a_run_with_frozen_batchnorm_keeps_its_starts_statistics(tmp_path):
+    """A continued recipe's `encoder_bn=frozen` trained the weights under the start's BatchNorm statistics:
+    the finished encoder keeps them (no estimate on the pool), and so does its `before` snapshot."""
+    pool = tiny_pool(tmp_path / "pool")
+    positions = pretraining_positions(pool)
+    data = dg.diagnostic_data(pool.index, pool.frames, positions)
+    torch.manual_seed(4)
+    encoder = build_backbone(BACKBONE, init="random")
+    start = copy.deepcopy(encoder.state_dict())
+    cfg = PretrainConfig(method="simclr", backbone=BACKBONE, resolution=RES, seed=0, steps=1,
+                         hparams={"encoder_bn": "frozen"}).validate()
+    diag = finish_encoder(encoder, start, cfg, pool, positions, tmp_path, progress=False)
+    for name, value in start.items():
+        assert torch.equal(encoder.state_dict()[name], value), name
+    initial = build_backbone(BACKBONE, init="random")
+    initial.load_state_dict(start)
+    assert diag["before"] == diag["after"] == dg.snapshot(initial, data, RES)

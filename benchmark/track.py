@@ -541,11 +541,11 @@ def backfill_data_cards(ctx: TrackContext) -> tuple[int, int]:
 
 def cross_scanner(ctx: TrackContext, methods: list[str], baselines: list[str], *, force: bool = False,
                   shard: tuple[int, int] | None = None, deadline: Deadline | None = None,
-                  leaderboard: bool = True) -> bool:
+                  leaderboard: bool = True, protocols: list[str] | None = None) -> bool:
     """The cross-scanner protocol on the track: for each scanner of the downstream data, the inits of
-    `methods` (pretrained where missing) and `baselines` are evaluated trained on the other scanners and
-    tested on it. Data with fewer scanners than the protocol needs skip it with a message (not an error).
-    True when `deadline` stopped it."""
+    `methods` (pretrained where missing) and `baselines` are evaluated by each of the protocol's evaluation
+    protocols (`protocols`: only these) trained on the other scanners and tested on it. Data with fewer
+    scanners than the protocol needs skip it with a message (not an error). True when `deadline` stopped it."""
     import dataclasses
 
     from benchmark.runner import run_jobs
@@ -560,7 +560,12 @@ def cross_scanner(ctx: TrackContext, methods: list[str], baselines: list[str], *
         print(message, file=sys.stderr, flush=True)
     if not folds:
         return False
-    evals = evaluation_specs(s["eval_protocols"], ctx.preset["protocols"], fractions=list(s["fractions"]),
+    chosen = [name for name in s["eval_protocols"] if not protocols or name in protocols]
+    if not chosen:
+        raise UserError(f"--protocol {', '.join(protocols)}: the cross-scanner protocol evaluates with "
+                        f"{', '.join(s['eval_protocols'])} (eval_protocols of protocols/cross_scanner.toml; a preset's "
+                        "[protocols.cross_scanner] table may change it)")
+    evals = evaluation_specs(chosen, ctx.preset["protocols"], fractions=list(s["fractions"]),
                              seeds=list(s["seeds"]), pretrain_seeds=list(s["pretrain_seeds"]))
     ctx = dataclasses.replace(ctx, protocols=evals)  # the inits of the protocol's pretraining seeds
     pool = ctx.pretrain_cache() if methods or "random" in baselines else None

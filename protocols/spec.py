@@ -10,6 +10,7 @@ No torch here: `sslbench leaderboard` and `sslbench validate` hash the protocol 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import difflib
 import hashlib
 import json
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmark.errors import DataError, UserError
-from leaderboard.results import job_overrides
+from leaderboard.results import job_overrides, scoped_hash_name
 
 PROTOCOL_DIR = Path(__file__).resolve().parent
 # Hashes of earlier protocol versions whose results stay valid (shown apart, never ranked with the
@@ -31,8 +32,14 @@ PROTOCOLS = ("linear_probe", "finetune", "knn")
 # Ablations are protocols too (a file, a version, a hash) but not part of the main grid: each has its
 # own command (`sslbench ablation ...`) and its own section of the leaderboard.
 ABLATIONS = ("variance_vs_size", "cross_scanner", "learning_curve")
-# The protocols the cross-scanner protocol can evaluate with: those that score cached features.
-CROSS_SCANNER_EVALS = ("linear_probe",)
+# The protocols the cross-scanner protocol can evaluate with: every main protocol (the probe and the
+# k-NN score the features cached for the main grid; fine-tuning trains a copy of the encoder per job).
+CROSS_SCANNER_EVALS = PROTOCOLS
+# Ablations whose runs each record one evaluation protocol, and whose list of evaluation protocols only
+# chooses which runs are made: a run records (and is keyed by) the hash of the file *scoped* to its own
+# evaluation protocol (`scoped_content`), so adding a protocol to the list keeps every finished run's hash
+# and key. Version 1 of cross_scanner.toml listed only the linear probe: its probe runs keep their hash.
+SCOPED_ABLATIONS = {"cross_scanner": "eval_protocols"}
 
 FLOAT_LIST = "list[float]"
 INT_LIST = "list[int]"
@@ -103,7 +110,21 @@ def known_protocol_hashes(protocols_dir: Path | None = None) -> dict[str, str]:
     protocols_dir = Path(protocols_dir) if protocols_dir is not None else PROTOCOL_DIR
     if not protocols_dir.is_dir():
         return {}
-    return {p.stem: protocol_hash(p) for p in sorted(protocols_dir.glob("*.toml"))}
+    out = {}
+    for path in sorted(protocols_dir.glob("*.toml")):
+        with open(path, "rb") as fh:
+            content = tomllib.load(fh)
+        out[path.stem] = canonical_hash(content)
+        if path.stem in SCOPED_ABLATIONS:  # and the hash each of its runs records (`scoped_content`)
+            for evaluated in content.get(SCOPED_ABLATIONS[path.stem]) or []:
+                out[scoped_hash_name(path.stem, evaluated)] = canonical_hash(scoped_content(content, evaluated))
+    return out
+
+
+def scoped_content(content: dict, eval_protocol: str) -> dict:
+    """A scoped ablation's file content as one of its runs sees it (`SCOPED_ABLATIONS`): its list of
+    evaluation protocols narrowed to the run's own. Its canonical hash is the run's protocol hash."""
+    return {**content, SCOPED_ABLATIONS[content["name"]]: [eval_protocol]}
 
 
 def retired_protocol_hashes(protocols_dir: Path | None = None) -> dict[str, dict[str, int]]:
@@ -135,6 +156,7 @@ class ProtocolSpec:
     settings: dict  # the file's content with the overrides applied
     overrides: dict = field(default_factory=dict)
     path: Path | None = None
+    content: dict = field(default_factory=dict, repr=False, compare=False)  # the file's, before overrides
 
     @property
     def fractions(self) -> list[float]:
@@ -156,6 +178,15 @@ class ProtocolSpec:
 
     def record(self) -> dict:
         return {"name": self.name, "version": self.version, "hash": self.hash}
+
+    def scoped(self, eval_protocol: str) -> ProtocolSpec:
+        """This scoped ablation (`SCOPED_ABLATIONS`) as its runs evaluated by `eval_protocol` record it: the
+        hash of the file with its list of evaluation protocols narrowed to that one."""
+        if self.name not in SCOPED_ABLATIONS:
+            raise AssertionError(f"protocol {self.name!r} is not scoped by evaluation protocol")
+        listed = SCOPED_ABLATIONS[self.name]
+        return dataclasses.replace(self, hash=canonical_hash(scoped_content(self.content, eval_protocol)),
+                                   settings={**self.settings, listed: [eval_protocol]})
 
 
 def protocol_key(name: str, file_hash: str, overrides: dict, *, legacy: bool = False) -> dict:
@@ -186,7 +217,7 @@ def load_protocol(name: str, overrides: dict | None = None) -> ProtocolSpec:
     settings = _merge(content, overrides)
     _check_values(settings, f"{path} (with overrides {overrides})" if overrides else str(path))
     return ProtocolSpec(name=name, version=content["version"], hash=canonical_hash(content),
-                        settings=settings, overrides=overrides, path=path)
+                        settings=settings, overrides=overrides, path=path, content=content)
 
 
 def read_protocol_file(path: Path) -> dict:
@@ -326,8 +357,9 @@ def _check_cross_scanner(c: dict, where: str) -> None:
     _check_common(c, where)
     bad = [p for p in c["eval_protocols"] if p not in CROSS_SCANNER_EVALS]
     if bad:
-        raise UserError(f"{where}: key 'eval_protocols' may name {', '.join(CROSS_SCANNER_EVALS)} (protocols "
-                        f"that score cached features), got {bad}")
+        raise UserError(f"{where}: key 'eval_protocols' may name {', '.join(CROSS_SCANNER_EVALS)}, got {bad}")
+    if len(set(c["eval_protocols"])) != len(c["eval_protocols"]):
+        raise UserError(f"{where}: key 'eval_protocols' must not repeat a protocol, got {c['eval_protocols']}")
     if c["min_scanners"] < 2:
         raise UserError(f"{where}: key 'min_scanners' must be >= 2 (one scanner to hold out, one to train on)")
 

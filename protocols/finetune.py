@@ -190,7 +190,7 @@ def run_finetune(make_encoder: Callable[[], nn.Module], cache: FrameCache, spec:
     t, a = spec.settings["train"], spec.settings["augment"]
     labels = cache.index["label"].to_numpy()
     k = cache.num_classes
-    tr = training_subset(cache, fraction, seed)
+    tr = training_subset(cache, fraction, seed, spec)
     val, te = cache.labelled_positions("val"), cache.labelled_positions("test")
     frames = cache.frames
     eval_batch = t["batch_size"] * 2

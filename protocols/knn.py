@@ -59,7 +59,7 @@ def run_knn(features: np.ndarray, cache, spec: ProtocolSpec, fraction: float, se
     device = device or default_device()
     cfg = spec.settings["knn"]
     labels = cache.index["label"].to_numpy()
-    tr = training_subset(cache, fraction, seed)
+    tr = training_subset(cache, fraction, seed, spec)
     val = cache.labelled_positions("val")
     te = cache.labelled_positions("test")
 

@@ -47,17 +47,23 @@ STR_LIST = "list[str]"
 
 _COMMON: dict[str, Any] = {"name": str, "version": int, "fractions": FLOAT_LIST, "seeds": INT_LIST,
                            "pretrain_seeds": INT_LIST}
+# The few-labels rule of a main protocol (benchmark.data.splits.class_quota): every class of the train split
+# keeps at least `min_per_class` images at every fraction. Optional: without the table the floor is 1, the
+# rule of every version so far, so the files (and their hashes) stay as they were; a preset that sets it
+# states its track's rule, and the setting enters its job keys.
+_LABELS: dict[str, Any] = {"labels": {"min_per_class": int}}
+OPTIONAL_KEYS = ("labels",)
 
 # The schema of each protocol: key → type, or a nested table.
 SCHEMAS: dict[str, dict[str, Any]] = {
     "linear_probe": {
-        **_COMMON,
+        **_COMMON, **_LABELS,
         "features": {"batch_size": int, "standardize": bool},
         "probe": {"solver": str, "l2_grid": FLOAT_LIST, "max_iter": int, "tolerance": float,
                   "class_weighted": bool, "select_metric": str},
     },
     "finetune": {
-        **_COMMON,
+        **_COMMON, **_LABELS,
         "head": {"init": str, "standardize": bool, "l2_grid": FLOAT_LIST, "max_iter": int, "tolerance": float},
         "train": {"epochs": int, "batch_size": int, "optimizer": str, "lr_grid": FLOAT_LIST, "weight_decay": float,
                   "warmup_epochs": int, "min_steps_per_epoch": int, "class_weighted": bool,
@@ -67,7 +73,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
                     "gamma": float, "noise_std": float},
     },
     "knn": {
-        **_COMMON,
+        **_COMMON, **_LABELS,
         "features": {"batch_size": int},
         "knn": {"k_grid": INT_LIST, "temperature_grid": FLOAT_LIST, "query_batch_size": int, "select_metric": str},
     },
@@ -254,7 +260,7 @@ def _check_table(table: dict, schema: dict, where: str, prefix: str, partial: bo
             raise UserError(f"{where}: key {dotted!r} must be {name}, got {value!r} ({type(value).__name__})")
     if not partial:
         for key in schema:
-            if key not in table:
+            if key not in table and not (prefix == "" and key in OPTIONAL_KEYS):
                 raise UserError(f"{where}: missing key {prefix + key!r}")
 
 
@@ -342,6 +348,9 @@ def _check_knn(c: dict, where: str) -> None:
 
 
 def _check_common(c: dict, where: str) -> None:
+    if "labels" in c and c["labels"].get("min_per_class", 1) < 1:
+        raise UserError(f"{where}: key 'labels.min_per_class' must be >= 1 (every class keeps an example at every "
+                        f"fraction), got {c['labels']['min_per_class']}")
     bad = [f for f in c["fractions"] if not 0 < f <= 1]
     if bad:
         raise UserError(f"{where}: key 'fractions' must lie in (0, 1], got {bad}")

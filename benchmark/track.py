@@ -41,6 +41,9 @@ class TrackContext:
     pretrain_on_error: str = "fail"
     downstream_on_error: str = "fail"
     replace_reference: bool = False
+    # The pool is the downstream data's train split, unlabelled (`--dataset downstream:train`,
+    # benchmark.data.indomain): made from the downstream cache, with no source of its own.
+    pool_of_downstream: bool = False
     _slots: object = field(default=None, init=False, repr=False, compare=False)
 
     @property
@@ -62,6 +65,10 @@ class TrackContext:
     def pretrain_cache(self):
         from benchmark.data.cache import prepare, say_skipped
 
+        if self.pool_of_downstream:
+            from benchmark.data.indomain import train_split_pool
+
+            return train_split_pool(self.downstream_cache())
         return say_skipped(prepare(self.pretrain_source, "pretrain", cache_dir=self.cache_dir,
                                     on_error=self.pretrain_on_error))
 
@@ -88,6 +95,8 @@ def track_context(preset: str = "auto", *, dataset: str | None = None, downstrea
     `new_results`: the command will write result files, so the code must be a git checkout (their
     provenance names its commit). `replace_reference`: write over committed results whose job keys
     differ (benchmark.reference) instead of beside them in the runs folder."""
+    from benchmark.data.indomain import SPEC as IN_DOMAIN_SPEC
+    from benchmark.data.indomain import is_in_domain
     from benchmark.data.spec import parse_dataset_spec
     from benchmark.folders import default_runs_dir, ensure_writable
     from leaderboard.results import default_results_dir
@@ -124,8 +133,13 @@ def track_context(preset: str = "auto", *, dataset: str | None = None, downstrea
 
     pre_hint = " (the pretraining source; settings of the downstream source go in -O KEY=VALUE)"
     down_hint = " (the downstream source; settings of the pretraining source go in -o KEY=VALUE or their own flags)"
+    in_domain = is_in_domain(dataset if dataset is not None else data["pretrain"]["spec"])
+    if in_domain and given(pre_set):
+        raise UserError(f"--dataset {IN_DOMAIN_SPEC} (the downstream data's train split) takes no settings of its own, "
+                        f"got {', '.join(pre_set.flags.get(k) or k for k in given(pre_set))}; the downstream "
+                        "source's settings (-O KEY=VALUE) make its frames")
     pre = source("pretrain", dataset, given(pre_set), pre_set.flags, pre_hint) \
-        if need_pretrain_data or dataset else None
+        if (need_pretrain_data or dataset) and not in_domain else None
     down_spec = downstream
     if down_spec is None and dataset is not None and pre is not None and "downstream" in pre.roles:
         down_spec = dataset
@@ -149,7 +163,8 @@ def track_context(preset: str = "auto", *, dataset: str | None = None, downstrea
     return TrackContext(preset_name=preset_name, preset=preset, track=track, pretrain_source=pre,
                         downstream_source=down, protocols=specs, results_dir=results_dir,
                         runs_dir=runs_dir, cache_dir=cache_dir, pretrain_on_error=pre_error,
-                        downstream_on_error=down_error, replace_reference=replace_reference)
+                        downstream_on_error=down_error, replace_reference=replace_reference,
+                        pool_of_downstream=in_domain)
 
 
 def parse_methods(text: str, *, baselines: bool) -> tuple[list[str], list[str]]:

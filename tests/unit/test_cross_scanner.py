@@ -275,6 +275,19 @@ def test_fold_jobs_of_every_protocol_record_the_held_out_scanner_and_keep_the_pr
         by_fold[fold.held_out] = [j.key for j in jobs]
     every = [k for ks in by_fold.values() for k in ks]
     assert len(set(every)) == len(every) == 9  # one key per fold × protocol: no fold resumes another's run
+    # A k-NN run of the last fold: its record names the held-out scanner and the protocol, scores both test
+    # sets, and validates against the protocol files as they are (its hash scoped to the k-NN).
+    record = jobs[1].produce()
+    assert record["scanner"]["held_out"] == fold.held_out and fold.held_out not in record["scanner"]["train_scanners"]
+    assert record["scanner"]["eval_protocol"] == "knn" and record["job"]["key"] == jobs[1].key
+    assert record["protocol"] == {"name": "cross_scanner", "version": 1, "hash": spec.scoped("knn").hash}
+    assert record["metrics"][IN_SCANNER_TEST]["n"] == len(fold.view.labelled_positions(IN_SCANNER_TEST))
+    jobs[1].output.parent.mkdir(parents=True)
+    jobs[1].output.write_text(json.dumps(record))
+    from protocols.spec import known_protocol_hashes
+
+    problems, n = validate_paths([tmp_path / "results"], known_protocol_hashes())
+    assert n == 1 and problems == []
 
 
 def test_fewer_than_two_scanners_skip_with_a_message(tmp_path):

@@ -44,6 +44,9 @@ class TrackContext:
     # Where the SSL methods' pretraining starts (`--start`): None takes the preset's `[pretrain] start`
     # (random weights unless it says otherwise; protocols.presets.preset_start).
     start: str | None = None
+    # The pool is the downstream data's train split, unlabelled (`--dataset downstream:train`,
+    # benchmark.data.indomain): made from the downstream cache, with no source of its own.
+    pool_of_downstream: bool = False
     _slots: object = field(default=None, init=False, repr=False, compare=False)
 
     @property
@@ -65,6 +68,10 @@ class TrackContext:
     def pretrain_cache(self):
         from benchmark.data.cache import prepare, say_skipped
 
+        if self.pool_of_downstream:
+            from benchmark.data.indomain import train_split_pool
+
+            return train_split_pool(self.downstream_cache())
         return say_skipped(prepare(self.pretrain_source, "pretrain", cache_dir=self.cache_dir,
                                     on_error=self.pretrain_on_error))
 
@@ -92,6 +99,8 @@ def track_context(preset: str = "auto", *, dataset: str | None = None, downstrea
     provenance names its commit). `replace_reference`: write over committed results whose job keys
     differ (benchmark.reference) instead of beside them in the runs folder. `start`: where the SSL methods'
     pretraining starts (random | imagenet; default the preset's)."""
+    from benchmark.data.indomain import SPEC as IN_DOMAIN_SPEC
+    from benchmark.data.indomain import is_in_domain
     from benchmark.data.spec import parse_dataset_spec
     from benchmark.folders import default_runs_dir, ensure_writable
     from leaderboard.results import default_results_dir
@@ -131,8 +140,13 @@ def track_context(preset: str = "auto", *, dataset: str | None = None, downstrea
 
     pre_hint = " (the pretraining source; settings of the downstream source go in -O KEY=VALUE)"
     down_hint = " (the downstream source; settings of the pretraining source go in -o KEY=VALUE or their own flags)"
+    in_domain = is_in_domain(dataset if dataset is not None else data["pretrain"]["spec"])
+    if in_domain and given(pre_set):
+        raise UserError(f"--dataset {IN_DOMAIN_SPEC} (the downstream data's train split) takes no settings of its own, "
+                        f"got {', '.join(pre_set.flags.get(k) or k for k in given(pre_set))}; the downstream "
+                        "source's settings (-O KEY=VALUE) make its frames")
     pre = source("pretrain", dataset, given(pre_set), pre_set.flags, pre_hint) \
-        if need_pretrain_data or dataset else None
+        if (need_pretrain_data or dataset) and not in_domain else None
     down_spec = downstream
     if down_spec is None and dataset is not None and pre is not None and "downstream" in pre.roles:
         down_spec = dataset
@@ -156,7 +170,8 @@ def track_context(preset: str = "auto", *, dataset: str | None = None, downstrea
     return TrackContext(preset_name=preset_name, preset=preset, track=track, pretrain_source=pre,
                         downstream_source=down, protocols=specs, results_dir=results_dir,
                         runs_dir=runs_dir, cache_dir=cache_dir, pretrain_on_error=pre_error,
-                        downstream_on_error=down_error, replace_reference=replace_reference, start=start)
+                        downstream_on_error=down_error, replace_reference=replace_reference, start=start,
+                        pool_of_downstream=in_domain)
 
 
 def parse_methods(text: str, *, baselines: bool) -> tuple[list[str], list[str]]:
@@ -580,11 +595,11 @@ def backfill_data_cards(ctx: TrackContext) -> tuple[int, int]:
 
 def cross_scanner(ctx: TrackContext, methods: list[str], baselines: list[str], *, force: bool = False,
                   shard: tuple[int, int] | None = None, deadline: Deadline | None = None,
-                  leaderboard: bool = True) -> bool:
+                  leaderboard: bool = True, protocols: list[str] | None = None) -> bool:
     """The cross-scanner protocol on the track: for each scanner of the downstream data, the inits of
-    `methods` (pretrained where missing) and `baselines` are evaluated trained on the other scanners and
-    tested on it. Data with fewer scanners than the protocol needs skip it with a message (not an error).
-    True when `deadline` stopped it."""
+    `methods` (pretrained where missing) and `baselines` are evaluated by each of the protocol's evaluation
+    protocols (`protocols`: only these) trained on the other scanners and tested on it. Data with fewer
+    scanners than the protocol needs skip it with a message (not an error). True when `deadline` stopped it."""
     import dataclasses
 
     from benchmark.runner import run_jobs
@@ -599,7 +614,12 @@ def cross_scanner(ctx: TrackContext, methods: list[str], baselines: list[str], *
         print(message, file=sys.stderr, flush=True)
     if not folds:
         return False
-    evals = evaluation_specs(s["eval_protocols"], ctx.preset["protocols"], fractions=list(s["fractions"]),
+    chosen = [name for name in s["eval_protocols"] if not protocols or name in protocols]
+    if not chosen:
+        raise UserError(f"--protocol {', '.join(protocols)}: the cross-scanner protocol evaluates with "
+                        f"{', '.join(s['eval_protocols'])} (eval_protocols of protocols/cross_scanner.toml; a preset's "
+                        "[protocols.cross_scanner] table may change it)")
+    evals = evaluation_specs(chosen, ctx.preset["protocols"], fractions=list(s["fractions"]),
                              seeds=list(s["seeds"]), pretrain_seeds=list(s["pretrain_seeds"]))
     ctx = dataclasses.replace(ctx, protocols=evals)  # the inits of the protocol's pretraining seeds
     pool = ctx.pretrain_cache() if methods or "random" in baselines else None

@@ -793,11 +793,10 @@ def cross_scanner_section(page: Page) -> list[str]:
     for track in sorted(runs["track"].unique()):
         tr = runs[runs["track"] == track]
         scanners = sorted(tr["held_out"].unique())
-        hashes = sorted(tr["protocol_hash"].unique())
         lines += [f"### `{track}`", "",
                   f"Held-out scanners: {', '.join(f'`{s}`' for s in scanners)}; downstream data "
                   f"`{tr['downstream_dataset'].iloc[0]}`, fingerprint {_distinct(tr['fp_downstream'], lambda v: f'`{str(v)[:12]}`')}; "
-                  f"protocol `{hashes[0][:12]}`{' + older versions' if len(hashes) > 1 else ''}.", ""]
+                  f"{_scoped_hashes_text(tr)}.", ""]
         table = []
         for r in cross_scanner.rows(tr):
             drop = r.drop.diff
@@ -827,6 +826,17 @@ def cross_scanner_section(page: Page) -> list[str]:
         lines += [f"Reproduce: `sslbench ablation cross-scanner --method {','.join(ssl) or 'imagenet'} "
                   f"--preset {first['preset']}{data}`.", ""]
     return lines
+
+
+def _scoped_hashes_text(tr: pd.DataFrame) -> str:
+    """The cross-scanner protocol's hash as the track's runs record it: one per evaluation protocol (each
+    run records the file scoped to its own, `protocols.spec.scoped_content`), named when there are several."""
+    per = {ev: sorted(g["protocol_hash"].unique()) for ev, g in tr.groupby("eval_protocol", sort=True)}
+    if len(per) == 1:
+        hashes = next(iter(per.values()))
+        return f"protocol `{hashes[0][:12]}`{' + older versions' if len(hashes) > 1 else ''}"
+    return "protocol " + ", ".join(f"`{h[0][:12]}` ({ev}{' + older versions' if len(h) > 1 else ''})"
+                                   for ev, h in per.items())
 
 
 def _cell_or_mean(cell: analysis.Cell) -> str:

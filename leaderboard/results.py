@@ -77,9 +77,16 @@ def init_title(name: str) -> str:
     return f"{method} ← {start}" if start else name
 
 
+def scoped_hash_name(protocol: str, eval_protocol: str) -> str:
+    """The name under which `protocols.spec.known_protocol_hashes` gives the hash that a run of the ablation
+    `protocol` evaluated by `eval_protocol` records (`protocols.spec.scoped_content`): `cross_scanner/knn`."""
+    return f"{protocol}/{eval_protocol}"
+
+
 # The lists that choose which jobs a track runs, not how a job runs: a job's own fraction and seeds
-# are in its key (protocols.keys), so overriding these never re-keys a finished job.
-REPLICATE_KEYS = ("fractions", "seeds", "pretrain_seeds")
+# are in its key (protocols.keys), so overriding these never re-keys a finished job. An ablation's
+# `eval_protocols` is such a list too: each run's key holds the evaluation protocol it ran.
+REPLICATE_KEYS = ("fractions", "seeds", "pretrain_seeds", "eval_protocols")
 
 
 def job_overrides(overrides: dict) -> dict:

@@ -34,6 +34,7 @@ from leaderboard.results import (
     read_json,
     record_parts,
     schema_errors,
+    scoped_hash_name,
 )
 
 # Where the caller's list of earlier protocol versions lives, for the messages that point to it.
@@ -193,6 +194,25 @@ def check_eval_protocol(result: dict, known: dict[str, str],
     return out
 
 
+def current_hash(result: dict, known: dict[str, str]) -> str | None:
+    """The hash `result` must record to be of its protocol's current file: a cross-scanner run's is the
+    file's scoped to the evaluation protocol it ran (`protocols.spec.scoped_content`), when `known` has
+    it (callers that pass only file hashes get those)."""
+    name, scanner = result["protocol"]["name"], result.get("scanner")
+    if name == CROSS_SCANNER and isinstance(scanner, dict) and scanner.get("eval_protocol"):
+        scoped = known.get(scoped_hash_name(name, scanner["eval_protocol"]))
+        if scoped is not None:
+            return scoped
+    return known.get(name)
+
+
+def _scope_text(result: dict) -> str:
+    scanner = result.get("scanner")
+    if result["protocol"]["name"] == CROSS_SCANNER and isinstance(scanner, dict):
+        return f", scoped to {scanner.get('eval_protocol')}, which must be in its eval_protocols"
+    return ""
+
+
 def check_result(result: dict, path: Path, known: dict[str, str],
                  retired: dict[str, dict[str, int]] | None = None) -> list[tuple[str, str]]:
     """Every check of one schema-valid result except duplicates; (field, message) pairs. `known`: the
@@ -210,14 +230,15 @@ def check_result(result: dict, path: Path, known: dict[str, str],
         out.append(("init.kind", f"{init['kind']!r}, but {init['name']!r} is an SSL method continued from {start}"))
     if job["protocol"] != proto["name"]:
         out.append(("protocol.name", f"{proto['name']!r} but job.protocol is {job['protocol']!r}"))
+    current = current_hash(result, known)
     if proto["name"] not in known:
         out.append(("protocol.name", f"unknown protocol {proto['name']!r}; known: {', '.join(sorted(known)) or 'none'}"))
-    elif proto["hash"] != known[proto["name"]]:
+    elif proto["hash"] != current:
         earlier = (retired or {}).get(proto["name"], {})
         if proto["hash"] not in earlier:
             out.append(("protocol.hash",
                         f"{proto['hash'][:12]}… is not the hash of the current protocols/{proto['name']}.toml "
-                        f"({known[proto['name']][:12]}…) nor of an earlier version listed in "
+                        f"({current[:12]}…{_scope_text(result)}) nor of an earlier version listed in "
                         f"{RETIRED_LIST}; rerun with the current protocol"))
         elif earlier[proto["hash"]] != proto["version"]:
             out.append(("protocol.version", f"{proto['version']} but {RETIRED_LIST} lists "

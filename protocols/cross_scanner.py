@@ -5,8 +5,9 @@ that fold may use: the other scanners' train and val images keep their splits (t
 and the model selection draw from them alone), the held-out scanner's test images are the `test`
 split, the other scanners' test images become the in-scanner test split, and everything else (the
 held-out scanner's train and val images, images of no known scanner) is out of the fold. The view
-shares the cache's frames and fingerprint, so the linear probe runs unchanged on it, with the features
-it cached for the main grid.
+shares the cache's frames and fingerprint, so every evaluation protocol runs unchanged on it: the linear
+probe and the k-NN with the features they cached for the main grid, fine-tuning on the fold's label
+subsets and validation images; each also scores the fold's in-scanner test split with the model it chose.
 """
 from __future__ import annotations
 
@@ -74,15 +75,23 @@ def folds(cache: FrameCache, min_scanners: int) -> tuple[list[Fold], list[str]]:
 def fold_jobs(spec: ProtocolSpec, fold: Fold, inits: list, evals: list[ProtocolSpec], track, results_dir: Path,
               runs_dir: Path, pool: FrameCache | None = None, progress: bool = True) -> list[Job]:
     """The jobs of one fold: every init × evaluation protocol × fraction × (pretraining seed, seed) of the
-    main grid, on the fold's view, each re-keyed by the protocol's hash and the held-out scanner."""
+    main grid, on the fold's view, each re-keyed by the held-out scanner and the protocol's hash scoped to
+    the job's evaluation protocol (`ProtocolSpec.scoped`: adding an evaluation protocol to the file keeps
+    the finished runs of the others)."""
     from protocols.grid import as_ablation, build_grid, runner_jobs
 
     grid = build_grid(inits, evals, track, fold.view, results_dir, pool=pool)
     tag = scanner_tag(fold.held_out)
+    scoped = {e.name: spec.scoped(e.name) for e in evals}
+    ablation_keys = []
     for g in grid:
         g.output = result_path(results_dir, track.id, g.init.name, NAME, g.fraction, g.pretrain_seed, g.seed,
                                variant=f"{tag}/{g.protocol.name}")
-    return [as_ablation(job, keys.ablation_key(spec.key, {"held_out": fold.held_out}, job.key),
-                        spec, f"{g.label} held out {fold.held_out}", scanner=fold.record(g.protocol))
-            for g, job in zip(grid, runner_jobs(grid, fold.view, runs_dir, progress=progress,
-                                                extra_tests=(IN_SCANNER_TEST,)), strict=True)]
+        ablation_keys.append(keys.ablation_key(scoped[g.protocol.name].key, {"held_out": fold.held_out}, g.key))
+        # The view shares the cache's fingerprint, so the evaluation job's own key is the main grid's (and
+        # every fold's): a fine-tune job keeps its resumable state under the fold's key instead.
+        g.state_key = ablation_keys[-1]
+    return [as_ablation(job, key, scoped[g.protocol.name], f"{g.label} held out {fold.held_out}",
+                        scanner=fold.record(g.protocol))
+            for g, job, key in zip(grid, runner_jobs(grid, fold.view, runs_dir, progress=progress,
+                                                     extra_tests=(IN_SCANNER_TEST,)), ablation_keys, strict=True)]

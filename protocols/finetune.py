@@ -176,20 +176,21 @@ def extract(encoder: nn.Module, frames: np.ndarray, positions: np.ndarray, batch
 def run_finetune(make_encoder: Callable[[], nn.Module], cache: FrameCache, spec: ProtocolSpec,
                  fraction: float, seed: int, state_path: Path | None = None,
                  device: torch.device | None = None, progress: bool = True,
-                 save_every_s: float = SAVE_EVERY_S) -> dict:
+                 save_every_s: float = SAVE_EVERY_S, extra_tests: tuple[str, ...] = ()) -> dict:
     """One fine-tune job → {"metrics": {"val", "test"}, "train": {...}} (the result's own fields).
 
     The head starts as a linear probe of the initial encoder (LP-FT); then, for every learning rate
     of the protocol's `lr_grid`, the whole network is trained from that same start. The (learning
     rate, epoch) kept is the best on validation, epoch 0 (the probe-initialised model before any
     fine-tuning step) included, so fine-tuning is never chosen over the probe it starts from unless
-    validation prefers it. The test split is scored once, with the kept weights.
+    validation prefers it. The test split is scored once, with the kept weights, as is each split of
+    `extra_tests` under its own name in "metrics" (the cross-scanner protocol's in-scanner test set).
     """
     device = device or default_device()
     t, a = spec.settings["train"], spec.settings["augment"]
     labels = cache.index["label"].to_numpy()
     k = cache.num_classes
-    tr = training_subset(cache, fraction, seed)
+    tr = training_subset(cache, fraction, seed, spec)
     val, te = cache.labelled_positions("val"), cache.labelled_positions("test")
     frames = cache.frames
     eval_batch = t["batch_size"] * 2
@@ -270,9 +271,13 @@ def run_finetune(make_encoder: Callable[[], nn.Module], cache: FrameCache, spec:
             kill_point("finetune_epoch")
 
     model.load_state_dict(state["best_model"])
-    test_metrics = split_metrics(labels[te], predict(model, frames, te, eval_batch, device), cache.class_names)
+    metrics = {"val": state["best_val"]}
+    for split in ("test", *extra_tests):
+        rows = te if split == "test" else cache.labelled_positions(split)
+        metrics[split] = split_metrics(labels[rows], predict(model, frames, rows, eval_batch, device),
+                                       cache.class_names)
     return {
-        "metrics": {"val": state["best_val"], "test": test_metrics},
+        "metrics": metrics,
         "train": {"n_train": int(len(tr)), "epochs": t["epochs"], "steps_per_epoch": steps_per_epoch,
                   "lr_grid": lrs, "selected_lr": state["best_lr"], "selected_epoch": state["best_epoch"],
                   "select_metric": t["select_metric"], "val_epoch0": round(state["epoch0"], 6),

@@ -181,6 +181,9 @@ class GridJob:
     skipped_files: dict[str, int] = field(default_factory=dict)
     # The data card of each of those caches (FrameCache.card), per role: provenance only.
     data_cards: dict[str, dict] = field(default_factory=dict)
+    # Names a fine-tune job's resumable state when its key alone does not tell it from another job's
+    # (the folds of the cross-scanner protocol share the main grid's evaluation keys).
+    state_key: str | None = None
     key: str = field(init=False)
 
     def __post_init__(self) -> None:
@@ -254,7 +257,8 @@ def job_encoder(job: GridJob, device):
 def runner_jobs(grid: list[GridJob], downstream: FrameCache, run_dir: Path, progress: bool = True,
                 command: str | None = None, extra_tests: tuple[str, ...] = ()) -> list[Job]:
     """Wrap grid jobs for benchmark.runner: each produces its validated result record. `extra_tests`:
-    further splits of `downstream` the linear probe scores (protocols.cross_scanner)."""
+    further splits of `downstream` that every protocol scores with the model it chose on validation
+    (protocols.cross_scanner: the training scanners' own test images)."""
     from benchmark import determinism
     from benchmark.device import default_device, device_name
 
@@ -290,7 +294,8 @@ def runner_jobs(grid: list[GridJob], downstream: FrameCache, run_dir: Path, prog
             elif job.protocol.name == "knn":
                 from protocols.knn import run_knn
 
-                out = run_knn(probe_features(job), downstream, job.protocol, job.fraction, job.subset_seed, device)
+                out = run_knn(probe_features(job), downstream, job.protocol, job.fraction, job.subset_seed, device,
+                              extra_tests)
             else:
                 from protocols.finetune import run_finetune
 
@@ -298,7 +303,8 @@ def runner_jobs(grid: list[GridJob], downstream: FrameCache, run_dir: Path, prog
                     print(f"fine-tuning: {job.label}", file=sys.stderr, flush=True)
                 kill_point("finetune")
                 out = run_finetune(partial(job_encoder, job, device), downstream, job.protocol, job.fraction, job.subset_seed,
-                                   state_path=_state_path(run_dir, job), device=device, progress=progress)
+                                   state_path=_state_path(run_dir, job), device=device, progress=progress,
+                                   extra_tests=extra_tests)
             if job.protocol.overrides:
                 out["train"]["protocol_overrides"] = job.protocol.overrides
             return build_record(
@@ -330,4 +336,4 @@ def as_ablation(job: Job, key: str, protocol: ProtocolSpec, label: str, **varied
 
 
 def _state_path(run_dir: Path, job: GridJob) -> Path:
-    return Path(run_dir) / "finetune" / f"{job.key[:32]}.pt"
+    return Path(run_dir) / "finetune" / f"{(job.state_key or job.key)[:32]}.pt"

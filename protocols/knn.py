@@ -52,12 +52,14 @@ def knn_predict(train: torch.Tensor, train_labels: torch.Tensor, queries: torch.
 
 
 def run_knn(features: np.ndarray, cache, spec: ProtocolSpec, fraction: float, seed: int,
-            device: torch.device | None = None) -> dict:
-    """One k-NN job → {"metrics": {"val", "test"}, "train": {...}} (the result's own fields)."""
+            device: torch.device | None = None, extra_tests: tuple[str, ...] = ()) -> dict:
+    """One k-NN job → {"metrics": {"val", "test"}, "train": {...}} (the result's own fields).
+    `extra_tests`: further splits of the cache scored with the (k, T) chosen on validation, each under its
+    own name in "metrics" (the cross-scanner protocol's in-scanner test set)."""
     device = device or default_device()
     cfg = spec.settings["knn"]
     labels = cache.index["label"].to_numpy()
-    tr = training_subset(cache, fraction, seed)
+    tr = training_subset(cache, fraction, seed, spec)
     val = cache.labelled_positions("val")
     te = cache.labelled_positions("test")
 
@@ -73,10 +75,14 @@ def run_knn(features: np.ndarray, cache, spec: ProtocolSpec, fraction: float, se
     scores = [select_score(m, cfg["select_metric"]) for m in val_all]
     best = int(np.argmax(scores))  # the first maximum: smallest k, then smallest temperature
     k, t = pairs[best]
-    # The test split is scored once, with the pair chosen on validation.
-    test_pred = knn_predict(x[tr], y[tr], x[te], k_classes, [k], [t], cfg["query_batch_size"])[0, 0]
+    # Each test split is scored once, with the pair chosen on validation.
+    metrics = {"val": val_all[best]}
+    for split in ("test", *extra_tests):
+        rows = te if split == "test" else cache.labelled_positions(split)
+        pred = knn_predict(x[tr], y[tr], x[rows], k_classes, [k], [t], cfg["query_batch_size"])[0, 0]
+        metrics[split] = split_metrics(labels[rows], pred, cache.class_names)
     return {
-        "metrics": {"val": val_all[best], "test": split_metrics(labels[te], test_pred, cache.class_names)},
+        "metrics": metrics,
         "train": {"n_train": int(len(tr)), "k": int(k), "k_used": int(min(k, len(tr))), "temperature": float(t),
                   "val_scores": {f"k={kk},T={tt:g}": s for (kk, tt), s in zip(pairs, scores, strict=True)},
                   "feature_dim": int(features.shape[1]), "device": str(device)},

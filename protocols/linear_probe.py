@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from benchmark.data.cache import FrameCache
-from benchmark.data.splits import label_fraction
+from benchmark.data.splits import MIN_PER_CLASS, label_fraction
 from benchmark.device import default_device
 from benchmark.errors import UserError
 from leaderboard.atomic import atomic_path, remove_stale_temp_files
@@ -169,7 +169,7 @@ def _run_probe(features: np.ndarray, cache: FrameCache, spec: ProtocolSpec, frac
     probe, feat_cfg = spec.settings["probe"], spec.settings["features"]
     labels = cache.index["label"].to_numpy()
     k = cache.num_classes
-    tr = training_subset(cache, fraction, seed)
+    tr = training_subset(cache, fraction, seed, spec)
     val = cache.labelled_positions("val")
     te = cache.labelled_positions("test")
 
@@ -207,11 +207,18 @@ def _run_probe(features: np.ndarray, cache: FrameCache, spec: ProtocolSpec, frac
     }
 
 
-def training_subset(cache: FrameCache, fraction: float, seed: int) -> np.ndarray:
-    """Row positions of the label subset. `label_fraction` takes at least one image of every class
-    present in the train split, so a small fraction never drops a class; a class with no training
-    image at all cannot be learnt and is an error naming it."""
-    positions = label_fraction(cache.index, fraction, seed)
+def min_per_class(spec: ProtocolSpec | None) -> int:
+    """The few-labels floor of `spec` (benchmark.data.splits.MIN_PER_CLASS without a `[labels]` table)."""
+    return (spec.settings.get("labels") or {}).get("min_per_class", MIN_PER_CLASS) if spec is not None \
+        else MIN_PER_CLASS
+
+
+def training_subset(cache: FrameCache, fraction: float, seed: int, spec: ProtocolSpec | None = None) -> np.ndarray:
+    """Row positions of the label subset. `label_fraction` takes at least `min_per_class` images (the
+    protocol's `[labels]` table; 1 without it) of every class present in the train split, so a small
+    fraction never drops a class; a class with no training image at all cannot be learnt and is an error
+    naming it."""
+    positions = label_fraction(cache.index, fraction, seed, min_per_class(spec))
     train = cache.index["label"].to_numpy()[cache.labelled_positions("train")]
     missing = [cache.class_names[c] for c in range(cache.num_classes) if not (train == c).any()]
     if missing:

@@ -10,6 +10,7 @@ No torch here: `sslbench leaderboard` and `sslbench validate` hash the protocol 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import difflib
 import hashlib
 import json
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmark.errors import DataError, UserError
-from leaderboard.results import job_overrides
+from leaderboard.results import job_overrides, scoped_hash_name
 
 PROTOCOL_DIR = Path(__file__).resolve().parent
 # Hashes of earlier protocol versions whose results stay valid (shown apart, never ranked with the
@@ -31,8 +32,14 @@ PROTOCOLS = ("linear_probe", "finetune", "knn")
 # Ablations are protocols too (a file, a version, a hash) but not part of the main grid: each has its
 # own command (`sslbench ablation ...`) and its own section of the leaderboard.
 ABLATIONS = ("variance_vs_size", "cross_scanner", "learning_curve")
-# The protocols the cross-scanner protocol can evaluate with: those that score cached features.
-CROSS_SCANNER_EVALS = ("linear_probe",)
+# The protocols the cross-scanner protocol can evaluate with: every main protocol (the probe and the
+# k-NN score the features cached for the main grid; fine-tuning trains a copy of the encoder per job).
+CROSS_SCANNER_EVALS = PROTOCOLS
+# Ablations whose runs each record one evaluation protocol, and whose list of evaluation protocols only
+# chooses which runs are made: a run records (and is keyed by) the hash of the file *scoped* to its own
+# evaluation protocol (`scoped_content`), so adding a protocol to the list keeps every finished run's hash
+# and key. Version 1 of cross_scanner.toml listed only the linear probe: its probe runs keep their hash.
+SCOPED_ABLATIONS = {"cross_scanner": "eval_protocols"}
 
 FLOAT_LIST = "list[float]"
 INT_LIST = "list[int]"
@@ -40,17 +47,23 @@ STR_LIST = "list[str]"
 
 _COMMON: dict[str, Any] = {"name": str, "version": int, "fractions": FLOAT_LIST, "seeds": INT_LIST,
                            "pretrain_seeds": INT_LIST}
+# The few-labels rule of a main protocol (benchmark.data.splits.class_quota): every class of the train split
+# keeps at least `min_per_class` images at every fraction. Optional: without the table the floor is 1, the
+# rule of every version so far, so the files (and their hashes) stay as they were; a preset that sets it
+# states its track's rule, and the setting enters its job keys.
+_LABELS: dict[str, Any] = {"labels": {"min_per_class": int}}
+OPTIONAL_KEYS = ("labels",)
 
 # The schema of each protocol: key → type, or a nested table.
 SCHEMAS: dict[str, dict[str, Any]] = {
     "linear_probe": {
-        **_COMMON,
+        **_COMMON, **_LABELS,
         "features": {"batch_size": int, "standardize": bool},
         "probe": {"solver": str, "l2_grid": FLOAT_LIST, "max_iter": int, "tolerance": float,
                   "class_weighted": bool, "select_metric": str},
     },
     "finetune": {
-        **_COMMON,
+        **_COMMON, **_LABELS,
         "head": {"init": str, "standardize": bool, "l2_grid": FLOAT_LIST, "max_iter": int, "tolerance": float},
         "train": {"epochs": int, "batch_size": int, "optimizer": str, "lr_grid": FLOAT_LIST, "weight_decay": float,
                   "warmup_epochs": int, "min_steps_per_epoch": int, "class_weighted": bool,
@@ -60,7 +73,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
                     "gamma": float, "noise_std": float},
     },
     "knn": {
-        **_COMMON,
+        **_COMMON, **_LABELS,
         "features": {"batch_size": int},
         "knn": {"k_grid": INT_LIST, "temperature_grid": FLOAT_LIST, "query_batch_size": int, "select_metric": str},
     },
@@ -103,7 +116,21 @@ def known_protocol_hashes(protocols_dir: Path | None = None) -> dict[str, str]:
     protocols_dir = Path(protocols_dir) if protocols_dir is not None else PROTOCOL_DIR
     if not protocols_dir.is_dir():
         return {}
-    return {p.stem: protocol_hash(p) for p in sorted(protocols_dir.glob("*.toml"))}
+    out = {}
+    for path in sorted(protocols_dir.glob("*.toml")):
+        with open(path, "rb") as fh:
+            content = tomllib.load(fh)
+        out[path.stem] = canonical_hash(content)
+        if path.stem in SCOPED_ABLATIONS:  # and the hash each of its runs records (`scoped_content`)
+            for evaluated in content.get(SCOPED_ABLATIONS[path.stem]) or []:
+                out[scoped_hash_name(path.stem, evaluated)] = canonical_hash(scoped_content(content, evaluated))
+    return out
+
+
+def scoped_content(content: dict, eval_protocol: str) -> dict:
+    """A scoped ablation's file content as one of its runs sees it (`SCOPED_ABLATIONS`): its list of
+    evaluation protocols narrowed to the run's own. Its canonical hash is the run's protocol hash."""
+    return {**content, SCOPED_ABLATIONS[content["name"]]: [eval_protocol]}
 
 
 def retired_protocol_hashes(protocols_dir: Path | None = None) -> dict[str, dict[str, int]]:
@@ -135,6 +162,7 @@ class ProtocolSpec:
     settings: dict  # the file's content with the overrides applied
     overrides: dict = field(default_factory=dict)
     path: Path | None = None
+    content: dict = field(default_factory=dict, repr=False, compare=False)  # the file's, before overrides
 
     @property
     def fractions(self) -> list[float]:
@@ -156,6 +184,15 @@ class ProtocolSpec:
 
     def record(self) -> dict:
         return {"name": self.name, "version": self.version, "hash": self.hash}
+
+    def scoped(self, eval_protocol: str) -> ProtocolSpec:
+        """This scoped ablation (`SCOPED_ABLATIONS`) as its runs evaluated by `eval_protocol` record it: the
+        hash of the file with its list of evaluation protocols narrowed to that one."""
+        if self.name not in SCOPED_ABLATIONS:
+            raise AssertionError(f"protocol {self.name!r} is not scoped by evaluation protocol")
+        listed = SCOPED_ABLATIONS[self.name]
+        return dataclasses.replace(self, hash=canonical_hash(scoped_content(self.content, eval_protocol)),
+                                   settings={**self.settings, listed: [eval_protocol]})
 
 
 def protocol_key(name: str, file_hash: str, overrides: dict, *, legacy: bool = False) -> dict:
@@ -186,7 +223,7 @@ def load_protocol(name: str, overrides: dict | None = None) -> ProtocolSpec:
     settings = _merge(content, overrides)
     _check_values(settings, f"{path} (with overrides {overrides})" if overrides else str(path))
     return ProtocolSpec(name=name, version=content["version"], hash=canonical_hash(content),
-                        settings=settings, overrides=overrides, path=path)
+                        settings=settings, overrides=overrides, path=path, content=content)
 
 
 def read_protocol_file(path: Path) -> dict:
@@ -223,7 +260,7 @@ def _check_table(table: dict, schema: dict, where: str, prefix: str, partial: bo
             raise UserError(f"{where}: key {dotted!r} must be {name}, got {value!r} ({type(value).__name__})")
     if not partial:
         for key in schema:
-            if key not in table:
+            if key not in table and not (prefix == "" and key in OPTIONAL_KEYS):
                 raise UserError(f"{where}: missing key {prefix + key!r}")
 
 
@@ -311,6 +348,9 @@ def _check_knn(c: dict, where: str) -> None:
 
 
 def _check_common(c: dict, where: str) -> None:
+    if "labels" in c and c["labels"].get("min_per_class", 1) < 1:
+        raise UserError(f"{where}: key 'labels.min_per_class' must be >= 1 (every class keeps an example at every "
+                        f"fraction), got {c['labels']['min_per_class']}")
     bad = [f for f in c["fractions"] if not 0 < f <= 1]
     if bad:
         raise UserError(f"{where}: key 'fractions' must lie in (0, 1], got {bad}")
@@ -326,8 +366,9 @@ def _check_cross_scanner(c: dict, where: str) -> None:
     _check_common(c, where)
     bad = [p for p in c["eval_protocols"] if p not in CROSS_SCANNER_EVALS]
     if bad:
-        raise UserError(f"{where}: key 'eval_protocols' may name {', '.join(CROSS_SCANNER_EVALS)} (protocols "
-                        f"that score cached features), got {bad}")
+        raise UserError(f"{where}: key 'eval_protocols' may name {', '.join(CROSS_SCANNER_EVALS)}, got {bad}")
+    if len(set(c["eval_protocols"])) != len(c["eval_protocols"]):
+        raise UserError(f"{where}: key 'eval_protocols' must not repeat a protocol, got {c['eval_protocols']}")
     if c["min_scanners"] < 2:
         raise UserError(f"{where}: key 'min_scanners' must be >= 2 (one scanner to hold out, one to train on)")
 

@@ -47,9 +47,11 @@ def register(sub) -> None:
     x = asub.add_parser(
         "cross-scanner", help="leave one scanner out: train on the other scanners, test on the held-out one",
         description="For each scanner of the downstream data (protocols/cross_scanner.toml), evaluate METHOD and "
-                    "the baselines with the linear probe trained on the other scanners' images at every label "
+                    "the baselines with each evaluation protocol of its eval_protocols (linear_probe, knn and "
+                    "finetune; --protocol NAME: only that one) trained on the other scanners' images at every label "
                     "fraction and seed, selected on their validation images, and tested on the held-out scanner's "
-                    "test images and on the training scanners' own (in-scanner). Scanners come from the data; "
+                    "test images and on the training scanners' own (in-scanner) with the same model. Scanners "
+                    "(for the African fetal planes: countries) come from the data; "
                     "the simulator spreads its downstream images over N machines with -O scanners=N (the preset's "
                     "[data.cross_scanner] table may set it). Data with fewer than 2 scanners skip the protocol. "
                     "METHOD is pretrained first where its checkpoint is missing.")
@@ -93,5 +95,5 @@ def _cross_scanner(args: argparse.Namespace) -> int:
     shard = parse_shard(args.shard)
     ctx = track_context_from_args(args, need_pretrain_data=bool(methods) or "random" in baselines, data_table=NAME)
     stopped = track.cross_scanner(ctx, methods, baselines, force=args.force, shard=shard, deadline=args.time_limit,
-                                  leaderboard=not args.no_leaderboard)
+                                  leaderboard=not args.no_leaderboard, protocols=args.protocol)
     return TIME_LIMIT_EXIT if stopped else 0

@@ -64,9 +64,10 @@ def add_cache_argument(parser: argparse.ArgumentParser) -> None:
 
 def add_track_arguments(p: argparse.ArgumentParser, *, grid: bool = True) -> None:
     p.add_argument("--preset", default="auto",
-                   help="smoke | cpu | cpu-v3 | standard | paper | auto (standard on a GPU, smoke on a CPU) | a preset .toml")
+                   help="smoke | cpu | cpu-v3 | real | standard | paper | auto (standard on a GPU, smoke on a CPU) | a preset .toml")
     p.add_argument("--dataset", default=None, metavar="SPEC",
-                   help="pretraining data instead of the preset's (e.g. videos:/data/clips); also the "
+                   help="pretraining data instead of the preset's (e.g. videos:/data/clips, or downstream:train: the "
+                        "downstream data's train split, unlabelled); also the "
                         "downstream data when the source has labels, unless --downstream is given")
     p.add_argument("--downstream", default=None, metavar="SPEC",
                    help="labelled downstream data instead of the preset's (e.g. fetal_planes_db:/data/fpdb)")

@@ -21,7 +21,7 @@ def register(sub) -> None:
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--checkpoint", type=Path, help="an encoder checkpoint (encoder.safetensors)")
     which.add_argument("--method", help="the checkpoint `sslbench bench` made for this method on --preset's track")
-    p.add_argument("--preset", default="auto", help="with --method: the track (smoke | cpu | standard | paper | a .toml)")
+    p.add_argument("--preset", default="auto", help="with --method: the track (smoke | cpu | cpu-v3 | real | standard | paper | a .toml)")
     p.add_argument("--pretrain-seed", type=int, default=0, help="with --method: which pretraining run (default 0)")
     add_start_argument(p)
     p.add_argument("--format", choices=FORMATS, default="onnx", help="file format (default: onnx)")

@@ -19,7 +19,7 @@ def register(sub) -> None:
                     "killed run resumes from its last checkpoint.")
     p.add_argument("--method", required=True, help="SSL method (see `sslbench methods`)")
     p.add_argument("--preset", default=None,
-                   help="smoke | cpu | cpu-v3 | standard | paper | auto | a preset .toml: its pretraining data and "
+                   help="smoke | cpu | cpu-v3 | real | standard | paper | auto | a preset .toml: its pretraining data and "
                         "[pretrain] settings (flags override them)")
     add_dataset_arguments(p, default=None)
     p.add_argument("--backbone", default=None, help="resnet18 | resnet50 | efficientnet_lite0")

@@ -21,7 +21,7 @@ def register(sub) -> None:
     p.add_argument("--out", type=Path, required=True, metavar="DIR", help="everything the session writes")
     p.add_argument("--method", default="all", help="SSL method(s) and baselines, as for `sslbench bench` (default: all)")
     p.add_argument("--no-baselines", action="store_true", help="leave out the imagenet and random baselines")
-    p.add_argument("--preset", default="auto", help="smoke | cpu | cpu-v3 | standard | paper | auto | a preset .toml")
+    p.add_argument("--preset", default="auto", help="smoke | cpu | cpu-v3 | real | standard | paper | auto | a preset .toml")
     p.add_argument("--protocol", action="append", default=None, metavar="NAME",
                    help="only this protocol (repeatable; default: all)")
     p.add_argument("--time-limit", type=time_limit, default=None, metavar="DURATION",

@@ -58,18 +58,34 @@ def _split_subjects(subjects: pd.Series, ratios: dict[str, float], seed: int) ->
     return subjects.map(assignment).to_numpy()
 
 
-def label_fraction(index: pd.DataFrame, fraction: float, seed: int) -> np.ndarray:
+# The few-labels rule: each class of the train split contributes ceil(fraction × its count) images, and
+# at least MIN_PER_CLASS (all of them when it has fewer). So at 1 % of a small set the subset is larger
+# than 1 % (161 training images of 4 classes: 4 images, one per class, 2.5 %), never one without a class.
+# The rule every protocol has used since its version 1; a protocol's optional `[labels] min_per_class`
+# (a preset may set it) raises the floor, and then enters the job keys as any other setting does.
+MIN_PER_CLASS = 1
+
+
+def class_quota(count: int, fraction: float, min_per_class: int = MIN_PER_CLASS) -> int:
+    """How many of a class's `count` training images the subset at `fraction` takes (the few-labels rule)."""
+    return min(count, max(min_per_class, int(np.ceil(fraction * count - 1e-9))))
+
+
+def label_fraction(index: pd.DataFrame, fraction: float, seed: int,
+                   min_per_class: int = MIN_PER_CLASS) -> np.ndarray:
     """Row positions (into `index`) of the training subset holding `fraction` of the labelled
     train rows, for `seed`.
 
-    - stratified: each class contributes ceil(fraction × its count) rows, and at least one, so
-      no class is ever left without an example;
+    - stratified: each class contributes ceil(fraction × its count) rows, and at least
+      `min_per_class` (`class_quota`), so no class is ever left without an example;
     - subject-aware: within a class, rows are taken round-robin over subjects in a seeded order,
       so a small subset spreads over as many subjects as it can;
     - nested: for one seed the subsets are prefixes of one order, so 1 % ⊂ 10 % ⊂ 100 %.
     """
     if not 0 < fraction <= 1:
         raise UserError(f"label fraction must be in (0, 1], got {fraction}")
+    if min_per_class < 1:
+        raise UserError(f"min_per_class must be >= 1 (every class keeps an example), got {min_per_class}")
     train = index.index[(index["split"] == "train").to_numpy() & (index["label"] >= 0).to_numpy()]
     if len(train) == 0:
         raise UserError("the dataset has no labelled training images")
@@ -86,7 +102,6 @@ def label_fraction(index: pd.DataFrame, fraction: float, seed: int) -> np.ndarra
             per_subject.append(rng.permutation(members))
         # Round-robin: first item of every subject, then the second, ...
         order = [m[i] for i in range(max(len(m) for m in per_subject)) for m in per_subject if i < len(m)]
-        k = max(1, int(np.ceil(fraction * len(order) - 1e-9)))
-        chosen.extend(order[:k])
+        chosen.extend(order[:class_quota(len(order), fraction, min_per_class)])
     positions = index.index.get_indexer(np.sort(np.array(chosen)))
     return positions

@@ -25,7 +25,7 @@ from benchmark.errors import UserError
 from protocols.spec import ABLATIONS, PROTOCOLS, load_protocol
 
 PRESET_DIR = Path(__file__).resolve().parent
-PRESETS = ("smoke", "cpu", "cpu-v3", "standard", "paper", "calibrate")
+PRESETS = ("smoke", "cpu", "cpu-v3", "real", "standard", "paper", "calibrate")
 # PretrainConfig fields a preset may set (benchmark/pretrain/config.py); `method` comes from the command.
 # `start` is PretrainConfig's `init` (where pretraining starts), named as the command line names it.
 PRETRAIN_FIELDS = ("backbone", "start", "resolution", "steps", "batch_size", "positives", "hparams",

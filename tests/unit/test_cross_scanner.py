@@ -162,6 +162,134 @@ def test_a_fold_never_trains_or_selects_on_the_held_out_scanner(tmp_path):
     assert out["metrics"]["test"]["n"] == len(test) and out["metrics"][IN_SCANNER_TEST]["n"] == len(in_scanner)
 
 
+def _held_out_rows(cache: FrameCache, fold) -> tuple[np.ndarray, np.ndarray]:
+    """Row positions of the held-out scanner: all of them, and its test images (the fold's `test`)."""
+    mine = np.flatnonzero(cache.index["scanner"].to_numpy() == fold.held_out)
+    return mine, fold.view.labelled_positions("test")
+
+
+def test_knn_never_takes_a_neighbour_or_a_validation_query_from_the_held_out_scanner(tmp_path, monkeypatch):
+    import protocols.knn as knn
+
+    cache = scanned_downstream(tmp_path)
+    fold = folds(cache, min_scanners=2)[0][0]
+    mine, test = _held_out_rows(cache, fold)
+    assert len(mine) > len(test) > 0  # the held-out scanner has train and val images a leak could use
+    # One-hot features: row i's feature is e_i, so every row a k-NN call sees can be read back off it.
+    feats = np.eye(len(cache.index), dtype=np.float32)
+    calls = []
+    real = knn.knn_predict
+
+    def spy(train, train_labels, queries, *args, **kwargs):
+        calls.append((set(train.argmax(1).tolist()), set(queries.argmax(1).tolist())))
+        return real(train, train_labels, queries, *args, **kwargs)
+
+    monkeypatch.setattr(knn, "knn_predict", spy)
+    spec = load_protocol("knn", {"knn": {"k_grid": [1, 3], "temperature_grid": [0.1]}})
+    for fraction in (0.1, 1.0):
+        calls.clear()
+        out = knn.run_knn(feats, fold.view, spec, fraction, 0, torch_cpu(), extra_tests=(IN_SCANNER_TEST,))
+        # Calls: validation, the held-out test, the in-scanner test. Neighbours never come from the held-out
+        # scanner; of its rows only its test images are ever queried, once, with the (k, T) already chosen.
+        assert len(calls) == 3 and all(not (train & set(mine)) for train, _ in calls)
+        assert not (calls[0][1] & set(mine)) and calls[1][1] == set(test) and not (calls[2][1] & set(mine))
+        assert out["metrics"]["test"]["n"] == len(test)
+        assert out["metrics"][IN_SCANNER_TEST]["n"] == len(fold.view.labelled_positions(IN_SCANNER_TEST))
+
+
+def test_finetune_never_trains_recalibrates_or_selects_on_the_held_out_scanner(tmp_path, monkeypatch):
+    import protocols.finetune as ft
+    from tests.unit.downstream_fakes import TinyEncoder
+
+    cache = scanned_downstream(tmp_path)
+    fold = folds(cache, min_scanners=2)[0][0]
+    mine, test = _held_out_rows(cache, fold)
+    split = fold.view.index["split"].to_numpy()
+    phase, seen = ["fit"], []  # every batch of frames the job reads, with what it was read for
+    real_predict, real_batch = ft.predict, ft._batch
+
+    def predict(model, frames, positions, batch_size, device):
+        phase[0] = f"score {split[positions[0]]}"  # val, test or the in-scanner test
+        try:
+            return real_predict(model, frames, positions, batch_size, device)
+        finally:
+            phase[0] = "fit"
+
+    def batch(frames, positions, device):
+        seen.append((phase[0], np.asarray(positions)))
+        return real_batch(frames, positions, device)
+
+    monkeypatch.setattr(ft, "predict", predict)
+    monkeypatch.setattr(ft, "_batch", batch)
+    spec = load_protocol("finetune", {"train": {"epochs": 2, "batch_size": 16, "min_steps_per_epoch": 2,
+                                                "warmup_epochs": 0, "lr_grid": [0.01]}})
+    out = ft.run_finetune(TinyEncoder, fold.view, spec, 0.5, seed=0, device=torch_cpu(), progress=False,
+                          extra_tests=(IN_SCANNER_TEST,))
+    leaked = {p for what, rows in seen if what != "score test" for p in rows if p in set(mine)}
+    assert leaked == set()  # the head's probe, training, BatchNorm recalibration and validation: none
+    scored = [rows for what, rows in seen if what == "score test"]
+    assert set(np.concatenate(scored)) == set(test)  # the held-out scanner's test images, scored once at the end
+    phases = [what for what, _ in seen]
+    assert set(phases[phases.index("score test"):]) == {"score test", f"score {IN_SCANNER_TEST}"}
+    assert out["metrics"]["test"]["n"] == len(test)
+    assert out["metrics"][IN_SCANNER_TEST]["n"] == len(fold.view.labelled_positions(IN_SCANNER_TEST))
+
+
+def torch_cpu():
+    import torch
+
+    return torch.device("cpu")
+
+
+def test_fold_jobs_of_every_protocol_record_the_held_out_scanner_and_keep_the_probes_keys(tmp_path):
+    from protocols import keys
+    from protocols.cross_scanner import fold_jobs
+    from protocols.grid import imagenet_init, make_track
+    from protocols.spec import evaluation_specs, protocol_key
+
+    spec = load_protocol("cross_scanner")
+    assert spec.settings["eval_protocols"] == ["linear_probe", "knn", "finetune"]
+    # The probe's runs record the hash of version 1's file (its list was the probe alone), as the committed
+    # smoke runs do, so they keep their keys; each other protocol's runs record a hash of their own.
+    committed = json.loads(next((REPO / "leaderboard" / "results").glob(
+        "*/*/cross_scanner/*/linear_probe/*/*/*.json")).read_text())["protocol"]
+    assert spec.scoped("linear_probe").hash == committed["hash"] and committed["version"] == spec.version
+    assert len({spec.scoped(e).hash for e in spec.settings["eval_protocols"]} | {committed["hash"]}) == 3
+    cache = scanned_downstream(tmp_path)
+    fold_list, _ = folds(cache, min_scanners=2)
+    evals = evaluation_specs(spec.settings["eval_protocols"], {}, fractions=[0.1], seeds=[0], pretrain_seeds=[0])
+    track = make_track("synthetic", "synthetic", "efficientnet_lite0", 16, "smoke")
+    from protocols.grid import build_grid
+
+    by_fold = {}
+    for fold in fold_list:
+        jobs = fold_jobs(spec, fold, [imagenet_init("efficientnet_lite0", 0)], evals, track, tmp_path / "results",
+                         tmp_path / "runs", progress=False)
+        grid = build_grid([imagenet_init("efficientnet_lite0", 0)], evals, track, fold.view, tmp_path / "results")
+        assert [g.protocol.name for g in grid] == ["linear_probe", "knn", "finetune"]
+        probe = keys.ablation_key(protocol_key("cross_scanner", committed["hash"], {}), {"held_out": fold.held_out},
+                                  grid[0].key)
+        assert jobs[0].key == probe
+        assert [j.output.parts[-4] for j in jobs] == ["linear_probe", "knn", "finetune"]
+        assert all(f"held-out-{fold.held_out}" in str(j.output) for j in jobs)
+        by_fold[fold.held_out] = [j.key for j in jobs]
+    every = [k for ks in by_fold.values() for k in ks]
+    assert len(set(every)) == len(every) == 9  # one key per fold × protocol: no fold resumes another's run
+    # A k-NN run of the last fold: its record names the held-out scanner and the protocol, scores both test
+    # sets, and validates against the protocol files as they are (its hash scoped to the k-NN).
+    record = jobs[1].produce()
+    assert record["scanner"]["held_out"] == fold.held_out and fold.held_out not in record["scanner"]["train_scanners"]
+    assert record["scanner"]["eval_protocol"] == "knn" and record["job"]["key"] == jobs[1].key
+    assert record["protocol"] == {"name": "cross_scanner", "version": 1, "hash": spec.scoped("knn").hash}
+    assert record["metrics"][IN_SCANNER_TEST]["n"] == len(fold.view.labelled_positions(IN_SCANNER_TEST))
+    jobs[1].output.parent.mkdir(parents=True)
+    jobs[1].output.write_text(json.dumps(record))
+    from protocols.spec import known_protocol_hashes
+
+    problems, n = validate_paths([tmp_path / "results"], known_protocol_hashes())
+    assert n == 1 and problems == []
+
+
 def test_fewer_than_two_scanners_skip_with_a_message(tmp_path):
     cache = fake_downstream(tmp_path)
     cache = FrameCache(cache.root, cache.frames, cache.index.assign(scanner="only"), cache.class_names, cache.meta)
@@ -177,9 +305,10 @@ def test_fewer_than_two_scanners_skip_with_a_message(tmp_path):
 
 # ---- the leaderboard's section -----------------------------------------------------------------------
 
-def cross_scanner_result(init: str, held_out: str, seed: int, hashes: dict, rng, drop: float) -> dict:
-    """A linear-probe result re-keyed as a cross-scanner run whose held-out test is `drop` worse."""
-    r = make_result(init, "linear_probe", 0.1, seed, hashes, rng)
+def cross_scanner_result(init: str, held_out: str, seed: int, hashes: dict, rng, drop: float,
+                         eval_protocol: str = "linear_probe") -> dict:
+    """An `eval_protocol` result re-keyed as a cross-scanner run whose held-out test is `drop` worse."""
+    r = make_result(init, eval_protocol, 0.1, seed, hashes, rng)
     r = copy.deepcopy(r)
     skill = INITS[init][2]
     from tests.unit.test_leaderboard import TEST_SUPPORT, confusion
@@ -187,11 +316,53 @@ def cross_scanner_result(init: str, held_out: str, seed: int, hashes: dict, rng,
     r["metrics"]["test"] = split_metrics(confusion(rng, TEST_SUPPORT, skill - drop))
     r["metrics"][IN_SCANNER_TEST] = split_metrics(confusion(rng, TEST_SUPPORT, skill))
     r["job"]["protocol"] = "cross_scanner"
-    r["job"]["key"] = f"{seed:02d}{sum(map(ord, init + held_out)):062x}"[:64]
-    r["protocol"] = {"name": "cross_scanner", "version": 1, "hash": hashes["cross_scanner"]}
+    r["job"]["key"] = f"{seed:02d}{sum(map(ord, init + held_out + eval_protocol)):062x}"[:64]
+    r["protocol"] = {"name": "cross_scanner", "version": 1,
+                     "hash": hashes.get(f"cross_scanner/{eval_protocol}", hashes["cross_scanner"])}
     r["scanner"] = {"held_out": held_out, "train_scanners": [s for s in ("A", "B 2") if s != held_out],
-                    "eval_protocol": "linear_probe"}
+                    "eval_protocol": eval_protocol}
     return r
+
+
+def write_cross_scanner(root: Path, r: dict, held_out: str, seed: int) -> Path:
+    path = root / r["track"]["id"] / r["init"]["name"] / "cross_scanner" / \
+        ("held-out-A" if held_out == "A" else "held-out-B_2") / r["scanner"]["eval_protocol"] / "10pct" / \
+        "pretrain-seed0" / f"seed{seed}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(r))
+    return path
+
+
+def test_section_shows_every_evaluation_protocol_with_its_scoped_hash(tmp_path):
+    hashes = write_protocols(tmp_path / "protocols")
+    scoped = {f"cross_scanner/{ev}": c * 64 for ev, c in (("linear_probe", "a"), ("knn", "b"), ("finetune", "e"))}
+    hashes.update({"cross_scanner": "c" * 64, **scoped})
+    hashes.setdefault("knn", "d" * 64)
+    rng = np.random.default_rng(1)
+    root = tmp_path / "results"
+    for ev, drop in (("linear_probe", 0.0), ("knn", 0.2), ("finetune", 0.4)):
+        for held_out in ("A", "B 2"):
+            for seed in range(3):
+                write_cross_scanner(root, cross_scanner_result("imagenet", held_out, seed, hashes, rng, drop, ev),
+                                    held_out, seed)
+    problems, n = validate_paths([root], hashes)
+    assert n == 18 and problems == []
+    lines = render.cross_scanner_section(render.Page(load_results(root), hashes))
+    text = "\n".join(lines)
+    assert "`eeeeeeeeeeee` (finetune)" in text and "`bbbbbbbbbbbb` (knn)" in text and "(linear_probe)" in text
+    rows = {ln.split("|")[2].strip(): [c.strip() for c in ln.split("|")[1:-1]] for ln in lines
+            if ln.startswith("| imagenet") and "10 %" in ln}
+    assert set(rows) == {"linear_probe", "knn", "finetune"}
+    # Each protocol's own held-out drop shows in its own row (planted: 0, 20 and 40 points).
+    drops = {ev: float(row[5].split()[0]) for ev, row in rows.items()}
+    assert drops["finetune"] < drops["knn"] - 5 < drops["linear_probe"] - 10
+    # A knn run that records the probe's scoped hash (or the whole file's) is not of the current protocol.
+    bad = next(root.rglob("knn/10pct/pretrain-seed0/seed0.json"))
+    r = json.loads(bad.read_text())
+    for wrong in (scoped["cross_scanner/linear_probe"], hashes["cross_scanner"]):
+        bad.write_text(json.dumps({**r, "protocol": {**r["protocol"], "hash": wrong}}))
+        problems, _ = validate_paths([bad], hashes)
+        assert [p.field for p in problems] == ["protocol.hash"] and "scoped to knn" in problems[0].message
 
 
 def test_section_shows_in_scanner_held_out_and_the_drop_and_validates(tmp_path):

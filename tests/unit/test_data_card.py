@@ -80,8 +80,10 @@ def test_subject_folders_give_subject_ids_and_no_warning(tmp_path, capsys):
     assert cache.card() == {"kind": "imagefolder", "spec": f"imagefolder:{tmp_path / 'nested'}", "frames": 8,
                             "videos": 8, "subjects": 4, "splits": splits, "classes": classes, "clips": 8,
                             "clips_without_subject": 0,
-                            # the decode settings and file count; not the file list's hash (meta.json has it)
-                            "settings": {"crop": "none", "n_files": 8}}
+                            # the decode settings, file count and how the files were identified (by
+                            # content, or by size and mtime when too large); not the file list's hash
+                            # (meta.json has it)
+                            "settings": {"crop": "none", "n_files": 8, "identity": "content"}}
     assert "files_sha256" in cache.meta["settings"]
     assert list(cache.card()["splits"]) == [s for s in ("train", "val", "test") if s in splits]
     say_skipped(cache)

@@ -137,19 +137,40 @@ def _tree(root: Path, sizes: dict[str, int]) -> list[str]:
     return list(sizes)
 
 
-def test_a_folder_of_files_is_identified_by_their_names_sizes_and_mtimes(tmp_path):
+def test_a_folder_of_files_is_identified_by_their_names_sizes_and_contents(tmp_path):
+    """The same files give the same identity wherever they lie and whenever they were copied (a download
+    sets new mtimes), so public data have the same fingerprint, and job keys, on every machine."""
+    rels = _tree(tmp_path / "here", {"a/1.mp4": 10, "a/2.mp4": 20, "b/3.mp4": 30})
+    first = identity.files_identity(tmp_path / "here", rels)
+    assert set(first) == {"n_files", "files_sha256", "identity"} and first["n_files"] == 3
+    assert first["identity"] == "content"
+    assert identity.files_identity(tmp_path / "here", rels) == first
+    assert identity.files_identity(tmp_path / "here", rels[:2])["n_files"] == 2
+    assert identity.files_identity(tmp_path / "here", list(reversed(rels))) != first  # the listing order is the clip order
+    # A copy elsewhere, with other mtimes, is the same data.
+    _tree(tmp_path / "there", {"a/1.mp4": 10, "a/2.mp4": 20, "b/3.mp4": 30})
+    for rel in rels:
+        st = (tmp_path / "there" / rel).stat()
+        os.utime(tmp_path / "there" / rel, ns=(st.st_atime_ns, st.st_mtime_ns + 7 * 10**9))
+    assert identity.files_identity(tmp_path / "there", rels) == first
+    # One byte changed, size and mtime kept: other data.
+    target = tmp_path / "here" / "b/3.mp4"
+    st = target.stat()
+    target.write_bytes(b"y" + b"x" * 29)
+    os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert identity.files_identity(tmp_path / "here", rels) != first
+
+
+def test_a_folder_too_large_to_hash_is_identified_by_sizes_and_mtimes(tmp_path, monkeypatch):
+    monkeypatch.setattr(identity, "FOLDER_CONTENT_HASH_MAX_BYTES", 59)  # the tree below holds 60 bytes
     rels = _tree(tmp_path, {"a/1.mp4": 10, "a/2.mp4": 20, "b/3.mp4": 30})
     first = identity.files_identity(tmp_path, rels)
-    assert set(first) == {"n_files", "files_sha256"} and first["n_files"] == 3
-    assert identity.files_identity(tmp_path, rels) == first
-    assert identity.files_identity(tmp_path, rels[:2])["n_files"] == 2
-    assert identity.files_identity(tmp_path, list(reversed(rels))) != first  # the listing order is the clip order
-    (tmp_path / "b/3.mp4").write_bytes(b"y" * 31)
-    assert identity.files_identity(tmp_path, rels) != first
+    assert first["identity"] == "stat"
     st = (tmp_path / "b/3.mp4").stat()
-    second = identity.files_identity(tmp_path, rels)
     os.utime(tmp_path / "b/3.mp4", ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
-    assert identity.files_identity(tmp_path, rels) != second
+    assert identity.files_identity(tmp_path, rels) != first
+    monkeypatch.setattr(identity, "FOLDER_CONTENT_HASH_MAX_BYTES", 60)
+    assert identity.files_identity(tmp_path, rels)["identity"] == "content"
 
 
 def test_missing_files_count_under_their_own_names_and_locations_can_differ_from_root(tmp_path):

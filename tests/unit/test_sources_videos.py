@@ -176,7 +176,9 @@ def test_fingerprint_tracks_files_and_settings_and_the_cache_is_reused(clip_fold
     assert again.root == cache.root
     target = clip_folder / "pat1" / "a.mp4"
     st = target.stat()
-    os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # touched: a new cache key
+    os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # touched, or copied: the same data
+    assert source.fingerprint_parts("pretrain") == first
+    target.write_bytes(target.read_bytes()[:-1] + b"\0")  # one byte changed: a new cache key
     assert source.fingerprint_parts("pretrain") != first
 
 

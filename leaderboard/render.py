@@ -483,13 +483,28 @@ def per_class_section(track: str, ranking: analysis.Ranking) -> list[str]:
             f"![per-class F1 of {best}]({FIGURES_DIR}/{figures.per_class_f1_name(track)})", ""]
 
 
+def preset_pretrain_spec(preset: str) -> str | None:
+    """The `[data.pretrain] spec` a built-in preset file names (read as data: the leaderboard does not
+    import the protocols package); None for a preset that is not a built-in file."""
+    import tomllib
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "protocols" / "presets" / f"{preset}.toml"
+    try:
+        return tomllib.loads(path.read_text())["data"]["pretrain"]["spec"]
+    except (OSError, KeyError, TypeError, tomllib.TOMLDecodeError):
+        return None
+
+
 def reproduce_command(runs: pd.DataFrame, init: str) -> str:
     row = runs[runs["init"] == init].iloc[0]
     start = init_start(init)
     cmd = f"make bench METHOD={init_method(init)} PRESET={row['preset']}"
     if start != RANDOM_START:
         cmd += f" START={start}"
-    if row["pretrain_dataset"] != "synthetic":
+    # DATA= only where the runs pretrained on other data than their preset's own: given as DATA=, a spec
+    # would drop the preset's options for it (stride, subject pattern) and build another pool.
+    if row["pretrain_dataset"] not in ("synthetic", preset_pretrain_spec(str(row["preset"]))):
         cmd += f" DATA={row['pretrain_dataset']}"
     return f"`{cmd}`"
 

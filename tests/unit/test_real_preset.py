@@ -106,3 +106,19 @@ def test_the_real_preset_states_the_rule_and_the_other_tracks_keep_their_keys():
         assert spec.hash == bare.hash == known_protocol_hashes()[name]  # the file is unchanged
         assert spec.key != bare.key  # the real track's jobs carry the rule in their keys
         assert "labels" not in load_protocol(name).settings  # no other track's settings (or keys) gain it
+
+
+def test_the_reproduce_line_names_data_only_where_the_runs_did_not_use_their_presets_own():
+    """`make bench … PRESET=real` rebuilds the POCUS pool with the preset's own options; a DATA= naming
+    the same spec would drop them. DATA= stays for the in-domain pool and for any other data."""
+    import pandas as pd
+
+    from leaderboard.render import reproduce_command
+
+    def line(preset, data, init="simclr"):
+        return reproduce_command(pd.DataFrame([{"init": init, "preset": preset, "pretrain_dataset": data}]), init)
+
+    assert line("real", "videos:{downloads}/pocus_videos") == "`make bench METHOD=simclr PRESET=real`"
+    assert line("real", "downstream:train") == "`make bench METHOD=simclr PRESET=real DATA=downstream:train`"
+    assert line("cpu", "synthetic", "simclr@imagenet") == "`make bench METHOD=simclr PRESET=cpu START=imagenet`"
+    assert line("my-preset", "videos:/data/clips") == "`make bench METHOD=simclr PRESET=my-preset DATA=videos:/data/clips`"

@@ -18,7 +18,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 NUMERIC_TESTS = ["tests/unit/test_probe.py", "tests/unit/test_finetune.py", "tests/unit/test_knn.py",
-                 "tests/unit/test_random_baseline.py", "tests/unit/test_method_gradients.py"]
+                 "tests/unit/test_random_baseline.py", "tests/unit/test_finish_encoder.py",
+                 "tests/unit/test_method_gradients.py"]
 
 
 @pytest.mark.slow

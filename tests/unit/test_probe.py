@@ -193,6 +193,8 @@ def test_the_test_split_never_influences_the_l2_choice_or_the_validation_scores(
     out = run_probe(feats, cache, spec, 0.1, seed=2, device=CPU)
     train = out["train"]
     assert len(set(train["val_scores"].values())) > 2  # the grid's strengths score differently on validation
+    assert train["val_scores"][f"{train['l2']:g}"] == max(train["val_scores"].values())
+    assert train["feature_dim"] == feats.shape[1] and train["device"] == "cpu" and train["constant_features"] == 0
     assert out["metrics"]["val"]["n"] == len(val_rows) and out["metrics"]["test"]["n"] == len(test_rows)
     for draw in range(3):
         spoilt = feats.copy()
@@ -223,16 +225,31 @@ def test_standardizing_makes_the_probe_blind_to_each_features_unit_and_origin(tm
         assert moved["metrics"][split]["macro_f1"] == pytest.approx(base["metrics"][split]["macro_f1"], abs=0.02)
 
 
+def _skewed(root):
+    """The fake planes with class 0 ten times as frequent as each other class in the train split."""
+    cache = fake_downstream(root, n_subjects=40)
+    labels = cache.index["label"].to_numpy()
+    train = cache.labelled_positions("train")
+    rare = [p for c in range(1, cache.num_classes) for i, p in enumerate(train[labels[train] == c]) if i % 10]
+    cache.index.loc[cache.index.index[rare], "label"] = -1  # out of every split
+    return cache
+
+
+def test_a_strength_that_cannot_fit_loses_on_validation(tmp_path):
+    """The choice is the validation maximum, not the grid's first (strongest) entry: on a skewed training
+    set without class weights, a crushing L2 leaves only the biases, which predict the common class."""
+    cache = _skewed(tmp_path)
+    spec = load_protocol("linear_probe", {"probe": {"l2_grid": [100.0, 1e-4], "class_weighted": False}})
+    train = run_probe(_separable_features(cache, noise=1.0), cache, spec, 1.0, seed=0, device=CPU)["train"]
+    assert train["l2"] == 1e-4 and train["val_scores"]["100"] < train["val_scores"]["0.0001"] - 0.2, train
+
+
 def test_class_weights_make_a_rare_class_count_as_much_as_a_common_one(tmp_path):
     """With `class_weighted` the loss weighs each class by its inverse frequency in the label subset, so a
     class with few training images is not traded away for the common one: on a training set where class
     0 is 10× as frequent as each other, weighting raises the rare classes' recall (and lowers
     class 0's); without it, class 0 takes more of the predictions."""
-    cache = fake_downstream(tmp_path, n_subjects=40)
-    labels = cache.index["label"].to_numpy()
-    train = cache.labelled_positions("train")
-    rare = [p for c in range(1, cache.num_classes) for i, p in enumerate(train[labels[train] == c]) if i % 10]
-    cache.index.loc[cache.index.index[rare], "label"] = -1  # out of every split
+    cache = _skewed(tmp_path)
     labels = cache.index["label"].to_numpy()
     counts = np.bincount(labels[cache.labelled_positions("train")], minlength=cache.num_classes)
     assert counts[0] >= 8 * counts[1:].max() and counts.min() > 0
@@ -251,3 +268,16 @@ def test_class_weights_make_a_rare_class_count_as_much_as_a_common_one(tmp_path)
     assert predicted_zero(weighted) < predicted_zero(plain)
     assert (np.mean([recall(weighted, k) for k in range(1, cache.num_classes)])
             > np.mean([recall(plain, k) for k in range(1, cache.num_classes)]))
+
+
+def test_without_standardizing_the_features_are_used_as_they_are(tmp_path):
+    """`features.standardize = false`: no feature is scaled, so none is counted as constant, and a
+    feature's unit matters again (the L2 penalty silences a shrunk one)."""
+    cache = fake_downstream(tmp_path)
+    plain = load_protocol("linear_probe", {"features": {"standardize": False}, "probe": {"l2_grid": [1.0]}})
+    feats = _separable_features(cache)
+    assert run_probe(feats, cache, plain, 1.0, seed=0, device=CPU)["train"]["constant_features"] == 0
+    shrunk = run_probe(feats * 1e-4, cache, plain, 1.0, seed=0, device=CPU)
+    standardized = run_probe(feats * 1e-4, cache, load_protocol("linear_probe", {"probe": {"l2_grid": [1.0]}}), 1.0,
+                             seed=0, device=CPU)
+    assert shrunk["metrics"]["test"]["macro_f1"] < standardized["metrics"]["test"]["macro_f1"] - 0.2

@@ -101,6 +101,22 @@ def test_a_class_without_any_training_image_is_a_clear_error(tmp_path):
     cache.index.loc[train_b, "label"] = 0  # class "B" vanishes from the train split
     with pytest.raises(UserError, match="class\\(es\\) B have no labelled image in the train split"):
         run_probe(_separable_features(cache), cache, load_protocol("linear_probe"), 0.01, 0, CPU)
+    cache.index.loc[(cache.index["split"] == "train") & (cache.index["label"] == 2), "label"] = 0
+    with pytest.raises(UserError, match="^downstream data fake: class\\(es\\) B, C have no labelled image"):
+        run_probe(_separable_features(cache), cache, load_protocol("linear_probe"), 0.01, 0, CPU)
+
+
+def test_the_protocols_few_labels_floor_reaches_the_probe(tmp_path):
+    """A protocol's `[labels] min_per_class` is the probe's floor of training images per class; without
+    the table (or without a protocol) the floor is 1."""
+    from protocols.linear_probe import min_per_class
+
+    cache = fake_downstream(tmp_path)
+    plain, three = load_protocol("linear_probe"), load_protocol("linear_probe", {"labels": {"min_per_class": 3}})
+    assert min_per_class(None) == min_per_class(plain) == 1 and min_per_class(three) == 3
+    feats = _separable_features(cache)
+    assert run_probe(feats, cache, plain, 0.01, 0, CPU)["train"]["n_train"] == cache.num_classes
+    assert run_probe(feats, cache, three, 0.01, 0, CPU)["train"]["n_train"] == 3 * cache.num_classes
 
 
 def test_features_constant_on_the_training_subset_keep_scale_one_and_weight_zero(tmp_path):

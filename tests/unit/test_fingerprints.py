@@ -182,3 +182,17 @@ def test_missing_files_count_under_their_own_names_and_locations_can_differ_from
     assert identity.files_identity(tmp_path / "manifest-dir", rels, resolved) == identity.files_identity(elsewhere, rels)
     with pytest.raises(ValueError):
         identity.files_identity(tmp_path, rels, resolved[:1])
+
+
+def test_a_folder_is_read_once_per_process_while_its_files_stay_the_same(tmp_path, monkeypatch):
+    rels = _tree(tmp_path, {"a/1.mp4": 10, "b/2.mp4": 20})
+    first = identity.files_identity(tmp_path, rels)
+    opened = []
+    real_open = open
+    monkeypatch.setattr("builtins.open", lambda *a, **k: opened.append(a[0]) or real_open(*a, **k))
+    assert identity.files_identity(tmp_path, rels) == first and opened == []
+    target = tmp_path / "b/2.mp4"
+    st = target.stat()
+    target.write_bytes(b"z" * 20)
+    os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # rewritten: read again
+    assert identity.files_identity(tmp_path, rels) != first and [str(p) for p in opened] == [str(target)]

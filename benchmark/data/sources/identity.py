@@ -17,6 +17,20 @@ from pathlib import Path
 FOLDER_CONTENT_HASH_MAX_BYTES = 4 * 2**30
 
 
+# One command prepares its caches several times (the pool, the downstream set, the in-domain pool made
+# from it): each file is read once per process, as long as its inode, size and times say it is the same
+# file (ctime moves on every write, even one that puts the mtime back).
+_DIGESTS: dict[tuple, str] = {}
+
+
+def _content_digest(path: Path, st: os.stat_result) -> str:
+    key = (str(path.resolve()), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    if key not in _DIGESTS:
+        with open(path, "rb") as f:
+            _DIGESTS[key] = hashlib.file_digest(f, "sha256").hexdigest()
+    return _DIGESTS[key]
+
+
 def files_identity(root: Path, rel_paths: Iterable[str], resolved: Iterable[Path] | None = None) -> dict:
     """Identity of input files: count + a digest of (relative path, size, content digest), or of
     (relative path, size, mtime_ns) when together they exceed FOLDER_CONTENT_HASH_MAX_BYTES; `identity`
@@ -37,8 +51,7 @@ def files_identity(root: Path, rel_paths: Iterable[str], resolved: Iterable[Path
         if st is None:
             ident = [rel, None, None]
         elif by_content:
-            with open(location, "rb") as f:
-                ident = [rel, st.st_size, hashlib.file_digest(f, "sha256").hexdigest()]
+            ident = [rel, st.st_size, _content_digest(Path(location), st)]
         else:
             ident = [rel, st.st_size, st.st_mtime_ns]
         h.update(json.dumps(ident).encode())

@@ -222,16 +222,20 @@ def pretrain_seeds(ctx: TrackContext) -> list[int]:
 
 # ---------------------------------------------------------------------------------------- inits
 
-def pretrain_run(ctx: TrackContext, method: str, pool, seed: int, steps: int | None = None
-                 ) -> tuple[object, Path, Path]:
+def pretrain_run(ctx: TrackContext, method: str, pool, seed: int, steps: int | None = None,
+                 recipe: dict | None = None) -> tuple[object, Path, Path]:
     """(PretrainConfig, the run folder given to `pretrain`, the final checkpoint it makes there). `steps`:
-    another budget than the preset's (the learning curve); at the preset's own it is the same run."""
+    another budget than the preset's (the learning curve); `recipe`: from ImageNet's weights with these
+    continued knobs instead of the preset's (the continued-recipe ablation). At the preset's own budget and
+    recipe it is the same run."""
     from benchmark.pretrain.config import PretrainConfig
     from benchmark.pretrain.run import FINAL_NAME, run_folder
+    from leaderboard.results import IMAGENET_START
     from protocols.presets import pretrain_settings
 
     budget = {} if steps is None else {"steps": steps}
-    cfg = PretrainConfig.from_dict({"method": method, **pretrain_settings(ctx.preset, method, ctx.start),
+    start = IMAGENET_START if recipe is not None else ctx.start
+    cfg = PretrainConfig.from_dict({"method": method, **pretrain_settings(ctx.preset, method, start, recipe),
                                     "seed": seed, **budget}).validate()
     return cfg, ctx.pretrain_dir, run_folder(cfg, cfg.key(pool.fingerprint), ctx.pretrain_dir) / FINAL_NAME
 
@@ -500,6 +504,32 @@ def variance_vs_size(ctx: TrackContext, methods: str | None = None, protocols: l
     return stopped
 
 
+def pretrain_and_evaluate(ctx: TrackContext, units: list, pool, describe, run_of, jobs_of, *, force: bool,
+                          deadline: Deadline | None) -> tuple[int, bool]:
+    """An ablation's units one after another: each unit's pretraining run (`run_of(unit)` → config, run folder,
+    final checkpoint; made unless it exists), then its evaluation jobs (`jobs_of(unit, config, checkpoint)`),
+    starting none that `deadline` would cut. (runs written, stopped by the deadline)."""
+    from benchmark.pretrain.run import pretrain
+    from benchmark.runner import run_jobs
+
+    done, longest = 0, 0.0
+    for unit in units:
+        what = describe(unit)
+        if out_of_time(deadline, longest, f"start {what}"):
+            return done, True
+        started = time.perf_counter()
+        cfg, run_dir, final = run_of(unit)
+        if not final.exists():
+            print(f"pretraining {what} ({final.parent})", file=sys.stderr, flush=True)
+        checkpoint = pretrain(cfg, pool, run_dir)
+        summary = run_jobs(jobs_of(unit, cfg, checkpoint), force=force, title=what, deadline=deadline, slots=ctx.slots)
+        done += len(summary.done)
+        longest = max(longest, time.perf_counter() - started)
+        if summary.stopped:
+            return done, True
+    return done, False
+
+
 def learning_curve(ctx: TrackContext, methods: str | None = None, protocols: list[str] | None = None, *,
                    force: bool = False, shard: tuple[int, int] | None = None, deadline: Deadline | None = None,
                    leaderboard: bool = True) -> bool:
@@ -507,8 +537,7 @@ def learning_curve(ctx: TrackContext, methods: str | None = None, protocols: lis
     the method on the whole pool for that many steps (unless its checkpoint exists: at the preset's own
     budget that is the main grid's) and evaluate it (`protocols`: only these evaluation protocols).
     `methods`: comma-separated, default the protocol's. True when `deadline` stopped it."""
-    from benchmark.pretrain.run import pretrain
-    from benchmark.runner import run_jobs, select_shard
+    from benchmark.runner import select_shard
     from methods.registry import get_method
     from protocols import learning_curve as lc
     from protocols.grid import checkpoint_init
@@ -531,28 +560,68 @@ def learning_curve(ctx: TrackContext, methods: str | None = None, protocols: lis
     where = f" (shard {shard[0]}/{shard[1]})" if shard else ""
     print(f"{lc.NAME} on {ctx.track.id}{where}: {len(mine)} of {len(units)} (method, budget, pretraining seed) "
           f"units, {len(evals)} protocols × {len(spec.settings['seeds'])} seeds each", file=sys.stderr, flush=True)
-    done, longest, stopped = 0, 0.0, False
-    for unit in mine:
-        what = f"{unit.method} {unit.tag} (pretraining seed {unit.pretrain_seed})"
-        if out_of_time(deadline, longest, f"start {what}"):
-            stopped = True
-            break
-        started = time.perf_counter()
-        cfg, run_dir, final = pretrain_run(ctx, unit.method, pool, unit.pretrain_seed, steps=unit.steps)
-        if not final.exists():
-            print(f"pretraining {what} on the whole pool ({final.parent})", file=sys.stderr, flush=True)
-        checkpoint = pretrain(cfg, pool, run_dir)
+    def run_of(unit):
+        return pretrain_run(ctx, unit.method, pool, unit.pretrain_seed, steps=unit.steps)
+
+    def jobs_of(unit, cfg, checkpoint):
         init = checkpoint_init(method_init_name(ctx, unit.method), checkpoint, unit.pretrain_seed,
                                family=get_method(unit.method).family)
-        jobs = lc.curve_jobs(spec, unit, init, evals, ctx.track, downstream, pool, ctx.results_dir, ctx.runs_dir)
-        summary = run_jobs(jobs, force=force, title=f"{unit.method} {unit.tag} pretrain-seed{unit.pretrain_seed}",
-                           deadline=deadline, slots=ctx.slots)
-        done += len(summary.done)
-        longest = max(longest, time.perf_counter() - started)
-        if summary.stopped:
-            stopped = True
-            break
+        return lc.curve_jobs(spec, unit, init, evals, ctx.track, downstream, pool, ctx.results_dir, ctx.runs_dir)
+
+    done, stopped = pretrain_and_evaluate(ctx, mine, pool, lambda u: f"{u.method} {u.tag} (pretraining seed "
+                                          f"{u.pretrain_seed})", run_of, jobs_of, force=force, deadline=deadline)
     print(f"{lc.NAME}: {done} runs written under {ctx.results_dir / ctx.track.id}", file=sys.stderr)
+    say_reproduction(ctx)
+    if leaderboard:
+        refresh_leaderboard(ctx.results_dir)
+    return stopped
+
+
+def continued_recipe(ctx: TrackContext, methods: str | None = None, protocols: list[str] | None = None, *,
+                     force: bool = False, shard: tuple[int, int] | None = None, deadline: Deadline | None = None,
+                     leaderboard: bool = True) -> bool:
+    """The continued-recipe ablation on the track: for each (method, recipe, pretraining seed) unit of `shard`,
+    continue the method from ImageNet's weights with the recipe (unless its checkpoint exists: for the
+    preset's own recipe that is the main grid's) and evaluate it (`protocols`: only these evaluation
+    protocols). `methods`: comma-separated, default the protocol's. True when `deadline` stopped it."""
+    from benchmark.checkpoint import read_meta
+    from benchmark.runner import select_shard
+    from leaderboard.results import IMAGENET_START, continued_name
+    from methods.registry import get_method
+    from protocols import continued_recipe as cr
+    from protocols.grid import checkpoint_init
+    from protocols.spec import load_protocol
+
+    spec = load_protocol(cr.NAME, ctx.preset["protocols"].get(cr.NAME))
+    methods, baselines = parse_methods(methods or ",".join(spec.settings["methods"]), baselines=False)
+    if baselines:
+        raise UserError(f"--method {','.join(baselines)}: the continued-recipe ablation continues SSL methods from "
+                        "ImageNet's weights; the baselines are not pretrained")
+    evals = [e for e in cr.eval_protocols(spec, ctx.preset["protocols"]) if not protocols or e.name in protocols]
+    if not evals:
+        raise UserError(f"--protocol {', '.join(protocols)}: the continued-recipe ablation evaluates with "
+                        f"{', '.join(spec.settings['eval_protocols'])} (eval_protocols of "
+                        "protocols/continued_recipe.toml; a preset's [protocols.continued_recipe] table may change it)")
+    pool, downstream = ctx.pretrain_cache(), ctx.downstream_cache()
+    units = cr.units(spec, methods)
+    mine = select_shard(units, shard)
+    where = f" (shard {shard[0]}/{shard[1]})" if shard else ""
+    print(f"{cr.NAME} on {ctx.track.id}{where}: {len(mine)} of {len(units)} (method, recipe, pretraining seed) "
+          f"units, {len(evals)} protocols × {len(spec.settings['seeds'])} seeds each", file=sys.stderr, flush=True)
+    def run_of(unit):
+        return pretrain_run(ctx, unit.method, pool, unit.pretrain_seed, recipe=unit.knobs)
+
+    def jobs_of(unit, cfg, checkpoint):
+        recipe = read_meta(checkpoint)["continued"]["recipe"]  # every knob the run continued with
+        init = checkpoint_init(continued_name(unit.method, cfg.init), checkpoint, unit.pretrain_seed,
+                               family=get_method(unit.method).family)
+        return cr.recipe_jobs(spec, unit, recipe, init, evals, ctx.track, downstream, pool, ctx.results_dir,
+                              ctx.runs_dir)
+
+    done, stopped = pretrain_and_evaluate(ctx, mine, pool, lambda u: f"{continued_name(u.method, IMAGENET_START)} "
+                                          f"{u.tag} (pretraining seed {u.pretrain_seed})", run_of, jobs_of,
+                                          force=force, deadline=deadline)
+    print(f"{cr.NAME}: {done} runs written under {ctx.results_dir / ctx.track.id}", file=sys.stderr)
     say_reproduction(ctx)
     if leaderboard:
         refresh_leaderboard(ctx.results_dir)

@@ -29,7 +29,7 @@ COLUMNS = [
     "class_names", "confusion_matrix", "val_macro_f1", "git_sha", "git_dirty", "device", "machine", "gpu",
     "wall_time_s", "pretrain_wall_time_s", "fp_pretrain", "fp_downstream", "command", "ablation", "diagnostics", "train",
     "data_pretrain", "data_downstream", "skipped_pretrain", "skipped_downstream",
-    "scanner", "in_scanner_macro_f1",
+    "scanner", "in_scanner_macro_f1", "recipe",
 ]
 
 
@@ -67,6 +67,8 @@ def flatten(result: dict, path: Path | str) -> dict:
         "scanner": result.get("scanner"),
         "in_scanner_macro_f1": float(result["metrics"][IN_SCANNER_TEST]["macro_f1"])
         if IN_SCANNER_TEST in result["metrics"] else float("nan"),
+        # A run continued from other weights than random ones: the recipe it continued with (every knob).
+        "recipe": (((init.get("pretrain") or {}).get("continued")) or {}).get("recipe"),
     }
 
 

@@ -5,6 +5,7 @@ lines, so a later section (e.g. the variance-vs-size ablation) is one function a
 """
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -13,7 +14,7 @@ from functools import cached_property
 import pandas as pd
 from tabulate import tabulate
 
-from leaderboard import ablation, analysis, cross_scanner, figures, learning_curve, stats
+from leaderboard import ablation, analysis, continued_recipe, cross_scanner, figures, learning_curve, stats
 from leaderboard.load import Results
 from leaderboard.results import RANDOM_START, fraction_title, init_method, init_start, init_title
 
@@ -713,6 +714,70 @@ def learning_curve_section(page: Page) -> list[str]:
     return lines
 
 
+def continued_recipe_section(page: Page) -> list[str]:
+    """Markdown lines of the continued-recipe section (empty when there are no continued-recipe runs)."""
+    runs = continued_recipe.expand(page.results.ablation)
+    if runs.empty:
+        return []
+    lines = ["## Continued pretraining: the recipe, chosen on validation", "",
+             "How should a method continue from ImageNet's weights on the videos? Each candidate of "
+             "`protocols/continued_recipe.toml` continues every method from ImageNet with the track's pretraining "
+             "settings and the candidate's knobs, evaluated at the protocol's label fraction. The choice is the "
+             "recipe with the highest **validation** macro-F1 averaged over the methods (each weighing the same; "
+             "within a method, the mean over its pretraining runs and seeds): one recipe for every method, so "
+             "that no method is tuned more than another. The test column is shown after the choice and is never "
+             "read by it. Encoder change and the pool's k-NN macro-F1 after pretraining are the checkpoints' "
+             "diagnostics, averaged over the methods.", ""]
+    main = page.results.main
+    for track in sorted(runs["track"].unique()):
+        tr = runs[runs["track"] == track]
+        choice = continued_recipe.choose(tr)
+        tests = continued_recipe.test_means(tr, choice)
+        evals = ", ".join(f"`{e}`" for e in sorted(tr["eval_protocol"].unique()))
+        fraction = fraction_title(tr["fraction"].iloc[0])
+        lines += [f"### `{track}`", "",
+                  f"Validation macro-F1 (%) of {evals} at {fraction} labels; {len(choice.recipes)} recipes tried, "
+                  f"the same ones for every method.", ""]
+        methods = sorted({init_method(i) for i in tr["init"]})
+        rows = []
+        for r in choice.recipes:
+            mark = " ✓" if choice.chosen is not None and r.name == choice.chosen.name else ""
+            rows.append([f"`{r.name}`{mark}", continued_recipe.knobs_text(r.knobs)]
+                        + [pct(r.val[m]) if m in r.val else NOT_RUN for m in methods]
+                        + [pct(r.mean_val) if not math.isnan(r.mean_val) else NOT_RUN,
+                           pct(tests[r.name]) if not math.isnan(tests[r.name]) else NOT_RUN,
+                           "—" if math.isnan(r.encoder_change) else f"{r.encoder_change:.3g}",
+                           "—" if math.isnan(r.knn_after) else pct(r.knn_after)])
+        headers = (["recipe", "knobs"] + [f"{init_method(m)}" for m in methods]
+                   + ["mean val", "mean test (not used)", "encoder change", "pool k-NN after"])
+        lines += markdown_table(rows, headers, ["left", "left"] + ["right"] * (len(headers) - 2)) + [""]
+        lines += [recipe_choice_text(choice, main[main["track"] == track]), ""]
+        lines += [f"Reproduce: `sslbench ablation continued-recipe --preset {tr['preset'].iloc[0]}`.", ""]
+    return lines
+
+
+def recipe_choice_text(choice: continued_recipe.Choice, main: pd.DataFrame) -> str:
+    """The choice in words, and whether the track's continued rows ran with it."""
+    if choice.chosen is None:
+        return "No method has run every recipe yet: nothing is chosen."
+    c = choice.chosen
+    text = (f"Chosen: `{c.name}` ({continued_recipe.knobs_text(c.knobs)}), validation macro-F1 {pct(c.mean_val)} "
+            f"averaged over {len(choice.methods)} method{'s' if len(choice.methods) != 1 else ''}.")
+    if choice.missing:
+        text += (" Provisional: " + "; ".join(f"{m} lacks {', '.join(f'`{n}`' for n in names)}"
+                                              for m, names in sorted(choice.missing.items()))
+                 + " (shown, not counted).")
+    rows = main[main["recipe"].notna()]
+    used = {continued_recipe.recipe_key(r) for r in rows["recipe"]}
+    if not used:
+        return text + " No continued row of the main grid yet."
+    if used == {continued_recipe.recipe_key(c.knobs)}:
+        return text + " The track's continued rows ran with it."
+    return text + (" **The track's continued rows ran with another recipe** ("
+                   + "; ".join(sorted(continued_recipe.knobs_text(json.loads(u)) for u in used))
+                   + "): set the preset's `[pretrain.continued]` to the chosen one and rerun them.")
+
+
 def reference_text(main: pd.DataFrame, curve: pd.DataFrame, eval_protocol: str, fraction: str) -> str:
     """The sentence naming the figure's reference lines (`imagenet`, `random`) and their values."""
     cells = learning_curve.reference_cells(main, curve, eval_protocol)
@@ -862,7 +927,8 @@ def _cell_or_mean(cell: analysis.Cell) -> str:
 
 # Order = order on the page.
 SECTIONS: list[Callable[[Page], list[str]]] = [header_section, tracks_section, ablation_section,
-                                               learning_curve_section, cross_scanner_section, provenance_section]
+                                               learning_curve_section, continued_recipe_section,
+                                               cross_scanner_section, provenance_section]
 
 
 def render(results: Results, known_hashes: dict[str, str], results_label: str = REPOSITORY_RESULTS) -> str:

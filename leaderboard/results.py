@@ -16,7 +16,9 @@ An ablation run adds its variant after the protocol: for the variance-vs-size ab
 and the evaluation protocol, `<track>/<method>/variance_vs_size/<subset>/<eval protocol>/...`; for
 the learning curve the pretraining budget and the evaluation protocol,
 `<track>/<method>/learning_curve/steps-<N>/<eval protocol>/...`; for the cross-scanner protocol the
-held-out scanner and the evaluation protocol, `<track>/<init>/cross_scanner/held-out-<scanner>/<eval protocol>/...`.
+held-out scanner and the evaluation protocol, `<track>/<init>/cross_scanner/held-out-<scanner>/<eval protocol>/...`;
+for the continued-recipe ablation the recipe and the evaluation protocol,
+`<track>/<method>@imagenet/continued_recipe/recipe-<name>/<eval protocol>/...`.
 """
 from __future__ import annotations
 
@@ -38,6 +40,10 @@ VARIANCE_VS_SIZE = "variance_vs_size"
 # pretraining budget in optimiser steps).
 LEARNING_CURVE = "learning_curve"
 STEPS_AXIS = "steps"
+# The continued-recipe ablation's protocol name, and the `ablation.axis` of its records (what it varies: the
+# recipe a run continued from ImageNet's weights with).
+CONTINUED_RECIPE = "continued_recipe"
+RECIPE_AXIS = "recipe"
 # The cross-scanner protocol's name, and the metrics entry of its in-scanner test set (the training
 # scanners' test images; "test" is the held-out scanner's).
 CROSS_SCANNER = "cross_scanner"
@@ -47,7 +53,8 @@ IN_SCANNER_TEST = "test_in_scanner"
 # Where an SSL method's pretraining starts: random weights (every run made before starts existed, and the
 # reference study's main setting) or the backbone's ImageNet weights, continued on the videos.
 RANDOM_START = "random"
-STARTS = (RANDOM_START, "imagenet")
+IMAGENET_START = "imagenet"
+STARTS = (RANDOM_START, IMAGENET_START)
 # Joins a method and a start other than random in an init's name (folder, job key): method names are
 # lower-case letters, digits and '_' (methods.registry), so the name splits back unambiguously.
 START_MARK = "@"
@@ -140,6 +147,11 @@ def budget_tag(steps: int) -> str:
     return f"steps-{int(steps)}"
 
 
+def recipe_tag(name: str) -> str:
+    """The folder of a continued recipe's runs: `recipe-encoder-lr-0.1`."""
+    return f"recipe-{name}"
+
+
 def scanner_tag(scanner: str) -> str:
     """The folder of a held-out scanner's runs: `held-out-<name>`, the name made safe for a path
     (`Voluson E6` → `held-out-Voluson_E6`)."""
@@ -148,7 +160,7 @@ def scanner_tag(scanner: str) -> str:
 
 def job_variant(result: dict) -> str:
     """"" for a main-protocol run; for an ablation run its subset (budget, or held-out scanner) and
-    evaluation protocol, as in its path (`diversity-L2/linear_probe`, `steps-600/linear_probe`,
+    evaluation protocol, as in its path (`diversity-L2/linear_probe`, `steps-600/linear_probe`, `recipe-method/linear_probe`,
     `held-out-convex-flat/linear_probe`)."""
     scanner = result.get("scanner")
     if scanner:
@@ -158,6 +170,8 @@ def job_variant(result: dict) -> str:
         return ""
     if ablation["axis"] == STEPS_AXIS:
         tag = budget_tag(ablation["steps"])
+    elif ablation["axis"] == RECIPE_AXIS:
+        tag = recipe_tag(ablation["recipe_name"])
     else:
         tag = subset_tag(ablation["axis"], ablation["level"])
     return f"{tag}/{ablation['eval_protocol']}" if ablation.get("eval_protocol") else tag

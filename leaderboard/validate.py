@@ -20,10 +20,12 @@ import pandas as pd
 from leaderboard.errors import ResultFileError
 from leaderboard.load import JOB_COLUMNS, duplicate_jobs, flatten
 from leaderboard.results import (
+    CONTINUED_RECIPE,
     CROSS_SCANNER,
     IN_SCANNER_TEST,
     LEARNING_CURVE,
     RANDOM_START,
+    RECIPE_AXIS,
     START_MARK,
     STEPS_AXIS,
     VARIANCE_VS_SIZE,
@@ -41,6 +43,9 @@ from leaderboard.results import (
 RETIRED_LIST = "protocols/retired/hashes.toml"
 # Reported metrics are rounded floats; recomputing them from the confusion matrix must agree this closely.
 TOLERANCE = 1e-4
+# What each ablation's runs may vary (`ablation.axis`).
+ABLATION_AXES = {VARIANCE_VS_SIZE: ("diversity", "size"), LEARNING_CURVE: (STEPS_AXIS,),
+                 CONTINUED_RECIPE: (RECIPE_AXIS,)}
 SEED_FILE = re.compile(r"^seed(\d+)\.json$")
 
 
@@ -155,23 +160,26 @@ def check_scanner(result: dict) -> list[tuple[str, str]]:
 
 def check_ablation(result: dict) -> list[tuple[str, str]]:
     """An ablation's run says what it varied, as its protocol varies it: a learning-curve run the budget
-    (axis `steps`) its checkpoint was pretrained for, a variance-vs-size run its subset; no other run
+    (axis `steps`) its checkpoint was pretrained for, a continued-recipe run the recipe (axis `recipe`) its
+    checkpoint continued from ImageNet's weights with, a variance-vs-size run its subset; no other run
     carries `ablation`."""
     ablation, protocol = result.get("ablation"), result["protocol"]["name"]
-    if protocol not in (VARIANCE_VS_SIZE, LEARNING_CURVE):
-        return [("ablation", f"only {VARIANCE_VS_SIZE} and {LEARNING_CURVE} results carry it")] if ablation else []
+    if protocol not in ABLATION_AXES:
+        return [("ablation", f"only {', '.join(ABLATION_AXES)} results carry it")] if ablation else []
     if not ablation:
         return [("ablation", f"a {protocol} result must say what it varied")]
-    if protocol == VARIANCE_VS_SIZE:
-        return [("ablation.axis", f"a {VARIANCE_VS_SIZE} run varies a pretraining subset (diversity or size), "
-                                  f"got {STEPS_AXIS!r}")] if ablation["axis"] == STEPS_AXIS else []
-    if ablation["axis"] != STEPS_AXIS:
-        return [("ablation.axis", f"a {LEARNING_CURVE} run varies the pretraining budget: axis must be "
-                                  f"{STEPS_AXIS!r}, got {ablation['axis']!r}")]
-    pretrained = (result["init"].get("pretrain") or {}).get("steps")
-    if pretrained != ablation["steps"]:
-        return [("ablation.steps", f"{ablation['steps']} but its checkpoint was pretrained for {pretrained} steps "
-                                   "(init.pretrain.steps)")]
+    axes = ABLATION_AXES[protocol]
+    if ablation["axis"] not in axes:
+        return [("ablation.axis", f"a {protocol} run varies {' or '.join(map(repr, axes))}, got {ablation['axis']!r}")]
+    pretrain = result["init"].get("pretrain") or {}
+    if protocol == LEARNING_CURVE and pretrain.get("steps") != ablation["steps"]:
+        return [("ablation.steps", f"{ablation['steps']} but its checkpoint was pretrained for {pretrain.get('steps')} "
+                                   "steps (init.pretrain.steps)")]
+    if protocol == CONTINUED_RECIPE:
+        continued = pretrain.get("continued") or {}
+        if continued.get("recipe") != ablation["recipe"]:
+            return [("ablation.recipe", f"{ablation['recipe']} but its checkpoint continued with "
+                                        f"{continued.get('recipe')} (init.pretrain.continued.recipe)")]
     return []
 
 

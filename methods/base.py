@@ -120,6 +120,24 @@ def fp32_loss(criterion: Callable[..., Tensor], *tensors: Tensor) -> Tensor:
         return criterion(*(t.float() for t in tensors))
 
 
+def check_continuation(knobs: dict) -> None:
+    """A continued recipe (a preset's `[pretrain.continued]`, a candidate of protocols/continued_recipe.toml):
+    only CONTINUATION_OPTIONS' knobs, with values of their types and ranges; a UserError naming the first
+    that is not."""
+    unknown = sorted(set(knobs) - set(CONTINUATION_OPTIONS))
+    if unknown:
+        raise UserError(f"unknown knob(s) {', '.join(map(repr, unknown))}: the continued recipe is the same for every "
+                        f"method and takes {', '.join(CONTINUATION_OPTIONS)}")
+    scale, bn, warmup = (knobs.get(k, d) for k, d in CONTINUATION_OPTIONS.items())
+    if isinstance(scale, bool) or not isinstance(scale, int | float) or scale < 0:
+        raise UserError(f"encoder_lr_scale multiplies the encoder's learning rate and must be a number >= 0, "
+                        f"got {scale!r}")
+    if bn not in ENCODER_BN_MODES:
+        raise UserError(f"encoder_bn must be one of {', '.join(ENCODER_BN_MODES)}, got {bn!r}")
+    if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
+        raise UserError(f"head_warmup_steps must be an integer >= 0, got {warmup!r}")
+
+
 def resolve_hparams(cls: type[SSLMethod], overrides: dict) -> dict:
     """The method's defaults updated with `overrides`; unknown names and wrong types are a UserError."""
     unknown = sorted(set(overrides) - set(cls.defaults) - set(ENGINE_OPTIONS))

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from leaderboard.results import LEARNING_CURVE, STEPS_AXIS, subset_tag
+from leaderboard.results import CONTINUED_RECIPE, LEARNING_CURVE, RECIPE_AXIS, STEPS_AXIS, subset_tag
 from protocols.spec import canonical_hash, protocol_key
 
 
@@ -31,8 +31,8 @@ def job_key(protocol_key: dict, init_name: str, init_identity: str, fingerprints
 
 
 def ablation_key(protocol_key: dict, varied: dict, eval_job_key: str) -> str:
-    """`varied`: {"subset": tag} (variance-vs-size), {"steps": budget} (learning curve) or
-    {"held_out": scanner} (cross-scanner)."""
+    """`varied`: {"subset": tag} (variance-vs-size), {"steps": budget} (learning curve), {"recipe": knobs}
+    (continued recipe) or {"held_out": scanner} (cross-scanner)."""
     return canonical_hash({"ablation": protocol_key, **varied, "eval_job": eval_job_key})
 
 
@@ -44,6 +44,13 @@ def learning_curve_key(file_hash: str, steps: int, eval_job_key: str) -> str:
     evaluation job's key (its protocol, fraction, seeds) and its checkpoint's hash (the budget and the
     preset's pretraining settings). So a track that adds a budget or a method keeps its finished runs."""
     return ablation_key(protocol_key(LEARNING_CURVE, file_hash, {}), {"steps": int(steps)}, eval_job_key)
+
+
+def continued_recipe_key(file_hash: str, recipe: dict, eval_job_key: str) -> str:
+    """The key of a continued-recipe run: the protocol file's hash, the recipe's knobs (every knob, so a
+    renamed recipe keeps its runs) and the evaluation job. As for the learning curve, the preset's overrides
+    only choose which runs are made: how one goes is in its evaluation job's key and its checkpoint's hash."""
+    return ablation_key(protocol_key(CONTINUED_RECIPE, file_hash, {}), {"recipe": dict(recipe)}, eval_job_key)
 
 
 def init_identity(name: str, checkpoint_hash: str | None, backbone: str) -> str:
@@ -72,6 +79,8 @@ def record_key(record: dict, ablation_overrides: dict | None = None, *, legacy: 
                   job["seed"])
     if ab and ab["axis"] == STEPS_AXIS:  # learning curve: the budget
         return learning_curve_key(record["protocol"]["hash"], ab["steps"], key)
+    if ab and ab["axis"] == RECIPE_AXIS:  # continued recipe: its knobs
+        return continued_recipe_key(record["protocol"]["hash"], ab["recipe"], key)
     if ab:  # variance-vs-size: the subset
         varied = {"subset": subset_tag(ab["axis"], ab["level"])}
     elif sc:  # cross-scanner: the held-out scanner

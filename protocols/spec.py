@@ -31,7 +31,7 @@ HASH = re.compile(r"^[0-9a-f]{64}$")
 PROTOCOLS = ("linear_probe", "finetune", "knn")
 # Ablations are protocols too (a file, a version, a hash) but not part of the main grid: each has its
 # own command (`sslbench ablation ...`) and its own section of the leaderboard.
-ABLATIONS = ("variance_vs_size", "cross_scanner", "learning_curve")
+ABLATIONS = ("variance_vs_size", "cross_scanner", "learning_curve", "continued_recipe")
 # The protocols the cross-scanner protocol can evaluate with: every main protocol (the probe and the
 # k-NN score the features cached for the main grid; fine-tuning trains a copy of the encoder per job).
 CROSS_SCANNER_EVALS = PROTOCOLS
@@ -44,6 +44,7 @@ SCOPED_ABLATIONS = {"cross_scanner": "eval_protocols"}
 FLOAT_LIST = "list[float]"
 INT_LIST = "list[int]"
 STR_LIST = "list[str]"
+TABLES = "a table of tables"  # name → table (continued_recipe's recipes)
 
 _COMMON: dict[str, Any] = {"name": str, "version": int, "fractions": FLOAT_LIST, "seeds": INT_LIST,
                            "pretrain_seeds": INT_LIST}
@@ -89,6 +90,10 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     "learning_curve": {
         "name": str, "version": int, "methods": STR_LIST, "budgets": INT_LIST, "eval_protocols": STR_LIST,
         "fraction": float, "seeds": INT_LIST, "pretrain_seeds": INT_LIST,
+    },
+    "continued_recipe": {
+        "name": str, "version": int, "methods": STR_LIST, "eval_protocols": STR_LIST, "fraction": float,
+        "seeds": INT_LIST, "pretrain_seeds": INT_LIST, "recipes": TABLES,
     },
 }
 
@@ -285,6 +290,8 @@ def _has_type(value: Any, expected: Any) -> bool:
         return isinstance(value, list) and len(value) > 0 and all(is_int(v) for v in value)
     if expected == STR_LIST:
         return isinstance(value, list) and len(value) > 0 and all(isinstance(v, str) for v in value)
+    if expected == TABLES:
+        return isinstance(value, dict) and len(value) > 0 and all(isinstance(v, dict) for v in value.values())
     raise AssertionError(f"unknown schema type {expected!r}")
 
 
@@ -296,6 +303,8 @@ def _check_values(c: dict, where: str) -> None:
         return _check_cross_scanner(c, where)
     if c["name"] == "learning_curve":
         return _check_learning_curve(c, where)
+    if c["name"] == "continued_recipe":
+        return _check_continued_recipe(c, where)
     if c["name"] in ABLATIONS:
         return _check_ablation(c, where)
     _check_common(c, where)
@@ -405,6 +414,30 @@ def _check_learning_curve(c: dict, where: str) -> None:
         raise UserError(f"{where}: key 'methods' must not repeat a method, got {c['methods']}")
     if len(set(c["eval_protocols"])) != len(c["eval_protocols"]):
         raise UserError(f"{where}: key 'eval_protocols' must not repeat a protocol, got {c['eval_protocols']}")
+
+
+RECIPE_NAME = re.compile(r"[a-z0-9][a-z0-9.-]*")
+
+
+def _check_continued_recipe(c: dict, where: str) -> None:
+    """Each recipe has a name fit for a folder and only the continued recipe's knobs, with values of their
+    types; no two recipes are the same."""
+    from methods.base import CONTINUATION_OPTIONS, check_continuation
+
+    _check_evaluation(c, where)
+    seen: dict[str, str] = {}
+    for name, knobs in c["recipes"].items():
+        if not RECIPE_NAME.fullmatch(name):
+            raise UserError(f"{where}: recipe name {name!r} must be lower-case letters, digits, '.' and '-' "
+                            "(it names the folder of its runs)")
+        try:
+            check_continuation(knobs)
+        except UserError as exc:
+            raise UserError(f"{where} [recipes.{name}]: {exc}") from exc
+        same = canonical_hash({**CONTINUATION_OPTIONS, **knobs})
+        if same in seen:
+            raise UserError(f"{where}: recipes {seen[same]!r} and {name!r} are the same recipe")
+        seen[same] = name
 
 
 def _check_ablation(c: dict, where: str) -> None:

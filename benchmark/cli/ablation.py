@@ -1,6 +1,8 @@
 """`sslbench ablation variance-vs-size`: does a diverse pretraining video set beat a merely larger one?
 (benchmark.track.variance_vs_size); `sslbench ablation learning-curve`: how far does each method get at
-several pretraining budgets? (benchmark.track.learning_curve); `sslbench ablation cross-scanner`."""
+several pretraining budgets? (benchmark.track.learning_curve); `sslbench ablation continued-recipe`: which
+recipe should continue ImageNet's weights? (benchmark.track.continued_recipe); `sslbench ablation
+cross-scanner`."""
 from __future__ import annotations
 
 import argparse
@@ -9,7 +11,7 @@ from benchmark.cli.common import add_start_argument, add_track_arguments, track_
 
 
 def register(sub) -> None:
-    p = sub.add_parser("ablation", help="run an ablation protocol (variance-vs-size, learning-curve, cross-scanner)",
+    p = sub.add_parser("ablation", help="run an ablation protocol (variance-vs-size, learning-curve, continued-recipe, cross-scanner)",
                        description="Ablations of the pretraining data and budget, run with the same job keys, "
                                    "resume and sharding as the main grid; results go to the results folder and "
                                    "`sslbench leaderboard` adds their section.")
@@ -44,6 +46,21 @@ def register(sub) -> None:
     add_start_argument(c)
     c.add_argument("--no-leaderboard", action="store_true", help="do not regenerate the leaderboard at the end")
     c.set_defaults(func=_learning_curve)
+    r = asub.add_parser(
+        "continued-recipe", help="each method continued from ImageNet with every candidate recipe, to choose one",
+        description="Continue each method from ImageNet's weights with every candidate recipe of "
+                    "protocols/continued_recipe.toml (its knobs in place of the preset's [pretrain.continued] "
+                    "table; a candidate equal to it is the main grid's checkpoint), then evaluate each checkpoint "
+                    "with the protocol's evaluation protocols at its label fraction over its seeds (the linear "
+                    "probe at 10 %% labels, 5 seeds, by default). The leaderboard's section chooses the recipe "
+                    "with the highest validation macro-F1 averaged over the methods; the test split is never "
+                    "read to choose. With --shard i/N each shard takes every N-th (method, recipe, pretraining "
+                    "seed) unit: its pretraining and its evaluations.")
+    r.add_argument("--method", default=None,
+                   help="SSL method(s), comma-separated, or `all` (default: the protocol's, all seven)")
+    add_track_arguments(r)
+    r.add_argument("--no-leaderboard", action="store_true", help="do not regenerate the leaderboard at the end")
+    r.set_defaults(func=_continued_recipe)
     x = asub.add_parser(
         "cross-scanner", help="leave one scanner out: train on the other scanners, test on the held-out one",
         description="For each scanner of the downstream data (protocols/cross_scanner.toml), evaluate METHOD and "
@@ -83,6 +100,17 @@ def _learning_curve(args: argparse.Namespace) -> int:
     ctx = track_context_from_args(args)
     stopped = track.learning_curve(ctx, args.method, args.protocol, force=args.force, shard=shard,
                                    deadline=args.time_limit, leaderboard=not args.no_leaderboard)
+    return TIME_LIMIT_EXIT if stopped else 0
+
+
+def _continued_recipe(args: argparse.Namespace) -> int:
+    from benchmark import track
+    from benchmark.runner import TIME_LIMIT_EXIT, parse_shard
+
+    shard = parse_shard(args.shard)
+    ctx = track_context_from_args(args)
+    stopped = track.continued_recipe(ctx, args.method, args.protocol, force=args.force, shard=shard,
+                                     deadline=args.time_limit, leaderboard=not args.no_leaderboard)
     return TIME_LIMIT_EXIT if stopped else 0
 
 

@@ -98,12 +98,13 @@ def preset_start(preset: dict, start: str | None = None) -> str:
     return chosen
 
 
-def pretrain_settings(preset: dict, method: str, start: str | None = None) -> dict:
+def pretrain_settings(preset: dict, method: str, start: str | None = None, recipe: dict | None = None) -> dict:
     """The PretrainConfig fields of `method` on this preset's track: its `[pretrain]` table with the
     method's own `[pretrain.method_hparams.<method>]` merged into `hparams`. `start` (`--start`, else the
     preset's `start`): a start other than random sets the config's `init` and merges the continued
-    recipe (`[pretrain.continued]`) into `hparams`, over the rest; from random weights neither appears, so
-    the settings (and keys) of from-random runs are what they were."""
+    recipe (`[pretrain.continued]`, or `recipe` in its place: a candidate of the continued-recipe ablation)
+    into `hparams`, over the rest; from random weights neither appears, so the settings (and keys) of
+    from-random runs are what they were."""
     from leaderboard.results import RANDOM_START
 
     chosen = preset_start(preset, start)
@@ -113,7 +114,8 @@ def pretrain_settings(preset: dict, method: str, start: str | None = None) -> di
         settings["hparams"] = {**settings.get("hparams", {}), **own}
     if chosen != RANDOM_START:
         settings["init"] = chosen
-        recipe = preset["pretrain"].get(CONTINUED, {})
+        if recipe is None:
+            recipe = preset["pretrain"].get(CONTINUED, {})
         if recipe:
             settings["hparams"] = {**settings.get("hparams", {}), **recipe}
     return settings
@@ -146,8 +148,7 @@ def _validate_method_hparams(table, where: str) -> None:
 
 def _validate_continued(pretrain: dict, where: str) -> None:
     from leaderboard.results import STARTS
-    from methods.base import CONTINUATION_OPTIONS, resolve_hparams
-    from methods.registry import available_methods
+    from methods.base import CONTINUATION_OPTIONS, check_continuation
 
     if START in pretrain and pretrain[START] not in STARTS:
         raise UserError(f"{where}: key 'pretrain.start' must be one of {', '.join(STARTS)}, got {pretrain[START]!r}")
@@ -160,12 +161,10 @@ def _validate_continued(pretrain: dict, where: str) -> None:
             raise UserError(f"{where} [pretrain.{CONTINUED}]: unknown knob {key!r}: the continued recipe is the "
                             f"same for every method and takes {', '.join(CONTINUATION_OPTIONS)}; a method's own "
                             f"hyper-parameters go in [pretrain.{METHOD_HPARAMS}.<method>]")
-    if table:  # types and ranges, as any method checks them
-        any_method = next(iter(available_methods().values()))
-        try:
-            resolve_hparams(any_method, table)
-        except UserError as exc:
-            raise UserError(f"{where} [pretrain.{CONTINUED}]: {exc}") from exc
+    try:  # types and ranges
+        check_continuation(table)
+    except UserError as exc:
+        raise UserError(f"{where} [pretrain.{CONTINUED}]: {exc}") from exc
 
 
 def _unknown(key: str, known, where: str) -> UserError:

@@ -510,6 +510,72 @@ def reproduce_command(runs: pd.DataFrame, init: str) -> str:
     return f"`{cmd}`"
 
 
+def signal_delta_text(table: analysis.Table, track_deltas: dict, init: str, fraction: float) -> str:
+    """`init`'s Δ vs random init: the track's test where it makes one (SSL from random weights); for a baseline
+    or a continued init, which the track does not test against random, the paired interval alone."""
+    signal = analysis.SIGNAL_INIT
+    key = (signal, table.key.protocol, init, fraction)
+    if key in track_deltas:
+        return delta_cell(track_deltas[key])
+    if init == signal or signal not in set(table.runs["init"]):
+        return "—"
+    out = analysis.paired_delta(analysis.cell_runs(table.runs, init, fraction),
+                                analysis.cell_runs(table.runs, signal, fraction), "macro_f1")
+    if out is None:
+        return "—"
+    return f"{interval_text(out[0].diff, signed_pct)} (not tested)"
+
+
+def answer_section(track_tables: list[analysis.Table], track_deltas: dict) -> list[str]:
+    """The track's answer in a few lines, before its data card and tables: per protocol and label fraction the
+    init with the best mean test macro-F1, its Δ vs imagenet and vs random, and the best SSL init's Δ vs
+    imagenet; then whether any SSL init beats imagenet (Holm-corrected, as everywhere on the track)."""
+    ref, signal = analysis.REFERENCE_INIT, analysis.SIGNAL_INIT
+    rows, wins, compared = [], [], 0
+    for table in sorted((t for t in track_tables if t.current), key=lambda t: t.key.protocol):
+        cells = analysis.summary(table, "macro_f1")
+        ssl = set(table.runs.loc[table.runs["init_kind"] == "ssl", "init"])
+        for fraction in table.fractions:
+            here = {init: cell for (init, f), cell in cells.items() if f == fraction}
+            best = max(here, key=lambda i: (here[i].interval.mean, i))
+            mine = [i for i in here if i in ssl]
+            best_ssl = max(mine, key=lambda i: (here[i].interval.mean, i)) if mine else None
+            won = [i for i in mine if (d := track_deltas.get((ref, table.key.protocol, i, fraction)))
+                   and d.marker == "▲"]
+            compared += bool(mine)
+            wins += [(table.key.protocol, fraction, i, track_deltas[(ref, table.key.protocol, i, fraction)])
+                     for i in won]
+            rows.append([table.key.protocol, fraction_title(fraction),
+                         f"{init_title(best)} {pct(here[best].interval.mean)}",
+                         "— (the reference)" if best == ref else delta_cell(track_deltas.get((ref, table.key.protocol,
+                                                                                             best, fraction))),
+                         signal_delta_text(table, track_deltas, best, fraction),
+                         "—" if best_ssl is None else "(the best init)" if best_ssl == best else
+                         f"{init_title(best_ssl)}: " + delta_cell(track_deltas.get((ref, table.key.protocol, best_ssl,
+                                                                                    fraction))),
+                         ", ".join(init_title(i) for i in won) or "no"])
+    if not rows:
+        return []
+    lines = ["### The answer", "",
+             "Per protocol and label fraction: the init with the best mean test macro-F1 (%), its Δ vs "
+             f"{ref} and vs {signal} init, and the best SSL init's Δ vs {ref} (paired over the pretraining "
+             "runs: 95 % interval and Holm-corrected p over every test of the track, as in the tables below; "
+             "▲/▼ significant).", ""]
+    lines += markdown_table(rows, ["protocol", "labels", "best init", f"Δ vs {ref}", f"Δ vs {signal}",
+                                   f"best SSL init, Δ vs {ref}", f"SSL beats {ref}"],
+                            ["left", "right", "left", "right", "right", "left", "left"]) + [""]
+    if wins:
+        lines.append(f"**An SSL init beats {ref}** where the table says so: "
+                     + "; ".join(f"{init_title(i)} at {fraction_title(f)} ({p}) {delta_cell(d)}"
+                                 for p, f, i, d in wins) + ".")
+    elif compared:
+        lines.append(f"**No SSL init beats {ref}** at any label fraction under any protocol of this track "
+                     f"(Holm-corrected p < {stats.ALPHA:g}).")
+    else:
+        lines.append("No SSL init on this track yet: only the baselines are compared.")
+    return lines + [""]
+
+
 def track_section(page: Page, track: str) -> list[str]:
     runs = page.results.main[page.results.main["track"] == track]
     first = runs.iloc[0]
@@ -517,9 +583,10 @@ def track_section(page: Page, track: str) -> list[str]:
              f"Pretraining data `{first['pretrain_dataset']}`, downstream data `{first['downstream_dataset']}`, "
              f"backbone `{first['backbone']}`, {first['resolution']} px, preset `{first['preset']}`; "
              f"{len(runs)} runs.", ""]
-    lines += data_card_section(runs)
     track_tables = [t for t in page.tables if t.key.track == track]
     track_deltas = analysis.deltas(track_tables, "macro_f1")
+    lines += answer_section(track_tables, track_deltas)
+    lines += data_card_section(runs)
     for table in track_tables:
         lines += table_section(page, table, track_deltas)
     ranking = analysis.ranking(track_tables)

@@ -123,6 +123,19 @@ def _num(x: float | None) -> str:
     return "" if x is None or (isinstance(x, float) and math.isnan(x)) else repr(float(x))
 
 
+# The board's columns from this index on (balanced accuracy, accuracy, per-class F1, provenance, reproduce) are
+# shown by a checkbox above the table: without them it fits a laptop screen (1280 px).
+MORE_FROM = 6
+
+
+def _more(cell: str) -> str:
+    """`cell` (a <td> or <th>) as one of the columns the board shows on request (`MORE_FROM`)."""
+    tag, rest = cell.split(">", 1)
+    if ' class="' in tag:
+        return tag.replace(' class="', ' class="more ', 1) + ">" + rest
+    return f'{tag} class="more">{rest}'
+
+
 def _td(content: str, sort: str | None = None, cls: str = "") -> str:
     attrs = f' data-sort="{html.escape(sort, quote=True)}"' if sort is not None else ""
     attrs += f' class="{cls}"' if cls else ""
@@ -193,19 +206,23 @@ def protocol_table(table: analysis.Table, track_deltas: dict) -> list[str]:
             else:
                 tds += [per_class_cell(table, init, f), provenance_cell(runs)]
             tds.append(_td(inline(command), command))
+            tds = tds[:MORE_FROM] + [_more(td) for td in tds[MORE_FROM:]]
             rows.append(f'<tr data-fraction="{_num(f)}" data-family="{html.escape(fam, quote=True)}">'
                         + "".join(tds) + "</tr>")
     fraction_opts = "".join(f'<option value="{_num(f)}">{fraction_title(f)}</option>' for f in table.fractions)
     family_opts = "".join(f'<option value="{html.escape(v, quote=True)}">{html.escape(v)}</option>'
                           for v in sorted(families))
     mark = render.score_mark(table.runs)  # splits not subject-disjoint: beside every score column
-    head = "".join(f'<th data-type="{kind}" data-col="{i}" tabindex="0" aria-sort="none">'
-                   f'{html.escape(name + (mark if kind == "num" and "%" in name else ""))}</th>'
-                   for i, (name, kind) in enumerate(COLUMNS))
+    cells = [f'<th data-type="{kind}" data-col="{i}" tabindex="0" aria-sort="none">'
+             f'{html.escape(name + (mark if kind == "num" and "%" in name else ""))}</th>'
+             for i, (name, kind) in enumerate(COLUMNS)]
+    head = "".join(cells[:MORE_FROM] + [_more(th) for th in cells[MORE_FROM:]])
+    more = ", ".join(name for name, _ in COLUMNS[MORE_FROM:])
     return [f'<div class="controls" data-for="{tid}">'
             f'<label>label fraction <select data-filter="fraction"><option value="">all</option>{fraction_opts}'
             f'</select></label> <label>method family <select data-filter="family"><option value="">all</option>'
-            f'{family_opts}</select></label> <span class="hint">click a column header to sort</span></div>',
+            f'{family_opts}</select></label> <label><input type="checkbox" data-more> more columns ({more})</label> '
+            '<span class="hint">click a column header to sort</span></div>',
             f'<div class="scroll"><table class="board" id="{tid}"><thead><tr>{head}</tr></thead><tbody>', *rows,
             "</tbody></table></div>"]
 
@@ -246,7 +263,7 @@ def track_html(page: render.Page, track: str, pngs: dict[str, bytes]) -> list[st
         [f"## Track `{track}`",
          f"Pretraining data `{first['pretrain_dataset']}`, downstream data `{first['downstream_dataset']}`, "
          f"backbone `{first['backbone']}`, {first['resolution']} px, preset `{first['preset']}`; {len(runs)} runs."]
-        + render.data_card_section(runs), pngs)]
+        + render.answer_section(track_tables, track_deltas) + render.data_card_section(runs), pngs)]
     for table in track_tables:
         out += table_html(table, track_deltas, pngs)
     ranking = analysis.ranking(track_tables)
@@ -272,6 +289,7 @@ table.board thead th{cursor:pointer;user-select:none;white-space:nowrap}
 table.board thead th[aria-sort=ascending]::after{content:" \\25B2"}
 table.board thead th[aria-sort=descending]::after{content:" \\25BC"}
 table.board td.num{text-align:right;white-space:nowrap}
+table.board:not(.all) .more{display:none}
 table.board tbody tr:nth-child(even){background:#f8fafc}
 table.inner{margin:.3rem 0;font-size:.8rem}
 .controls{margin:.4rem 0;font-size:.9rem}.controls select{margin-right:1rem}.hint{color:#57606a}
@@ -320,6 +338,12 @@ JS = """
     });
   });
   Array.prototype.forEach.call(document.querySelectorAll(".controls"), function (controls) {
+    var more = controls.querySelector("input[data-more]");
+    if (more) {
+      more.addEventListener("change", function () {
+        document.getElementById(controls.getAttribute("data-for")).classList.toggle("all", more.checked);
+      });
+    }
     Array.prototype.forEach.call(controls.querySelectorAll("select[data-filter]"), function (s) {
       s.addEventListener("change", function () { filterTable(controls); });
     });

@@ -244,7 +244,7 @@ def test_markdown_shows_every_part(generated):
     # Exactly one bold cell per fraction column of each metric table (2 protocols × 3 metrics × 3 fractions).
     assert text.count("**") // 2 - text.count("**What varies.**") - text.count("**Intervals.**") \
         - text.count("**Tests.**") - text.count("**No rank test.**") - text.count("**† one pretraining run**") \
-        == 2 * 3 * 3
+        - text.count("**No SSL init beats imagenet**") == 2 * 3 * 3
     assert "variance_vs_size 1 %" not in text.split("## Provenance")[0]
     # The single-run init: † on its cells, named in the note, never tested.
     simclr_delta = [line for line in text.splitlines() if line.startswith("| simclr (contrastive)") and "+" in line]
@@ -371,6 +371,39 @@ def test_the_holm_family_is_every_test_against_imagenet_or_random_in_the_track(t
     assert [r.split("|")[1].strip().split(" ")[0] for r in rows] == ["barlowtwins", "simclr", "vicreg"]
     vicreg = deltas[("random", "finetune", "vicreg", 0.01)]  # the first table on the page
     assert f"+{100 * vicreg.comparison.diff.mean:.1f} [" in rows[2]
+
+
+def test_each_track_opens_with_its_answer_before_its_data_and_tables(generated, tmp_path):
+    import dataclasses
+
+    from leaderboard import analysis
+
+    text, _ = generated
+    answer = text.index("### The answer")
+    assert answer < text.index("### Data") < text.index("### linear_probe (v1")
+    block = text[answer:text.index("### Data")]
+    rows = [line for line in block.splitlines() if line.startswith("| finetune") or line.startswith("| linear_probe")]
+    assert len(rows) == 2 * 3  # protocols × label fractions
+    # barlowtwins is the best init everywhere in the fixture; none of its Δs vs imagenet survives Holm.
+    assert all("| barlowtwins " in r and "(the best init)" in r and r.rstrip(" |").endswith("no") for r in rows)
+    assert "**No SSL init beats imagenet** at any label fraction" in block
+
+    # Where a Δ vs imagenet is a significant win, the answer names it, in its row and below.
+    results, protocols = make_fixture(tmp_path)
+    tables = analysis.tables(load_results(results).main, known_protocol_hashes(protocols))
+    deltas = analysis.deltas(tables, "macro_f1")
+    key = ("imagenet", "linear_probe", "vicreg", 0.01)
+    deltas[key] = dataclasses.replace(deltas[key], p_holm=0.001)
+    lines = render.answer_section([t for t in tables if t.key.track == TRACK["id"]], deltas)
+    row = next(line for line in lines if line.startswith("| linear_probe") and "1 %" in line)
+    assert row.rstrip(" |").endswith("vicreg")
+    assert any(line.startswith("**An SSL init beats imagenet** where the table says so: vicreg at 1 % (linear_probe)")
+               for line in lines)
+    # A best init that the track does not test against random shows the paired interval only.
+    only_baselines = make_fixture(tmp_path / "baselines", inits=("imagenet", "random"))
+    tables = analysis.tables(load_results(only_baselines[0]).main, known_protocol_hashes(only_baselines[1]))
+    lines = render.answer_section(tables, analysis.deltas(tables, "macro_f1"))
+    assert "(not tested)" in lines[6] and lines[-2] == "No SSL init on this track yet: only the baselines are compared."
 
 
 def test_a_difference_that_never_varies_says_so_instead_of_a_p_value(tmp_path):

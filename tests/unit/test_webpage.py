@@ -225,3 +225,30 @@ def test_a_headless_browser_loads_the_page_from_disk_sorts_it_and_draws_it(site,
     broken = tmp_path / "broken.html"
     broken.write_text("<!DOCTYPE html><html><body><script>null.x;</script></body></html>")
     assert console_errors(browser(["--dump-dom"], broken.resolve().as_uri(), tmp_path).stderr)
+
+
+WIDTH_PROBE = """<script>
+window.addEventListener("load", function () {
+  var wide = Array.prototype.filter.call(document.querySelectorAll("table"), function (t) {
+    return t.getBoundingClientRect().right > window.innerWidth;
+  });
+  document.body.setAttribute("data-wide", String(wide.length));
+  document.querySelectorAll("input[data-more]").forEach(function (box) { box.click(); });
+  document.body.setAttribute("data-shown", String(document.querySelectorAll("table.board.all").length));
+});
+</script></body>"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(chromium() is None, reason="no chromium / chromium-browser / google-chrome binary on PATH "
+                                              "(.ci/run installs one when it can)")
+def test_every_table_fits_a_laptop_screen_and_the_board_shows_its_other_columns_on_request(site, tmp_path):
+    _, _, out = site
+    page = site_path(out).read_text(encoding="utf-8")
+    assert page.count("<input type=\"checkbox\" data-more>") == page.count('<table class="board"') > 0
+    probe = tmp_path / "probe.html"
+    probe.write_text(page.replace("</body>", WIDTH_PROBE), encoding="utf-8")
+    dom = browser(["--dump-dom", "--window-size=1280,1600"], probe.resolve().as_uri(), tmp_path)
+    assert dom.returncode == 0 and not console_errors(dom.stderr), dom.stderr[-2000:]
+    assert 'data-wide="0"' in dom.stdout  # nothing wider than 1280 px
+    assert f'data-shown="{page.count(chr(60) + "table class=" + chr(34) + "board")}"' in dom.stdout

@@ -175,7 +175,7 @@ def table_section(page: Page, table: analysis.Table, track_deltas: dict) -> list
             lines += [f"Did pretraining help at all? Δ of each SSL method vs `{analysis.SIGNAL_INIT}` (the "
                       "untrained network of the same pretraining seed), paired and tested as above.", ""]
             lines += signal + [""]
-        lines += continued_delta_lines(table, track_deltas)
+        lines += continued_delta_lines(table, track_deltas, recipes_tried(page, table.key.track))
     lines += ["<details><summary>Balanced accuracy and accuracy</summary>", ""]
     for metric in ("balanced_accuracy", "accuracy"):
         lines += [f"Test {analysis.METRICS[metric]} (%):", ""] + metric_table(table, metric) + [""]
@@ -186,9 +186,28 @@ def table_section(page: Page, table: analysis.Table, track_deltas: dict) -> list
     return lines
 
 
-def continued_delta_lines(table: analysis.Table, track_deltas: dict) -> list[str]:
-    """For the continued rows of a table (`M ← imagenet`): what each comparison means, and the Δ vs the same
-    method from random weights. Nothing when the table has none."""
+def recipes_tried(page: Page, track: str) -> int:
+    """How many recipes the continued-recipe ablation tried on `track` (0: it has not run there)."""
+    runs = continued_recipe.expand(page.results.ablation)
+    return int(runs.loc[runs["track"] == track, "recipe_name"].nunique())
+
+
+def recipe_text(table: analysis.Table, tried: int) -> str:
+    """The recipe the table's continued rows ran with, and how many were tried for them."""
+    rows = table.runs[table.runs["init"].isin(continued_inits(table.runs)) & table.runs["recipe"].notna()]
+    used = sorted({continued_recipe.knobs_text(r) for r in rows["recipe"]})
+    text = f"Their recipe: {'; '.join(used) if used else 'not recorded'}. "
+    if tried:
+        return text + (f"{tried} recipe{'s' if tried != 1 else ''} were tried for every continued row of this track and "
+                       "one chosen on the validation split (section \"Continued pretraining: the recipe, chosen on "
+                       "validation\").")
+    return text + "No recipe was compared on this track (`sslbench ablation continued-recipe` does)."
+
+
+def continued_delta_lines(table: analysis.Table, track_deltas: dict, tried: int = 0) -> list[str]:
+    """For the continued rows of a table (`M ← imagenet`): what each comparison means, the recipe they ran with
+    and how many were tried (`tried`), and the Δ vs the same method from random weights. Nothing when the
+    table has none."""
     continued = continued_inits(table.runs)
     if not continued:
         return []
@@ -196,7 +215,7 @@ def continued_delta_lines(table: analysis.Table, track_deltas: dict) -> list[str
     lines = [f"Continued from ImageNet weights ({names}): Δ vs `{analysis.REFERENCE_INIT}` above is what SSL on "
              "these videos adds to ImageNet's weights; below, Δ vs the same method from random weights is what "
              "ImageNet's weights add to SSL. Both are paired by pretraining seed and downstream seed and tested as "
-             "above, in the same Holm family.", ""]
+             "above, in the same Holm family. " + recipe_text(table, tried), ""]
     same = delta_table(table, track_deltas, analysis.SAME_METHOD)
     if not same:
         missing = ", ".join(f"`{init_method(i)}`" for i in continued)
@@ -802,9 +821,10 @@ def continued_recipe_section(page: Page) -> list[str]:
         tests = continued_recipe.test_means(tr, choice)
         evals = ", ".join(f"`{e}`" for e in sorted(tr["eval_protocol"].unique()))
         fraction = fraction_title(tr["fraction"].iloc[0])
+        n = len(choice.recipes)
         lines += [f"### `{track}`", "",
-                  f"Validation macro-F1 (%) of {evals} at {fraction} labels; {len(choice.recipes)} recipes tried, "
-                  f"the same ones for every method.", ""]
+                  f"Validation macro-F1 (%) of {evals} at {fraction} labels; {n} recipe{'s' if n != 1 else ''} tried"
+                  + (", the same ones for every method." if choice.complete else "."), ""]
         methods = sorted({init_method(i) for i in tr["init"]})
         rows = []
         for r in choice.recipes:

@@ -227,7 +227,9 @@ def protocol_table(table: analysis.Table, track_deltas: dict) -> list[str]:
             "</tbody></table></div>"]
 
 
-def table_html(table: analysis.Table, track_deltas: dict, pngs: dict[str, bytes]) -> list[str]:
+def table_html(table: analysis.Table, track_deltas: dict, pngs: dict[str, bytes], tried: int = 0) -> list[str]:
+    """One protocol table of a track; `tried`: the continued recipes compared on the track (for its continued
+    rows' note)."""
     k = table.key
     title = f"{k.protocol} (v{k.protocol_version}, hash `{k.protocol_hash[:12]}`)"
     out = [f'<h3 id="{render.anchor(title)}">{inline(title)}</h3>']
@@ -246,7 +248,7 @@ def table_html(table: analysis.Table, track_deltas: dict, pngs: dict[str, bytes]
                                      f"`{analysis.SIGNAL_INIT}`, paired and Holm-adjusted as above.", ""]
                                     + signal, pngs)
     if table.current:
-        out += markdown_to_html(render.continued_delta_lines(table, track_deltas), pngs)
+        out += markdown_to_html(render.continued_delta_lines(table, track_deltas, tried), pngs)
     out += markdown_to_html(render.subject_note(table.runs), pngs)
     if table.current:
         out.append(image(f"macro-F1 vs label fraction, {k.protocol}",
@@ -264,8 +266,9 @@ def track_html(page: render.Page, track: str, pngs: dict[str, bytes]) -> list[st
          f"Pretraining data `{first['pretrain_dataset']}`, downstream data `{first['downstream_dataset']}`, "
          f"backbone `{first['backbone']}`, {first['resolution']} px, preset `{first['preset']}`; {len(runs)} runs."]
         + render.answer_section(track_tables, track_deltas) + render.data_card_section(runs), pngs)]
+    tried = render.recipes_tried(page, track)
     for table in track_tables:
-        out += table_html(table, track_deltas, pngs)
+        out += table_html(table, track_deltas, pngs, tried)
     ranking = analysis.ranking(track_tables)
     rest = (render.ranking_section(track, ranking) + render.diagnostics_section(runs)
             + render.per_class_section(track, ranking) + render.statistics_note(track, runs, track_deltas)

@@ -202,6 +202,10 @@ def test_the_section_shows_every_recipe_the_choice_and_whether_the_rows_ran_with
     page = render.Page(load_results(root / "results"), known_protocol_hashes(root / "protocols"), "results")
     text = "\n".join(render.continued_recipe_section(page))
     assert "**The track's continued rows ran with another recipe** (encoder_bn=train, encoder_lr_scale=0.1" in text
+    # The main table's continued rows say which recipe they ran with and how many were tried for them.
+    board = render.render(page.results, known_protocol_hashes(root / "protocols"), "results")
+    assert ("Their recipe: encoder_bn=train, encoder_lr_scale=0.1, head_warmup_steps=0. 3 recipes were tried for "
+            "every continued row of this track and one chosen on the validation split") in board
 
 
 def test_without_recipe_runs_there_is_no_section(tmp_path):

@@ -50,11 +50,13 @@ class SessionSettings:
     from_results: Path | None = None  # finished results to start from (default: the results folder)
     runs_dir: Path | None = None
     cache_dir: str | None = None
+    start: str | None = None  # where the SSL methods start (`--start`; default: the preset's)
 
 
 @dataclass
 class Unit:
-    """One init of the grid: its result files, and what this session did with it."""
+    """One init of the grid: its result files, and what this session did with it. `method`: the SSL method
+    or baseline that `sslbench bench --method` names (`init` is its row: `simclr@imagenet` when continued)."""
 
     init: str
     kind: str  # "ssl" | "baseline"
@@ -65,6 +67,10 @@ class Unit:
     seconds: float | None = None
     log: str | None = None
     note: str = ""
+    method: str = ""
+
+    def __post_init__(self) -> None:
+        self.method = self.method or self.init
 
 
 @dataclass
@@ -84,7 +90,7 @@ def run_session(settings: SessionSettings) -> int:
     """Run the session; its exit status: 0 when every planned job is done, TIME_LIMIT_EXIT when time ran
     out first, EXIT_FAILED when a step failed."""
     from benchmark.folders import default_runs_dir
-    from benchmark.track import parse_methods, track_context
+    from benchmark.track import method_init_name, parse_methods, track_context
     from leaderboard.results import default_results_dir
     from protocols.presets import resolve_preset
 
@@ -95,7 +101,7 @@ def run_session(settings: SessionSettings) -> int:
     runs_dir = (settings.runs_dir or default_runs_dir()).resolve()
     # Without a git checkout every result would be refused later: the device check still runs, the grid does not.
     ctx = track_context(preset, protocols=settings.protocols, results_dir=out / "results", runs_dir=runs_dir,
-                        cache_dir=settings.cache_dir, new_results=False)
+                        cache_dir=settings.cache_dir, new_results=False, start=settings.start)
     session_blocked = _not_a_checkout()
     track = ctx.track.id
     session = Session(out=out, preset=preset, track=track, not_run=session_blocked)
@@ -103,7 +109,8 @@ def run_session(settings: SessionSettings) -> int:
 
     methods, baselines = parse_methods(settings.methods, baselines=settings.baselines)
     session.units = [Unit(b, "baseline", planned_results(ctx, b)) for b in baselines] + \
-                    [Unit(m, "ssl", planned_results(ctx, m)) for m in methods]
+                    [Unit(method_init_name(ctx, m), "ssl", planned_results(ctx, method_init_name(ctx, m)), method=m)
+                     for m in methods]
     for unit in session.units:
         unit.done_before = unit.done = count_done(unit.planned, ctx)
     planned = sum(len(u.planned) for u in session.units)
@@ -235,10 +242,12 @@ def _missing_dependencies(session: Session) -> str | None:
 
 def _run_unit(session: Session, unit: Unit, ctx, settings: SessionSettings) -> None:
     deadline = settings.deadline
-    command = [sys.executable, "-m", "benchmark", "bench", "--method", unit.init, "--preset", session.preset,
+    command = [sys.executable, "-m", "benchmark", "bench", "--method", unit.method, "--preset", session.preset,
                "--results-dir", str(ctx.results_dir), "--runs-dir", str(ctx.runs_dir), "--no-leaderboard"]
     if unit.kind == "ssl":
         command.append("--no-baselines")
+        if settings.start:
+            command += ["--start", settings.start]
     for name in settings.protocols or []:
         command += ["--protocol", name]
     if settings.cache_dir:

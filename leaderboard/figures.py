@@ -123,7 +123,7 @@ def plot_variance_vs_size(results: Results, figures_dir: Path) -> list[Path]:
                 yerr = np.array([[100 * (iv.mean - iv.low) if iv.n > 1 else 0 for iv in ivs],
                                  [100 * (iv.high - iv.mean) if iv.n > 1 else 0 for iv in ivs]])
                 ax.errorbar(m[xcol] * dodge, 100 * m["macro_f1"], yerr=yerr, marker="o", capsize=3,
-                            linestyle=LINESTYLES.get(ev, ":"), label=f"{init}, {ev}")
+                            linestyle=LINESTYLES.get(ev, ":"), label=f"{init_title(init)}, {ev}")
             ax.set_xscale("log", base=2)
             ticks = sorted(tr.loc[tr["axis"] == axis, xcol].unique())
             ax.set_xticks(ticks, [str(t) for t in ticks])
@@ -176,7 +176,7 @@ def plot_learning_curve(results: Results, figures_dir: Path) -> list[Path]:
                              [100 * (iv.high - iv.mean) if iv.n > 1 else 0 for iv in ivs]])
             score_ax.errorbar(np.array([r.steps for r in mine], float) * dodge,
                               np.array([100 * iv.mean for iv in ivs], float), yerr=yerr, marker="o", capsize=3,
-                              color=colors[init], label=init)
+                              color=colors[init], label=init_title(init))
         for init, cell in learning_curve.reference_cells(results.main, tr, shown).items():
             score_ax.axhline(100 * cell.interval.mean, color=colors.get(init, "grey"),
                              linestyle="--" if init == analysis.REFERENCE_INIT else ":", linewidth=1.2,
@@ -201,7 +201,7 @@ def plot_learning_curve(results: Results, figures_dir: Path) -> list[Path]:
             labelled = True
             xs, ys = [start] + [r.steps for r in mine], [100 * starts[init]] + [100 * r.knn[1] for r in mine]
             knn_ax.plot(xs[:2], ys[:2], linestyle=":", color=colors[init])
-            knn_ax.plot(xs[1:], ys[1:], marker="o", color=colors[init], label=init)
+            knn_ax.plot(xs[1:], ys[1:], marker="o", color=colors[init], label=init_title(init))
             knn_ax.plot(xs[:1], ys[:1], marker="o", markerfacecolor="white", color=colors[init], linestyle="none")
         knn_ax.set_title("pool k-NN macro-F1 of each checkpoint\n(hollow: the network before pretraining)" if labelled
                          else "pool k-NN: the pretraining pool has no labels", fontsize=9)

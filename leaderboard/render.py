@@ -753,7 +753,7 @@ def ablation_section(page: Page) -> list[str]:
             hashes = sorted(g["protocol_hash"].unique())
             means = ablation.subset_means(g)
             fraction = g["fraction"].iloc[0]
-            lines += [f"#### {init}, {ev} at {100 * fraction:g} % labels "
+            lines += [f"#### {init_title(init)}, {ev} at {100 * fraction:g} % labels "
                       f"(protocol `{hashes[0][:12]}`{' + older versions' if len(hashes) > 1 else ''})", ""]
             rows = [[m.axis, str(m.level), str(m.subjects), str(m.videos), str(m.frames),
                      f"{interval_text(m.interval)}{'†' if m.cell.conditional else ''} ({runs_text(m.cell)})"
@@ -884,7 +884,7 @@ def budget_table(curve: pd.DataFrame, evals: list[str]) -> list[str]:
     rows = []
     for r in learning_curve.budget_rows(curve):
         # A checkpoint made before diagnostics were recorded has none: "—", not "nan".
-        row = [r.init, str(r.steps), "—" if math.isnan(r.encoder_change) else f"{r.encoder_change:.3g}",
+        row = [init_title(r.init), str(r.steps), "—" if math.isnan(r.encoder_change) else f"{r.encoder_change:.3g}",
                "—" if math.isnan(r.rank[1]) else f"{r.rank[0]:.1f} → {r.rank[1]:.1f}", _knn_text(*r.knn)]
         for ev in evals:
             score = r.scores.get(ev)
@@ -906,9 +906,9 @@ def knn_rise_section(curve: pd.DataFrame) -> list[str]:
     rows = []
     for r in learning_curve.knn_rise(curve):
         if not r.labelled:
-            rows.append([r.init, "— (the pool has no labels)", "—"])
+            rows.append([init_title(r.init), "— (the pool has no labels)", "—"])
             continue
-        rows.append([r.init, str(r.steps) if r.steps is not None else f"not within {r.largest} steps",
+        rows.append([init_title(r.init), str(r.steps) if r.steps is not None else f"not within {r.largest} steps",
                      signed_pct(r.rise)])
     return lines + markdown_table(rows, ["method", f"steps until +{points}", "smallest rise (points)"],
                                   ["left", "right", "right"]) + [""]
@@ -927,7 +927,7 @@ def flattening_text(trends: list[learning_curve.Trend], eval_protocol: str, frac
     def names(group: list[learning_curve.Trend]) -> str:
         if not group:
             return "none"
-        return ", ".join(f"`{t.init}` ({'' if same else f'{t.before} → {t.after} steps: '}"
+        return ", ".join(f"`{init_title(t.init)}` ({'' if same else f'{t.before} → {t.after} steps: '}"
                          f"{signed_pct(t.gain)}{'' if math.isnan(t.half_width) else f' against ±{pct(t.half_width)}'})"
                          for t in group)
 

@@ -64,8 +64,11 @@ def continued_text(name: str, recipe: dict, preset: str | None) -> str:
     if preset and not recipe:
         lines.append(f"\nPreset {preset} sets no continued recipe: its continued runs use the method's recipe unchanged.")
     if not preset:
-        lines.append("\nThe recipe for continued runs is not chosen yet: no built-in preset sets one "
-                     "(`--preset P` shows a preset's).")
+        lines.append("\n`--preset P` shows the recipe a preset sets.")
+    lines.append(f"\nChoosing one: `sslbench ablation continued-recipe --preset {preset or 'P'}` continues every method with "
+                 "each candidate of protocols/continued_recipe.toml and evaluates it; the leaderboard's section "
+                 "\"Continued pretraining: the recipe, chosen on validation\" picks the candidate with the best "
+                 "validation macro-F1 averaged over the methods (never the test split), one recipe for all.")
     return "\n".join(lines)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from benchmark.cli.common import parse_duration, time_limit
+from benchmark.cli.common import add_start_argument, parse_duration, time_limit
 
 
 def register(sub) -> None:
@@ -39,6 +39,7 @@ def register(sub) -> None:
                    help="pretraining runs and features (default: runs/ or $SSLBENCH_RUNS_DIR); checkpoints "
                         "carried from an earlier session go here")
     p.add_argument("--cache-dir", default=None, help="frame cache folder (default: $SSLBENCH_CACHE_DIR or ~/.cache/sslbench)")
+    add_start_argument(p)
     p.set_defaults(func=_session)
 
 
@@ -49,4 +50,4 @@ def _session(args: argparse.Namespace) -> int:
         out=args.out, preset=args.preset, methods=args.method, baselines=not args.no_baselines, protocols=args.protocol,
         deadline=args.time_limit, margin=args.margin, doctor=not args.no_doctor, doctor_timeout=args.doctor_timeout,
         doctor_args=tuple(args.doctor_arg), from_results=args.from_results, runs_dir=args.runs_dir,
-        cache_dir=args.cache_dir))
+        cache_dir=args.cache_dir, start=args.start))

@@ -128,3 +128,32 @@ def test_the_error_line_of_a_step_is_the_childs_not_the_launchers():
     assert last_error_line("warning: UserWarning x\nsslbench: error: unknown backbone 'r99'\n") == \
         "sslbench: error: unknown backbone 'r99'"
     assert last_error_line("all fine\nlast words\n") == "last words" and last_error_line("") == "no output"
+
+
+def test_a_session_started_from_imagenet_plans_and_runs_the_continued_rows(tmp_path, monkeypatch):
+    """`--start imagenet`: an SSL unit is the continued row (its own results and checkpoints), its step runs
+    `sslbench bench --method M --start imagenet`; the baselines are what they always are."""
+    import benchmark.session as session_module
+    from benchmark.session import SessionSettings, _run_unit
+    from benchmark.track import method_init_name
+
+    ctx = track_context(str(TINY), results_dir=tmp_path / "results", runs_dir=tmp_path / "runs",
+                        cache_dir=str(tmp_path / "cache"), start="imagenet")
+    unit = Unit(method_init_name(ctx, "vicreg"), "ssl", planned_results(ctx, method_init_name(ctx, "vicreg")),
+                method="vicreg")
+    assert unit.init == "vicreg@imagenet" and unit.method == "vicreg"
+    assert all(p.is_relative_to(ctx.results_dir / ctx.track.id / "vicreg@imagenet") for p in unit.planned)
+    assert Unit("random", "baseline", []).method == "random"
+    seen = []
+    def run_step(command, log, limit):
+        seen.append(command)
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_text("ran\n")
+        return 0, 1.0
+
+    monkeypatch.setattr(session_module, "run_step", run_step)
+    settings = SessionSettings(out=tmp_path / "out", preset=str(TINY), start="imagenet")
+    _run_unit(Session(out=tmp_path / "out", preset=str(TINY), track=ctx.track.id), unit, ctx, settings)
+    command = seen[0]
+    assert command[command.index("--method") + 1] == "vicreg"
+    assert command[command.index("--start") + 1] == "imagenet" and "--no-baselines" in command

@@ -61,13 +61,16 @@ def job_seeds(protocol: ProtocolSpec, fraction: float) -> list[int]:
 def dataset_name(spec: str) -> str:
     """A dataset's part of a track id: a named dataset's name (`synthetic`, `fetal_planes_db`); a generic
     format's kind and its folder's name or its file's stem, never an extension (`videos-us_videos`,
-    `csv-fpdb` for `csv:/data/fpdb.csv`), so two different folders make two tracks."""
+    `csv-fpdb` for `csv:/data/fpdb.csv`), so two different folders make two tracks; a folder named as its
+    format only the format (`african_fetal_planes` for `african_fetal_planes:~/data/african_fetal_planes`)."""
     kind, _, path = spec.partition(":")
     if kind in _NAMED_DATASETS or not path:
         return kind
     where = Path(path.rstrip("/"))
     base = (where.stem if where.suffix and not where.is_dir() else where.name) or "data"
-    return f"{kind}-{re.sub(r'[^A-Za-z0-9_-]+', '_', base).strip('_-') or 'data'}"
+    base = re.sub(r'[^A-Za-z0-9_-]+', '_', base).strip('_-') or 'data'
+    # A folder named after its format (as `sslbench data download` lays them out) says nothing more.
+    return kind if base == kind else f"{kind}-{base}"
 
 
 _TRACK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")

@@ -38,7 +38,7 @@ def test_the_preset_names_its_data_by_the_download_folder_and_says_how_to_fetch_
 def test_the_in_domain_pool_holds_the_training_patients_images_only_unlabelled(tmp_path, monkeypatch):
     make_african_fetal_planes(tmp_path / "data" / "african_fetal_planes", patients=4)  # every image its own grey
     ctx = _context(tmp_path, monkeypatch, dataset="downstream:train")
-    assert ctx.track.id == "downstream-train+african_fetal_planes-african_fetal_planes-efficientnet_lite0-64px-real"
+    assert ctx.track.id == "downstream-train+african_fetal_planes-efficientnet_lite0-64px-real"
     # The track records the specs as written, not this machine's folder: its keys do not depend on it.
     assert ctx.track.downstream_dataset == "african_fetal_planes:{downloads}/african_fetal_planes"
     down, pool = ctx.downstream_cache(), ctx.pretrain_cache()
@@ -62,7 +62,7 @@ def test_the_two_pools_are_two_tracks(tmp_path, monkeypatch):
     (tmp_path / "data" / "pocus_videos").mkdir(parents=True)
     pocus = _context(tmp_path, monkeypatch).track
     indomain = _context(tmp_path, monkeypatch, dataset="downstream:train").track
-    assert pocus.id == "videos-pocus_videos+african_fetal_planes-african_fetal_planes-efficientnet_lite0-64px-real"
+    assert pocus.id == "videos-pocus_videos+african_fetal_planes-efficientnet_lite0-64px-real"
     assert pocus.id != indomain.id and pocus.record() != indomain.record()
     with pytest.raises(UserError, match="takes no settings"):
         from benchmark.track import SourceSettings

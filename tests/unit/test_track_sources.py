@@ -107,6 +107,7 @@ def test_track_ids_name_kinds_and_stems_never_extensions(tmp_path):
     assert dataset_name(f"videos:{tmp_path / 'us_videos'}/") == "videos-us_videos"
     assert dataset_name(f"csv:{manifest}") == "csv-fpdb"
     assert dataset_name("hdf5:/data/clips.v2.h5") == "hdf5-clips_v2"
+    assert dataset_name("african_fetal_planes:/data/african_fetal_planes") == "african_fetal_planes"  # as downloaded
     track = make_track(f"videos:{tmp_path / 'us_videos'}", f"csv:{manifest}", "efficientnet_lite0", 48, "smoke")
     assert track.id == "videos-us_videos+csv-fpdb-efficientnet_lite0-48px-smoke"
     # The simulator's ids are unchanged: committed results live under them.

@@ -110,6 +110,16 @@ def test_means(runs: pd.DataFrame, choice: Choice) -> dict[str, float]:
     return out
 
 
+def reference_val(main: pd.DataFrame, runs: pd.DataFrame) -> dict[str, float]:
+    """The baselines' mean validation macro-F1 in the track's main results under the evaluation protocol (and
+    version) and at the label fraction the recipes were scored with: what a recipe's score compares with."""
+    hashes = {ab["eval_protocol_hash"] for ab in runs["ablation"] if ab.get("eval_protocol_hash")}
+    mine = main[main["track"].isin(set(runs["track"])) & main["protocol"].isin(set(runs["eval_protocol"]))
+                & main["fraction"].isin(set(runs["fraction"])) & main["protocol_hash"].isin(hashes)]
+    return {init: float(g["val_macro_f1"].mean()) for init, g in mine.groupby("init")
+            if init in ("imagenet", "random")}
+
+
 def recipe_key(knobs: dict | None) -> str | None:
     """A recipe's identity for comparing the chosen one with what a track's continued rows ran with."""
     return None if knobs is None else json.dumps(knobs, sort_keys=True)

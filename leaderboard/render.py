@@ -838,6 +838,10 @@ def continued_recipe_section(page: Page) -> list[str]:
         headers = (["recipe", "knobs"] + [f"{init_method(m)}" for m in methods]
                    + ["mean val", "mean test (not used)", "encoder change", "pool k-NN after"])
         lines += markdown_table(rows, headers, ["left", "left"] + ["right"] * (len(headers) - 2)) + [""]
+        refs = continued_recipe.reference_val(main, tr)
+        if refs:
+            lines += ["For comparison, the baselines' validation macro-F1 in the track's main results (same protocol "
+                      "version and labels): " + ", ".join(f"`{i}` {pct(v)}" for i, v in sorted(refs.items())) + ".", ""]
         lines += [recipe_choice_text(choice, main[main["track"] == track]), ""]
         lines += [f"Reproduce: `sslbench ablation continued-recipe --preset {tr['preset'].iloc[0]}`.", ""]
     return lines

@@ -202,6 +202,15 @@ def test_the_section_shows_every_recipe_the_choice_and_whether_the_rows_ran_with
     page = render.Page(load_results(root / "results"), known_protocol_hashes(root / "protocols"), "results")
     text = "\n".join(render.continued_recipe_section(page))
     assert "**The track's continued rows ran with another recipe** (encoder_bn=train, encoder_lr_scale=0.1" in text
+    # Beside the recipes, the baselines' validation score of the same protocol and labels, from the main grid.
+    imagenet = make_result("imagenet", "linear_probe", FRACTION, 0, hashes, np.random.default_rng(0))
+    other_fraction = make_result("imagenet", "linear_probe", 0.01, 0, hashes, np.random.default_rng(1))
+    _write(root / "results", imagenet)
+    _write(root / "results", other_fraction)
+    page = render.Page(load_results(root / "results"), known_protocol_hashes(root / "protocols"), "results")
+    text = "\n".join(render.continued_recipe_section(page))
+    assert (f"the baselines' validation macro-F1 in the track's main results (same protocol version and labels): "
+            f"`imagenet` {100 * imagenet['metrics']['val']['macro_f1']:.1f}.") in text
     # The main table's continued rows say which recipe they ran with and how many were tried for them.
     board = render.render(page.results, known_protocol_hashes(root / "protocols"), "results")
     assert ("Their recipe: encoder_bn=train, encoder_lr_scale=0.1, head_warmup_steps=0. 3 recipes were tried for "

@@ -30,7 +30,7 @@ def _committed() -> dict:
 
 
 def _preset(tmp_path: Path, extra: str) -> dict:
-    text = (ROOT / "protocols" / "presets" / "cpu.toml").read_text()
+    text = (ROOT / "protocols" / "presets" / "cpu-v3.toml").read_text()  # a preset without a continued recipe
     path = tmp_path / "continued.toml"
     path.write_text(text.replace("[pretrain]\n", "[pretrain]\n" + extra, 1) if extra.startswith("start")
                     else text + "\n" + extra)
@@ -68,7 +68,7 @@ def test_the_same_job_continued_from_imagenet_has_another_key():
 
 def test_the_start_and_the_continued_recipe_are_in_the_checkpoint_key_only_for_continued_runs(tmp_path):
     preset = _preset(tmp_path, "[pretrain.continued]\nencoder_lr_scale = 0.1\nhead_warmup_steps = 20\n")
-    plain = load_preset("cpu")
+    plain = load_preset("cpu-v3")
     # A preset's continued recipe leaves its from-random runs exactly as they were.
     assert pretrain_settings(preset, "simclr") == pretrain_settings(plain, "simclr")
     continued = pretrain_settings(preset, "simclr", "imagenet")
@@ -100,7 +100,7 @@ def test_a_preset_can_start_its_track_from_imagenet_and_the_command_line_wins(tm
     ('[pretrain.continued]\nencoder_bn = "eval"\n', "encoder_bn must be one of train, frozen, got 'eval'"),
 ])
 def test_bad_start_settings_in_a_preset_are_named_with_the_fix(tmp_path, extra, message):
-    text = (ROOT / "protocols" / "presets" / "cpu.toml").read_text()
+    text = (ROOT / "protocols" / "presets" / "cpu-v3.toml").read_text()  # a preset without a continued recipe
     path = tmp_path / "bad.toml"
     path.write_text(text.replace("[pretrain]\n", "[pretrain]\n" + extra, 1) if not extra.startswith("[")
                     else text + "\n" + extra)

@@ -122,3 +122,11 @@ def test_the_reproduce_line_names_data_only_where_the_runs_did_not_use_their_pre
     assert line("real", "downstream:train") == "`make bench METHOD=simclr PRESET=real DATA=downstream:train`"
     assert line("cpu", "synthetic", "simclr@imagenet") == "`make bench METHOD=simclr PRESET=cpu START=imagenet`"
     assert line("my-preset", "videos:/data/clips") == "`make bench METHOD=simclr PRESET=my-preset DATA=videos:/data/clips`"
+
+
+def test_the_real_track_continues_from_imagenet_with_the_cpu_track_s_recipe_unchanged():
+    """The recipe was chosen on the cpu track's validation split; the real track must not be tuned to itself."""
+    from protocols.presets import continued_recipe, load_preset, resolve_preset
+
+    cpu, real = (continued_recipe(load_preset(resolve_preset(name))) for name in ("cpu", "real"))
+    assert cpu and real == cpu

@@ -63,6 +63,9 @@ def continued_text(name: str, recipe: dict, preset: str | None) -> str:
     lines.append(tabulate(rows, headers=header, tablefmt="github"))
     if preset and not recipe:
         lines.append(f"\nPreset {preset} sets no continued recipe: its continued runs use the method's recipe unchanged.")
+    elif preset:
+        lines.append(f"\nPreset {preset} sets the column above for every method (its [pretrain.continued] table; the preset "
+                     "file's comment above it says how it was chosen and with which evidence).")
     if not preset:
         lines.append("\n`--preset P` shows the recipe a preset sets.")
     lines.append(f"\nChoosing one: `sslbench ablation continued-recipe --preset {preset or 'P'}` continues every method with "

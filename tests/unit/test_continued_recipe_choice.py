@@ -222,3 +222,16 @@ def test_without_recipe_runs_there_is_no_section(tmp_path):
     _write(tmp_path / "results", make_result("simclr", "linear_probe", FRACTION, 0, hashes, np.random.default_rng(0)))
     page = render.Page(load_results(tmp_path / "results"), hashes, "results")
     assert render.continued_recipe_section(page) == []
+
+
+def test_methods_m_shows_the_preset_s_recipe_and_how_one_is_chosen(capsys):
+    from benchmark.cli import main
+
+    assert main(["methods", "vicreg", "--preset", "cpu"]) == 0
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if line.startswith("| encoder_bn"))
+    assert "| frozen " in row  # the cpu preset's column: its chosen recipe
+    assert "Preset cpu sets the column above for every method" in out
+    assert "`sslbench ablation continued-recipe --preset cpu`" in out and "(never the test split)" in out
+    assert main(["methods", "vicreg", "--preset", "cpu-v3"]) == 0
+    assert "Preset cpu-v3 sets no continued recipe" in capsys.readouterr().out

@@ -451,12 +451,17 @@ def ranking_section(track: str, ranking: analysis.Ranking) -> list[str]:
 MIN_KNN_GAIN = 2.0
 
 
+def knn_gain(diagnostics: dict) -> float | None:
+    """How many points the pretraining run raised the pool's k-NN macro-F1; None without the pool's labels."""
+    before, after = diagnostics["before"].get("knn_macro_f1"), diagnostics["after"].get("knn_macro_f1")
+    return None if before is None or after is None else 100 * (after - before)
+
+
 def knn_note(diagnostics: dict) -> str | None:
     """A note when a pretraining run did not lift the pool's k-NN macro-F1; None otherwise or without labels."""
-    before, after = diagnostics["before"].get("knn_macro_f1"), diagnostics["after"].get("knn_macro_f1")
-    if before is None or after is None:
+    gain = knn_gain(diagnostics)
+    if gain is None:
         return None
-    gain = 100 * (after - before)
     if gain >= MIN_KNN_GAIN:
         return None
     return (f"its features separate the pool's planes no better than before pretraining: k-NN macro-F1 "
@@ -481,8 +486,13 @@ def diagnostics_section(runs: pd.DataFrame) -> list[str]:
         d = r.diagnostics
         b, a = d["before"], d["after"]
         knn = "—" if a.get("knn_macro_f1") is None else f"{pct(b['knn_macro_f1'])} → {pct(a['knn_macro_f1'])}"
-        found = list(d.get("problems") or [])
-        if r.init_kind != "baseline" and (note := knn_note(d)):
+        note = knn_note(d)
+        # A checkpoint's problems are judged when it is made. Records made before the engine's rule learned that a
+        # small weight change can be enough (a run continued from ImageNet at a tenth of the rate: 0.8 % while its
+        # pool k-NN rose 9 points) still say "did not move"; the page applies the rule of today to every record.
+        found = [p for p in d.get("problems") or []
+                 if not (p.startswith("the encoder did not move") and note is None and knn_gain(d) is not None)]
+        if r.init_kind != "baseline" and note:
             found.append(note)
         notes = "; ".join(found) or "—"
         rows.append([init_title(r.init), str(r.pretrain_seed), f"{d['encoder_change']:.3g}",

@@ -313,6 +313,25 @@ def test_a_run_whose_features_did_not_move_towards_the_planes_is_noted_with_its_
     assert not any("no better" in line for line in section.splitlines() if line.startswith("| random"))
 
 
+def test_a_recorded_did_not_move_is_dropped_when_the_pool_knn_rose_and_kept_when_it_did_not(tmp_path):
+    results, protocols = make_fixture(tmp_path)
+    stale = "the encoder did not move: relative weight change 7.58e-03 < 0.01 (the optimiser's steps are too small)"
+    for seed, knn_after in ((0, None), (1, 0.146)):  # seed 0 keeps the fixture's 11-point gain; seed 1 gains 1.6
+        for path in (results / TRACK["id"] / "vicreg").rglob(f"pretrain-seed{seed}/*.json"):
+            record = json.loads(path.read_text())
+            diag = record["init"]["pretrain"]["diagnostics"]
+            diag["problems"] = [stale]
+            if knn_after is not None:
+                diag["after"] = {**diag["after"], "knn_macro_f1": knn_after}
+            path.write_text(json.dumps(record, indent=1))
+    text = generate(results, protocols, tmp_path / "LEADERBOARD.md")
+    section = text[text.index("### Did pretraining learn?"):]
+    rows = {line.split("|")[2].strip(): line for line in section[:section.index("\n#")].splitlines()
+            if line.startswith("| vicreg")}
+    assert rows["0"].split("|")[-2].strip() == "—"
+    assert "did not move" in rows["1"] and "k-NN macro-F1 +1.6 points (< 2)" in rows["1"]
+
+
 def _track_deltas(results: Path, protocols: Path):
     from leaderboard import analysis
 

@@ -2,10 +2,12 @@
 macro-F1 per method (the mean over its pretraining runs and seeds), and the recipe chosen for every method
 (its section is rendered by `render.continued_recipe_section`).
 
-The choice reads the validation split only (`val_macro_f1`): the recipe with the highest mean over the methods
-(each method weighing the same, whatever its number of runs) among the methods that have every recipe, ties to
-the recipe listed first. One recipe for all methods, so that no method is tuned more than another. The test
-scores are shown beside it, after the choice, and never enter it.
+The choice reads the validation split only (`val_macro_f1`): for each method, the candidate with its highest
+validation macro-F1 (the mean over its pretraining runs and seeds), ties to the recipe listed first. Every method
+gets the same candidates, so none is tuned more than another, and each continues with what suits it: protocol
+v1 chose one recipe for all (the best mean over the methods), which kept ImageNet's BatchNorm for every method and
+collapsed SimCLR's and Barlow Twins' features (effective rank 0 and 1), while other candidates kept theirs. The
+mean over the methods is still shown. The test scores are shown beside the choice, after it, and never enter it.
 """
 from __future__ import annotations
 
@@ -54,13 +56,14 @@ class RecipeScore:
 
 @dataclass(frozen=True)
 class Choice:
-    """The recipes of one track and the one chosen. `methods`: those that have every recipe (the choice
-    averages over them); `missing`: method → recipes it lacks (their scores are shown, not counted)."""
+    """The recipes of one track and the one chosen for each method. `methods`: those that have every recipe
+    (their choice is final; the mean column averages over them); `missing`: method → recipes it lacks (its
+    choice, among the recipes it has, is provisional); `chosen`: method → its recipe."""
 
     recipes: list[RecipeScore]
     methods: list[str]
     missing: dict[str, list[str]]
-    chosen: RecipeScore | None
+    chosen: dict[str, RecipeScore]
 
     @property
     def complete(self) -> bool:
@@ -78,7 +81,8 @@ def _diagnostic(runs: pd.DataFrame, *path: str) -> float:
 
 
 def choose(runs: pd.DataFrame) -> Choice:
-    """The choice among one track's (expanded) continued-recipe runs, from their validation scores alone."""
+    """Each method's choice among one track's (expanded) continued-recipe runs, from their validation scores
+    alone."""
     methods = sorted({init_method(i) for i in runs["init"]})
     recipes = sorted(runs.groupby("recipe_name"), key=lambda kv: int(kv[1]["level"].iloc[0]))
     have = {m: {name for name, g in recipes if (g["init"].map(init_method) == m).any()} for m in methods}
@@ -94,8 +98,11 @@ def choose(runs: pd.DataFrame) -> Choice:
         scores.append(RecipeScore(name, int(ab["level"]), dict(ab["recipe"]), val,
                                   {m: int(h["pretrain_seed"].nunique()) for m, h in per.items()}, mean,
                                   _diagnostic(g, "encoder_change"), _diagnostic(g, "after", "knn_macro_f1")))
-    ranked = [s for s in scores if not math.isnan(s.mean_val)]
-    chosen = max(ranked, key=lambda s: (s.mean_val, -s.level)) if ranked else None
+    chosen = {}
+    for m in methods:
+        ranked = [s for s in scores if m in s.val and not math.isnan(s.val[m])]
+        if ranked:
+            chosen[m] = max(ranked, key=lambda s: (s.val[m], -s.level))
     return Choice(scores, counted, missing, chosen)
 
 

@@ -195,12 +195,17 @@ def recipes_tried(page: Page, track: str) -> int:
 def recipe_text(table: analysis.Table, tried: int) -> str:
     """The recipe the table's continued rows ran with, and how many were tried for them."""
     rows = table.runs[table.runs["init"].isin(continued_inits(table.runs)) & table.runs["recipe"].notna()]
-    used = sorted({continued_recipe.knobs_text(r) for r in rows["recipe"]})
-    text = f"Their recipe: {'; '.join(used) if used else 'not recorded'}. "
+    used: dict[str, set[str]] = {}  # recipe → the rows that ran with it
+    for init, recipe in zip(rows["init"], rows["recipe"], strict=True):
+        used.setdefault(continued_recipe.knobs_text(recipe), set()).add(f"`{init_title(init)}`")
+    if len(used) > 1:
+        text = "Their recipes: " + "; ".join(f"{k} ({', '.join(sorted(v))})" for k, v in sorted(used.items())) + ". "
+    else:
+        text = f"Their recipe: {next(iter(used)) if used else 'not recorded'}. "
     if tried:
         return text + (f"{tried} recipe{'s' if tried != 1 else ''} were tried for every continued row of this track and "
-                       "one chosen on the validation split (section \"Continued pretraining: the recipe, chosen on "
-                       "validation\").")
+                       "one chosen for each method on the validation split (section \"Continued pretraining: the "
+                       "recipe, chosen on validation\").")
     return text + "No recipe was compared on this track (`sslbench ablation continued-recipe` does)."
 
 
@@ -818,12 +823,12 @@ def continued_recipe_section(page: Page) -> list[str]:
     lines = ["## Continued pretraining: the recipe, chosen on validation", "",
              "How should a method continue from ImageNet's weights on the videos? Each candidate of "
              "`protocols/continued_recipe.toml` continues every method from ImageNet with the track's pretraining "
-             "settings and the candidate's knobs, evaluated at the protocol's label fraction. The choice is the "
-             "recipe with the highest **validation** macro-F1 averaged over the methods (each weighing the same; "
-             "within a method, the mean over its pretraining runs and seeds): one recipe for every method, so "
-             "that no method is tuned more than another. The test column is shown after the choice and is never "
-             "read by it. Encoder change and the pool's k-NN macro-F1 after pretraining are the checkpoints' "
-             "diagnostics, averaged over the methods.", ""]
+             "settings and the candidate's knobs, evaluated at the protocol's label fraction. Each method continues "
+             "with the candidate of its highest **validation** macro-F1 (✓; the mean over its pretraining runs and "
+             "seeds; ties to the candidate listed first): every method is given the same candidates, so none is "
+             "tuned more than another. The mean over the methods and the test column are shown after the choice "
+             "and are never read by it. Encoder change and the pool's k-NN macro-F1 after pretraining are the "
+             "checkpoints' diagnostics, averaged over the methods.", ""]
     main = page.results.main
     for track in sorted(runs["track"].unique()):
         tr = runs[runs["track"] == track]
@@ -838,9 +843,9 @@ def continued_recipe_section(page: Page) -> list[str]:
         methods = sorted({init_method(i) for i in tr["init"]})
         rows = []
         for r in choice.recipes:
-            mark = " ✓" if choice.chosen is not None and r.name == choice.chosen.name else ""
-            rows.append([f"`{r.name}`{mark}", continued_recipe.knobs_text(r.knobs)]
-                        + [pct(r.val[m]) if m in r.val else NOT_RUN for m in methods]
+            rows.append([f"`{r.name}`", continued_recipe.knobs_text(r.knobs)]
+                        + [(pct(r.val[m]) + (" ✓" if choice.chosen.get(m) is r else "")) if m in r.val else NOT_RUN
+                           for m in methods]
                         + [pct(r.mean_val) if not math.isnan(r.mean_val) else NOT_RUN,
                            pct(tests[r.name]) if not math.isnan(tests[r.name]) else NOT_RUN,
                            "—" if math.isnan(r.encoder_change) else f"{r.encoder_change:.3g}",
@@ -858,25 +863,30 @@ def continued_recipe_section(page: Page) -> list[str]:
 
 
 def recipe_choice_text(choice: continued_recipe.Choice, main: pd.DataFrame) -> str:
-    """The choice in words, and whether the track's continued rows ran with it."""
-    if choice.chosen is None:
-        return "No method has run every recipe yet: nothing is chosen."
-    c = choice.chosen
-    text = (f"Chosen: `{c.name}` ({continued_recipe.knobs_text(c.knobs)}), validation macro-F1 {pct(c.mean_val)} "
-            f"averaged over {len(choice.methods)} method{'s' if len(choice.methods) != 1 else ''}.")
+    """Each method's choice in words, and whether the track's continued rows ran with it."""
+    if not choice.chosen:
+        return "No method has run a recipe yet: nothing is chosen."
+    text = "Chosen, per method: " + "; ".join(f"`{m}` `{r.name}` ({pct(r.val[m])})"
+                                              for m, r in sorted(choice.chosen.items())) + "."
     if choice.missing:
         text += (" Provisional: " + "; ".join(f"{m} lacks {', '.join(f'`{n}`' for n in names)}"
                                               for m, names in sorted(choice.missing.items()))
-                 + " (shown, not counted).")
+                 + " (chosen among the recipes it has).")
     rows = main[main["recipe"].notna()]
-    used = {continued_recipe.recipe_key(r) for r in rows["recipe"]}
-    if not used:
+    if rows.empty:
         return text + " No continued row of the main grid yet."
-    if used == {continued_recipe.recipe_key(c.knobs)}:
-        return text + " The track's continued rows ran with it."
-    return text + (" **The track's continued rows ran with another recipe** ("
-                   + "; ".join(sorted(continued_recipe.knobs_text(json.loads(u)) for u in used))
-                   + "): set the preset's `[pretrain.continued]` to the chosen one and rerun them.")
+    ran = {}  # method → the recipes its main-grid rows ran with
+    for init, recipe in zip(rows["init"], rows["recipe"], strict=True):
+        ran.setdefault(init_method(init), set()).add(continued_recipe.recipe_key(recipe))
+    other = {m: used for m, used in sorted(ran.items())
+             if m in choice.chosen and used != {continued_recipe.recipe_key(choice.chosen[m].knobs)}}
+    if not other:
+        return text + f" The track's continued rows ({', '.join(f'`{m}`' for m in sorted(ran))}) ran with theirs."
+    return text + (" **Continued rows that ran with another recipe**: "
+                   + "; ".join(f"`{m}` (" + "; ".join(sorted(continued_recipe.knobs_text(json.loads(u)) for u in used))
+                               + ")" for m, used in other.items())
+                   + ": set the preset's `[pretrain.continued]` (or the method's `[pretrain.method_continued.<method>]`)"
+                   " to the chosen one and rerun them.")
 
 
 def reference_text(main: pd.DataFrame, curve: pd.DataFrame, eval_protocol: str, fraction: str) -> str:

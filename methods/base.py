@@ -126,8 +126,8 @@ def check_continuation(knobs: dict) -> None:
     that is not."""
     unknown = sorted(set(knobs) - set(CONTINUATION_OPTIONS))
     if unknown:
-        raise UserError(f"unknown knob(s) {', '.join(map(repr, unknown))}: the continued recipe is the same for every "
-                        f"method and takes {', '.join(CONTINUATION_OPTIONS)}")
+        raise UserError(f"unknown knob(s) {', '.join(map(repr, unknown))}: a continued recipe's knobs are those "
+                        f"of every method, {', '.join(CONTINUATION_OPTIONS)}")
     scale, bn, warmup = (knobs.get(k, d) for k, d in CONTINUATION_OPTIONS.items())
     if isinstance(scale, bool) or not isinstance(scale, int | float) or scale < 0:
         raise UserError(f"encoder_lr_scale multiplies the encoder's learning rate and must be a number >= 0, "

@@ -52,9 +52,9 @@ def continued_text(name: str, recipe: dict, preset: str | None) -> str:
         f"- Source: the encoder starts from the track backbone's ImageNet weights ({sources}); the heads start "
         "from random weights, as from random.",
         "- Recipe: the defaults above, changed by these knobs (methods/base.py, CONTINUATION_OPTIONS), which "
-        f"{where}'s [pretrain.continued] table sets for every continued run of its track (never for runs from "
-        "random weights) and `sslbench pretrain --start imagenet --set KEY=VALUE` tries; a knob enters the "
-        "checkpoint key only when given.",
+        f"{where}'s [pretrain.method_continued.{name}] table sets for this method's continued runs, else its "
+        "[pretrain.continued] table (never for runs from random weights), and `sslbench pretrain --start "
+        "imagenet --set KEY=VALUE` tries; a knob enters the checkpoint key only when given.",
         "",
     ]
     header = ["knob", "default (the method's recipe unchanged)"] + ([f"preset {preset}"] if preset else []) + ["why"]
@@ -64,14 +64,14 @@ def continued_text(name: str, recipe: dict, preset: str | None) -> str:
     if preset and not recipe:
         lines.append(f"\nPreset {preset} sets no continued recipe: its continued runs use the method's recipe unchanged.")
     elif preset:
-        lines.append(f"\nPreset {preset} sets the column above for every method (its [pretrain.continued] table; the preset "
-                     "file's comment above it says how it was chosen and with which evidence).")
+        lines.append(f"\nPreset {preset} sets the column above for {name} (the preset file's comment above its "
+                     "[pretrain.continued] table says how it was chosen and with which evidence).")
     if not preset:
         lines.append("\n`--preset P` shows the recipe a preset sets.")
     lines.append(f"\nChoosing one: `sslbench ablation continued-recipe --preset {preset or 'P'}` continues every method with "
                  "each candidate of protocols/continued_recipe.toml and evaluates it; the leaderboard's section "
-                 "\"Continued pretraining: the recipe, chosen on validation\" picks the candidate with the best "
-                 "validation macro-F1 averaged over the methods (never the test split), one recipe for all.")
+                 "\"Continued pretraining: the recipe, chosen on validation\" picks, for each method, the candidate "
+                 "with its best validation macro-F1 (never the test split); every method is given the same candidates.")
     return "\n".join(lines)
 
 
@@ -90,7 +90,7 @@ def _run(args: argparse.Namespace) -> int:
         if args.preset:
             from protocols.presets import continued_recipe, load_preset, resolve_preset
 
-            recipe = continued_recipe(load_preset(resolve_preset(args.preset)))
+            recipe = continued_recipe(load_preset(resolve_preset(args.preset)), cls.name)
         if args.json:
             print(json.dumps({"name": cls.name, "family": cls.family, "views": cls.views,
                               "augmentations": cls.augmentations, "defaults": cls.defaults, "notes": cls.notes,

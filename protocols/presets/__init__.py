@@ -31,10 +31,13 @@ PRESETS = ("smoke", "cpu", "cpu-v3", "real", "standard", "paper", "calibrate")
 PRETRAIN_FIELDS = ("backbone", "start", "resolution", "steps", "batch_size", "positives", "hparams",
                    "augment", "precision", "compile", "devices", "num_nodes", "limit_frames")
 START = "start"
-# `[pretrain.continued]`: the recipe of the track's continued runs (a start other than random), the same
-# for every method: knobs of methods.base.CONTINUATION_OPTIONS over the method's recipe. Applied to
-# continued runs only, so a from-random run of the same preset is unchanged by it.
+# `[pretrain.continued]`: the recipe of the track's continued runs (a start other than random): knobs of
+# methods.base.CONTINUATION_OPTIONS over the method's recipe. Applied to continued runs only, so a
+# from-random run of the same preset is unchanged by it.
 CONTINUED = "continued"
+# `[pretrain.method_continued.<method>]`: one method's continued recipe in place of `[pretrain.continued]`
+# (the whole recipe, not merged with it, so that it is exactly a candidate of the continued-recipe ablation).
+METHOD_CONTINUED = "method_continued"
 # `[pretrain.method_hparams.<method>]`: hyper-parameters of one method on this track (e.g. a learning
 # rate for a short budget), over the method's defaults and the track's `hparams`.
 METHOD_HPARAMS = "method_hparams"
@@ -102,29 +105,32 @@ def pretrain_settings(preset: dict, method: str, start: str | None = None, recip
     """The PretrainConfig fields of `method` on this preset's track: its `[pretrain]` table with the
     method's own `[pretrain.method_hparams.<method>]` merged into `hparams`. `start` (`--start`, else the
     preset's `start`): a start other than random sets the config's `init` and merges the continued
-    recipe (`[pretrain.continued]`, or `recipe` in its place: a candidate of the continued-recipe ablation)
+    recipe (the method's `[pretrain.method_continued.<method>]`, else `[pretrain.continued]`; or `recipe` in
+    their place: a candidate of the continued-recipe ablation)
     into `hparams`, over the rest; from random weights neither appears, so the settings (and keys) of
     from-random runs are what they were."""
     from leaderboard.results import RANDOM_START
 
     chosen = preset_start(preset, start)
-    settings = {k: v for k, v in preset["pretrain"].items() if k not in (METHOD_HPARAMS, START, CONTINUED)}
+    settings = {k: v for k, v in preset["pretrain"].items()
+                if k not in (METHOD_HPARAMS, START, CONTINUED, METHOD_CONTINUED)}
     own = preset["pretrain"].get(METHOD_HPARAMS, {}).get(method)
     if own:
         settings["hparams"] = {**settings.get("hparams", {}), **own}
     if chosen != RANDOM_START:
         settings["init"] = chosen
         if recipe is None:
-            recipe = preset["pretrain"].get(CONTINUED, {})
+            recipe = continued_recipe(preset, method)
         if recipe:
             settings["hparams"] = {**settings.get("hparams", {}), **recipe}
     return settings
 
 
-def continued_recipe(preset: dict) -> dict:
-    """The knobs a preset's `[pretrain.continued]` table gives its continued runs ({}: the methods' recipes
-    unchanged)."""
-    return dict(preset["pretrain"].get(CONTINUED, {}))
+def continued_recipe(preset: dict, method: str | None = None) -> dict:
+    """The knobs a preset gives the continued runs of `method`: its `[pretrain.method_continued.<method>]`,
+    else `[pretrain.continued]` ({}: the method's recipe unchanged). Without `method`, the common table."""
+    own = preset["pretrain"].get(METHOD_CONTINUED, {})
+    return dict(own[method] if method in own else preset["pretrain"].get(CONTINUED, {}))
 
 
 def _validate_method_hparams(table, where: str) -> None:
@@ -149,22 +155,33 @@ def _validate_method_hparams(table, where: str) -> None:
 def _validate_continued(pretrain: dict, where: str) -> None:
     from leaderboard.results import STARTS
     from methods.base import CONTINUATION_OPTIONS, check_continuation
+    from methods.registry import available_methods
 
     if START in pretrain and pretrain[START] not in STARTS:
         raise UserError(f"{where}: key 'pretrain.start' must be one of {', '.join(STARTS)}, got {pretrain[START]!r}")
-    table = pretrain.get(CONTINUED, {})
-    if not isinstance(table, dict):
-        raise UserError(f"{where}: key 'pretrain.{CONTINUED}' must be a table of the continued recipe's knobs, "
-                        "e.g. { encoder_lr_scale = 0.1 }")
-    for key in table:
-        if key not in CONTINUATION_OPTIONS:
-            raise UserError(f"{where} [pretrain.{CONTINUED}]: unknown knob {key!r}: the continued recipe is the "
-                            f"same for every method and takes {', '.join(CONTINUATION_OPTIONS)}; a method's own "
-                            f"hyper-parameters go in [pretrain.{METHOD_HPARAMS}.<method>]")
-    try:  # types and ranges
-        check_continuation(table)
-    except UserError as exc:
-        raise UserError(f"{where} [pretrain.{CONTINUED}]: {exc}") from exc
+    per_method = pretrain.get(METHOD_CONTINUED, {})
+    if not isinstance(per_method, dict) or not all(isinstance(t, dict) for t in per_method.values()):
+        raise UserError(f"{where}: key 'pretrain.{METHOD_CONTINUED}' must be a table of tables, one per method, "
+                        "e.g. simclr = { encoder_lr_scale = 0.1 }")
+    known = available_methods()
+    for method in per_method:
+        if method not in known:
+            raise _unknown(method, sorted(known), f"{where} [pretrain.{METHOD_CONTINUED}]")
+    tables = [(f"pretrain.{CONTINUED}", pretrain.get(CONTINUED, {}))]
+    tables += [(f"pretrain.{METHOD_CONTINUED}.{m}", t) for m, t in per_method.items()]
+    for name, table in tables:
+        if not isinstance(table, dict):
+            raise UserError(f"{where}: key '{name}' must be a table of the continued recipe's knobs, "
+                            "e.g. { encoder_lr_scale = 0.1 }")
+        for key in table:
+            if key not in CONTINUATION_OPTIONS:
+                raise UserError(f"{where} [{name}]: unknown knob {key!r}: a continued recipe takes "
+                                f"{', '.join(CONTINUATION_OPTIONS)}; a method's own hyper-parameters go in "
+                                f"[pretrain.{METHOD_HPARAMS}.<method>]")
+        try:  # types and ranges
+            check_continuation(table)
+        except UserError as exc:
+            raise UserError(f"{where} [{name}]: {exc}") from exc
 
 
 def _unknown(key: str, known, where: str) -> UserError:
@@ -216,8 +233,8 @@ def _validate(p: dict, path: Path) -> None:
             raise UserError(f"{where} [pretrain]: key 'init' is named 'start' in a preset: start = \"imagenet\" "
                             "pretrains every method of the track from ImageNet weights, as rows of their own "
                             "(<method>@imagenet), with the recipe of [pretrain.continued]")
-        if key not in PRETRAIN_FIELDS + (METHOD_HPARAMS, CONTINUED):
-            raise _unknown(key, PRETRAIN_FIELDS + (METHOD_HPARAMS, CONTINUED), f"{where} [pretrain]")
+        if key not in PRETRAIN_FIELDS + (METHOD_HPARAMS, CONTINUED, METHOD_CONTINUED):
+            raise _unknown(key, PRETRAIN_FIELDS + (METHOD_HPARAMS, CONTINUED, METHOD_CONTINUED), f"{where} [pretrain]")
     _validate_method_hparams(pretrain.get(METHOD_HPARAMS, {}), where)
     _validate_continued(pretrain, where)
     protocols = p.get("protocols", {})

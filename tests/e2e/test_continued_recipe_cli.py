@@ -66,7 +66,7 @@ def test_each_recipe_is_its_own_continued_run_the_preset_s_is_the_main_grid_s_an
     board = (tmp_path / "LEADERBOARD.md").read_text()
     assert "## Continued pretraining: the recipe, chosen on validation" in board
     assert f"{len(recipes)} recipes tried, the same ones for every method" in board
-    assert "Chosen: `" in board and "No continued row of the main grid yet." in board
+    assert "Chosen, per method: `simclr` `" in board and "No continued row of the main grid yet." in board
     assert "continued-pretraining-the-recipe-chosen-on-validation" in (tmp_path / "site" / "index.html").read_text()
 
     stamps = {p: p.stat().st_mtime_ns for p in files}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -87,6 +88,23 @@ def test_the_start_and_the_continued_recipe_are_in_the_checkpoint_key_only_for_c
     assert configs["continued"].resolved_hparams()["head_warmup_steps"] == 20
 
 
+def test_a_method_s_own_continued_recipe_replaces_the_common_one_for_that_method_alone(tmp_path):
+    preset = _preset(tmp_path, '[pretrain.continued]\nencoder_lr_scale = 0.1\nencoder_bn = "frozen"\n\n'
+                               '[pretrain.method_continued.simclr]\nencoder_lr_scale = 0.1\n')
+    plain = pretrain_settings(load_preset("cpu-v3"), "simclr").get("hparams", {})
+    # The method's table is its whole recipe (not merged with the common one: no encoder_bn=frozen)...
+    assert pretrain_settings(preset, "simclr", "imagenet")["hparams"] == {**plain, "encoder_lr_scale": 0.1}
+    # ...the other methods keep the common one, and runs from random weights neither.
+    assert pretrain_settings(preset, "vicreg", "imagenet")["hparams"]["encoder_bn"] == "frozen"
+    assert pretrain_settings(preset, "simclr") == pretrain_settings(load_preset("cpu-v3"), "simclr")
+    # The cpu track's choice: SimCLR and Barlow Twins with the recipes their validation scores chose.
+    cpu = load_preset("cpu")
+    assert pretrain_settings(cpu, "simclr", "imagenet")["hparams"] == {"encoder_lr_scale": 0.1}
+    bt = pretrain_settings(cpu, "barlowtwins", "imagenet")["hparams"]
+    assert bt["encoder_lr_scale"] == 0.1 and bt["head_warmup_steps"] == 30 and "encoder_bn" not in bt
+    assert pretrain_settings(cpu, "ae", "imagenet")["hparams"] == {"encoder_lr_scale": 0.1, "encoder_bn": "frozen"}
+
+
 def test_a_preset_can_start_its_track_from_imagenet_and_the_command_line_wins(tmp_path):
     preset = _preset(tmp_path, 'start = "imagenet"\n')
     assert pretrain_settings(preset, "vicreg")["init"] == "imagenet"
@@ -96,7 +114,11 @@ def test_a_preset_can_start_its_track_from_imagenet_and_the_command_line_wins(tm
 @pytest.mark.parametrize(("extra", "message"), [
     ('init = "imagenet"\n', "key 'init' is named 'start' in a preset"),
     ('start = "dino"\n', "key 'pretrain.start' must be one of random, imagenet, got 'dino'"),
-    ("[pretrain.continued]\nlr = 0.1\n", "unknown knob 'lr': the continued recipe is the same for every method"),
+    ("[pretrain.continued]\nlr = 0.1\n", "[pretrain.continued]: unknown knob 'lr': a continued recipe takes"),
+    ("[pretrain.method_continued.simclr]\nlr = 0.1\n",
+     "[pretrain.method_continued.simclr]: unknown knob 'lr': a continued recipe takes"),
+    ("[pretrain.method_continued.simclrr]\nencoder_lr_scale = 0.1\n", "unknown key 'simclrr' (did you mean 'simclr'?)"),
+    ("[pretrain.method_continued]\nsimclr = 0.1\n", "'pretrain.method_continued' must be a table of tables"),
     ('[pretrain.continued]\nencoder_bn = "eval"\n', "encoder_bn must be one of train, frozen, got 'eval'"),
 ])
 def test_bad_start_settings_in_a_preset_are_named_with_the_fix(tmp_path, extra, message):
@@ -104,7 +126,7 @@ def test_bad_start_settings_in_a_preset_are_named_with_the_fix(tmp_path, extra, 
     path = tmp_path / "bad.toml"
     path.write_text(text.replace("[pretrain]\n", "[pretrain]\n" + extra, 1) if not extra.startswith("[")
                     else text + "\n" + extra)
-    with pytest.raises(UserError, match=message.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(UserError, match=re.escape(message)):
         load_preset(str(path))
 
 

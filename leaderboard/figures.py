@@ -14,7 +14,7 @@ import pandas as pd
 
 from leaderboard import ablation, analysis, learning_curve
 from leaderboard.load import Results
-from leaderboard.results import fraction_title, init_title
+from leaderboard.results import RANDOM_START, fraction_title, init_method, init_start, init_title
 
 DPI = 120
 # PNG text chunks without the "Software: Matplotlib x.y" entry; Agg adds no date to PNGs.
@@ -41,11 +41,25 @@ def learning_curve_name(track: str) -> str:
 
 
 def _colors(inits: list[str]) -> dict[str, tuple]:
-    """One colour per init of a track, the same in every figure of that track."""
+    """One colour per method of a track, the same in every figure of that track: a continued row
+    (`M ← imagenet`) takes its method's colour and `CONTINUED_STYLE`, so the two starts of a method pair up
+    by eye and ten colours cover the seven built-in methods and both baselines."""
     import seaborn as sns
 
-    palette = sns.color_palette("tab10", n_colors=max(10, len(inits)))
-    return {init: palette[i % len(palette)] for i, init in enumerate(inits)}
+    methods = list(dict.fromkeys(init_method(i) for i in inits))
+    palette = sns.color_palette("tab10", n_colors=max(10, len(methods)))
+    by_method = {m: palette[i % len(palette)] for i, m in enumerate(methods)}
+    return {init: by_method[init_method(init)] for init in inits}
+
+
+CONTINUED_STYLE = {"linestyle": "-.", "marker": "s"}
+
+
+def _style(init: str, baselines: set[str]) -> dict:
+    """Line style and marker of an init: baselines dashed, continued rows dash-dotted with squares."""
+    if init in baselines:
+        return {"linestyle": "--", "marker": "o"}
+    return dict(CONTINUED_STYLE) if init_start(init) != RANDOM_START else {"linestyle": "-", "marker": "o"}
 
 
 def _save(fig, path: Path) -> Path:
@@ -64,8 +78,8 @@ def plot_f1_vs_fraction(table: analysis.Table, colors: dict[str, tuple], path: P
     for init in inits:
         points = [(f, cells[(init, f)].interval) for f in table.fractions if (init, f) in cells]
         xs = [100 * f for f, _ in points]
-        ax.plot(xs, [100 * iv.mean for _, iv in points], marker="o", color=colors[init], label=init_title(init),
-                linestyle="--" if init in baselines else "-")
+        ax.plot(xs, [100 * iv.mean for _, iv in points], color=colors[init], label=init_title(init),
+                **_style(init, baselines))
         band = [(100 * f, 100 * iv.low, 100 * iv.high) for f, iv in points if iv.n >= 2 and iv.low == iv.low]
         if band:
             bx, lo, hi = zip(*band, strict=True)
@@ -82,7 +96,9 @@ def plot_f1_vs_fraction(table: analysis.Table, colors: dict[str, tuple], path: P
     bands = ("bands = 95 % interval over downstream seeds of one pretraining run (†)" if one_run
              else "bands = 95 % interval over pretraining runs")
     ax.set_title(f"{k.track}: {k.protocol} (v{k.protocol_version}); {bands}", fontsize=10)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, title="init (-- baseline)")
+    continued = any(init_start(i) != RANDOM_START for i in inits)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False,
+              title="init (-- baseline" + (", -· continued from ImageNet)" if continued else ")"))
     return _save(fig, path)
 
 
@@ -175,8 +191,8 @@ def plot_learning_curve(results: Results, figures_dir: Path) -> list[Path]:
             yerr = np.array([[100 * (iv.mean - iv.low) if iv.n > 1 else 0 for iv in ivs],
                              [100 * (iv.high - iv.mean) if iv.n > 1 else 0 for iv in ivs]])
             score_ax.errorbar(np.array([r.steps for r in mine], float) * dodge,
-                              np.array([100 * iv.mean for iv in ivs], float), yerr=yerr, marker="o", capsize=3,
-                              color=colors[init], label=init_title(init))
+                              np.array([100 * iv.mean for iv in ivs], float), yerr=yerr, capsize=3,
+                              color=colors[init], label=init_title(init), **_style(init, set()))
         for init, cell in learning_curve.reference_cells(results.main, tr, shown).items():
             score_ax.axhline(100 * cell.interval.mean, color=colors.get(init, "grey"),
                              linestyle="--" if init == analysis.REFERENCE_INIT else ":", linewidth=1.2,
@@ -201,7 +217,7 @@ def plot_learning_curve(results: Results, figures_dir: Path) -> list[Path]:
             labelled = True
             xs, ys = [start] + [r.steps for r in mine], [100 * starts[init]] + [100 * r.knn[1] for r in mine]
             knn_ax.plot(xs[:2], ys[:2], linestyle=":", color=colors[init])
-            knn_ax.plot(xs[1:], ys[1:], marker="o", color=colors[init], label=init_title(init))
+            knn_ax.plot(xs[1:], ys[1:], color=colors[init], label=init_title(init), **_style(init, set()))
             knn_ax.plot(xs[:1], ys[:1], marker="o", markerfacecolor="white", color=colors[init], linestyle="none")
         knn_ax.set_title("pool k-NN macro-F1 of each checkpoint\n(hollow: the network before pretraining)" if labelled
                          else "pool k-NN: the pretraining pool has no labels", fontsize=9)

@@ -100,3 +100,19 @@ def test_every_written_png_is_a_non_blank_picture_of_its_figure(drawn):
         if path.name in caught:  # saved at the figure's size (bbox_inches="tight" trims only margins)
             w, h = caught[path.name].get_size_inches() * figures.DPI
             assert 0.6 * w <= image.width <= 1.3 * w and 0.6 * h <= image.height <= 1.3 * h, path.name
+
+
+def test_a_continued_row_wears_its_method_s_colour_in_its_own_line_style():
+    """`simclr ← imagenet` pairs with `simclr` by colour and differs by line and marker; no two methods of the
+    seven built-in ones and the two baselines share a colour (they did when each init took the next colour)."""
+    inits = ["ae", "ae@imagenet", "barlowtwins", "barlowtwins@imagenet", "byol", "byol@imagenet", "moco",
+             "moco@imagenet", "simclr", "simclr@imagenet", "simsiam", "simsiam@imagenet", "vicreg", "vicreg@imagenet",
+             "imagenet", "random"]
+    colors = figures._colors(inits)
+    assert colors["simclr@imagenet"] == colors["simclr"] and colors["vicreg@imagenet"] == colors["vicreg"]
+    plain = [i for i in inits if "@" not in i]
+    assert len({colors[i] for i in plain}) == len(plain) == 9
+    baselines = {"imagenet", "random"}
+    assert figures._style("simclr", baselines) == {"linestyle": "-", "marker": "o"}
+    assert figures._style("simclr@imagenet", baselines) == figures.CONTINUED_STYLE
+    assert figures._style("imagenet", baselines)["linestyle"] == "--"

@@ -28,7 +28,7 @@ $(STAMP): pyproject.toml
 # One pytest worker per CPU (pytest-xdist), each with one torch thread: most tests are small models and CLI
 # subprocesses that gain nothing from intra-op threads, so the workers fill the cores instead.
 test: $(STAMP) lint
-	OMP_NUM_THREADS=1 JE_ARROW_MALLOC_CONF=background_thread:false $(BIN)/python -m pytest -q -m "not perf" -n $(or $(JOBS),logical)
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -m "not perf" -n $(or $(JOBS),logical)
 	$(BIN)/sslbench leaderboard --check --results leaderboard/results --out leaderboard/LEADERBOARD.md
 
 bench: $(STAMP)

@@ -1,4 +1,6 @@
 """Frame preparation (gray, auto crop, square resize) and the parallel decoder shared by all file sources."""
+import threading
+
 import numpy as np
 import pytest
 
@@ -114,6 +116,37 @@ def test_parallel_decoding_keeps_order_and_turns_errors_into_skipped(tmp_path):
     assert [int(r.frames[0, 4, 4]) for r in pooled if isinstance(r, Clip)] == [0, 40, 80, 160, 200]
     assert pooled[3].path == paths[3] and "UnidentifiedImageError" in pooled[3].reason
     assert [getattr(r, "video_id", None) for r in inline] == [getattr(r, "video_id", None) for r in pooled]
+
+
+HELD = threading.Lock()
+
+
+def _needs_the_lock(task: int) -> int:
+    if not HELD.acquire(timeout=3):
+        raise TimeoutError("a lock another thread of the parent held when the worker started")
+    HELD.release()
+    return task
+
+
+def test_workers_do_not_inherit_locks_held_by_other_threads_of_the_parent():
+    """A forked worker copies every lock as it is at that instant: one that another thread holds
+    stays held in the worker for ever (the suite once stalled so). Workers start from a forkserver."""
+    taken, done = threading.Event(), threading.Event()
+
+    def hold():
+        with HELD:
+            taken.set()
+            done.wait(60)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert taken.wait(10)
+        results = list(decode_all(_needs_the_lock, [1, 2, 3], ["a", "b", "c"], workers=2))
+    finally:
+        done.set()
+        holder.join()
+    assert results == [1, 2, 3]
 
 
 def test_auto_crop_of_a_fan_sector_with_a_scrolling_ecg_and_a_ticking_clock():

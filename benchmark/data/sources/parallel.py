@@ -5,6 +5,7 @@ the others; the cache builder then applies `--on-error`.
 """
 from __future__ import annotations
 
+import multiprocessing
 import os
 import sys
 from collections import deque
@@ -18,12 +19,31 @@ from benchmark.errors import UserError
 
 Task = TypeVar("Task")
 
+# The modules whose functions run in decoding workers (imported once, by the forkserver).
+WORKER_MODULES = ("benchmark.data.sources.readers", "benchmark.data.sources.hf", "benchmark.data.simulator.source")
+
 
 def default_workers() -> int:
     try:
         return len(os.sched_getaffinity(0))  # the cores this process may use (containers, taskset)
     except AttributeError:
         return os.cpu_count() or 1
+
+
+def _pool_context(fn: Callable) -> multiprocessing.context.BaseContext:
+    """Workers fork from a forkserver: a fresh single-threaded process, never from this one.
+
+    Forking this process copies locks that its other threads may hold at that instant (pytest-xdist's
+    I/O thread, a progress bar's monitor, a logger's writer thread, a decoder's thread pool); a worker
+    that needs one of them waits for ever. That hang was seen (a worker in futex_wait, the suite
+    stalled); Python 3.14 made forkserver the default on Linux for the same reason. The server imports
+    `__main__` (as spawn does: a script that starts workers needs an `if __name__ == "__main__":`
+    guard) and the modules whose functions workers run once, so that each worker starts from a copy of
+    it in milliseconds instead of importing them again (about 2 s with torch, per worker and pool).
+    """
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["__main__", *WORKER_MODULES, fn.__module__])  # used when the server starts
+    return ctx
 
 
 def reason_of(exc: BaseException) -> str:
@@ -58,9 +78,7 @@ def decode_all(fn: Callable[[Task], Clip | Skipped], tasks: Sequence[Task], path
                 bar.update(1)
             return
         window = 4 * workers  # bounded look-ahead: decoded clips wait in memory only briefly
-        # The platform's default start method (as torch's DataLoader): fork starts fast, and spawn or
-        # forkserver would re-import the caller's __main__, which breaks scripts without a main guard.
-        with ProcessPoolExecutor(max_workers=min(workers, len(tasks))) as pool:
+        with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=_pool_context(fn)) as pool:
             pending: deque[tuple[Future, str]] = deque()
             it = iter(zip(tasks, paths, strict=True))
             try:
@@ -75,7 +93,9 @@ def decode_all(fn: Callable[[Task], Clip | Skipped], tasks: Sequence[Task], path
                     except BrokenProcessPool as exc:
                         in_flight = [path] + [p for _, p in pending]
                         raise UserError(
-                            "a decoding worker process died (out of memory, or a crash inside a decoder) "
+                            "a decoding worker process died (out of memory, a crash inside a decoder, or a "
+                            "script of yours without an `if __name__ == \"__main__\":` guard: workers import "
+                            "the script that started them) "
                             f"while reading one of: {', '.join(in_flight[:8])}"
                             f"{' …' if len(in_flight) > 8 else ''}; run again with -o workers=1 to find "
                             "the file") from exc

@@ -1,5 +1,9 @@
 """Frame preparation (gray, auto crop, square resize) and the parallel decoder shared by all file sources."""
+import os
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -147,6 +151,25 @@ def test_workers_do_not_inherit_locks_held_by_other_threads_of_the_parent():
         done.set()
         holder.join()
     assert results == [1, 2, 3]
+
+
+@pytest.mark.parametrize("guarded", [True, False])
+def test_a_script_that_starts_workers_needs_a_main_guard_and_is_told_so(tmp_path, guarded):
+    """Workers import the script that started them (as with spawn, and Python 3.14's default)."""
+    body = "print(list(decode_all(_needs_the_lock, [1, 2, 3], ['a', 'b', 'c'], workers=2)))"
+    script = tmp_path / "script.py"
+    script.write_text("from benchmark.data.sources.parallel import decode_all\n"
+                      "from tests.unit.test_sources_frames import _needs_the_lock\n"
+                      + (f"if __name__ == '__main__':\n    {body}\n" if guarded else body + "\n"))
+    repo = Path(__file__).resolve().parents[2]
+    run = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "PYTHONPATH": str(repo)})
+    if guarded:
+        assert run.returncode == 0, run.stderr
+        assert run.stdout.strip() == "[1, 2, 3]"
+    else:
+        assert run.returncode != 0
+        assert "a decoding worker process died" in run.stderr and '`if __name__ == "__main__":` guard' in run.stderr
 
 
 def test_auto_crop_of_a_fan_sector_with_a_scrolling_ecg_and_a_ticking_clock():

@@ -223,17 +223,20 @@ def pretrain_seeds(ctx: TrackContext) -> list[int]:
 # ---------------------------------------------------------------------------------------- inits
 
 def pretrain_run(ctx: TrackContext, method: str, pool, seed: int, steps: int | None = None,
-                 recipe: dict | None = None) -> tuple[object, Path, Path]:
+                 recipe: dict | None = None, positives: str | None = None) -> tuple[object, Path, Path]:
     """(PretrainConfig, the run folder given to `pretrain`, the final checkpoint it makes there). `steps`:
     another budget than the preset's (the learning curve); `recipe`: from ImageNet's weights with these
-    continued knobs instead of the preset's (the continued-recipe ablation). At the preset's own budget and
-    recipe it is the same run."""
+    continued knobs instead of the preset's (the continued-recipe ablation); `positives`: positive pairs
+    drawn otherwise than the preset's (the positives ablation). At the preset's own budget, recipe and
+    positives it is the same run."""
     from benchmark.pretrain.config import PretrainConfig
     from benchmark.pretrain.run import FINAL_NAME, run_folder
     from leaderboard.results import IMAGENET_START
     from protocols.presets import pretrain_settings
 
     budget = {} if steps is None else {"steps": steps}
+    if positives is not None:
+        budget["positives"] = positives
     start = IMAGENET_START if recipe is not None else ctx.start
     cfg = PretrainConfig.from_dict({"method": method, **pretrain_settings(ctx.preset, method, start, recipe),
                                     "seed": seed, **budget}).validate()
@@ -530,6 +533,35 @@ def pretrain_and_evaluate(ctx: TrackContext, units: list, pool, describe, run_of
     return done, False
 
 
+def ablation_units(ctx: TrackContext, module, methods: str | None, protocols: list[str] | None,
+                   shard: tuple[int, int] | None, *, title: str, refusal, axis: str) -> tuple[object, list, list]:
+    """What an ablation that pretrains SSL methods and evaluates their checkpoints runs on the track:
+    (its protocol spec with the preset's overrides, its evaluation protocols, the units of `shard`).
+    `module`: the ablation's protocol module (NAME, units, eval_protocols); `title`: how messages name it;
+    `refusal(baselines)`: why it does not run a baseline; `axis`: what a unit is made of, for the summary
+    line. Checked before any data is read: a bad --method or --protocol costs nothing."""
+    from benchmark.runner import select_shard
+    from protocols.spec import load_protocol
+
+    spec = load_protocol(module.NAME, ctx.preset["protocols"].get(module.NAME))
+    methods, baselines = parse_methods(methods or ",".join(spec.settings["methods"]), baselines=False)
+    if baselines:
+        raise UserError(f"--method {','.join(baselines)}: {refusal(baselines)}")
+    evals = [e for e in module.eval_protocols(spec, ctx.preset["protocols"]) if not protocols or e.name in protocols]
+    if not evals:
+        raise UserError(f"--protocol {', '.join(protocols)}: {title} evaluates with "
+                        f"{', '.join(spec.settings['eval_protocols'])} (eval_protocols of protocols/{module.NAME}.toml; "
+                        f"a preset's [protocols.{module.NAME}] table may change it)")
+    units = module.units(spec, methods)
+    mine = select_shard(units, shard)
+    where = f" (shard {shard[0]}/{shard[1]})" if shard else ""
+    sizes = [f"{len(evals)} protocols", *([f"{len(spec.settings['fractions'])} fractions"]
+                                          if "fractions" in spec.settings else []), f"{len(spec.settings['seeds'])} seeds each"]
+    print(f"{module.NAME} on {ctx.track.id}{where}: {len(mine)} of {len(units)} ({axis}) units, {' × '.join(sizes)}",
+          file=sys.stderr, flush=True)
+    return spec, evals, mine
+
+
 def learning_curve(ctx: TrackContext, methods: str | None = None, protocols: list[str] | None = None, *,
                    force: bool = False, shard: tuple[int, int] | None = None, deadline: Deadline | None = None,
                    leaderboard: bool = True) -> bool:
@@ -537,29 +569,17 @@ def learning_curve(ctx: TrackContext, methods: str | None = None, protocols: lis
     the method on the whole pool for that many steps (unless its checkpoint exists: at the preset's own
     budget that is the main grid's) and evaluate it (`protocols`: only these evaluation protocols).
     `methods`: comma-separated, default the protocol's. True when `deadline` stopped it."""
-    from benchmark.runner import select_shard
     from methods.registry import get_method
     from protocols import learning_curve as lc
     from protocols.grid import checkpoint_init
-    from protocols.spec import load_protocol
 
-    spec = load_protocol(lc.NAME, ctx.preset["protocols"].get(lc.NAME))
-    methods, baselines = parse_methods(methods or ",".join(spec.settings["methods"]), baselines=False)
-    if baselines:
-        raise UserError(f"--method {','.join(baselines)}: the learning curve pretrains SSL methods; the imagenet and "
-                        "random baselines are its reference lines, taken from the track's main results (`sslbench "
-                        f"bench --method {','.join(baselines)} --preset {ctx.preset_name}`)")
-    evals = [e for e in lc.eval_protocols(spec, ctx.preset["protocols"]) if not protocols or e.name in protocols]
-    if not evals:
-        raise UserError(f"--protocol {', '.join(protocols)}: the learning curve evaluates with "
-                        f"{', '.join(spec.settings['eval_protocols'])} (eval_protocols of protocols/learning_curve.toml; "
-                        "a preset's [protocols.learning_curve] table may change it)")
+    spec, evals, mine = ablation_units(
+        ctx, lc, methods, protocols, shard, title="the learning curve", axis="method, budget, pretraining seed",
+        refusal=lambda baselines: "the learning curve pretrains SSL methods; the imagenet and random baselines are "
+                                  "its reference lines, taken from the track's main results (`sslbench bench --method "
+                                  f"{','.join(baselines)} --preset {ctx.preset_name}`)")
     pool, downstream = ctx.pretrain_cache(), ctx.downstream_cache()
-    units = lc.units(spec, methods)
-    mine = select_shard(units, shard)
-    where = f" (shard {shard[0]}/{shard[1]})" if shard else ""
-    print(f"{lc.NAME} on {ctx.track.id}{where}: {len(mine)} of {len(units)} (method, budget, pretraining seed) "
-          f"units, {len(evals)} protocols × {len(spec.settings['seeds'])} seeds each", file=sys.stderr, flush=True)
+
     def run_of(unit):
         return pretrain_run(ctx, unit.method, pool, unit.pretrain_seed, steps=unit.steps)
 
@@ -585,29 +605,18 @@ def continued_recipe(ctx: TrackContext, methods: str | None = None, protocols: l
     preset's own recipe that is the main grid's) and evaluate it (`protocols`: only these evaluation
     protocols). `methods`: comma-separated, default the protocol's. True when `deadline` stopped it."""
     from benchmark.checkpoint import read_meta
-    from benchmark.runner import select_shard
     from leaderboard.results import IMAGENET_START, continued_name
     from methods.registry import get_method
     from protocols import continued_recipe as cr
     from protocols.grid import checkpoint_init
-    from protocols.spec import load_protocol
 
-    spec = load_protocol(cr.NAME, ctx.preset["protocols"].get(cr.NAME))
-    methods, baselines = parse_methods(methods or ",".join(spec.settings["methods"]), baselines=False)
-    if baselines:
-        raise UserError(f"--method {','.join(baselines)}: the continued-recipe ablation continues SSL methods from "
-                        "ImageNet's weights; the baselines are not pretrained")
-    evals = [e for e in cr.eval_protocols(spec, ctx.preset["protocols"]) if not protocols or e.name in protocols]
-    if not evals:
-        raise UserError(f"--protocol {', '.join(protocols)}: the continued-recipe ablation evaluates with "
-                        f"{', '.join(spec.settings['eval_protocols'])} (eval_protocols of "
-                        "protocols/continued_recipe.toml; a preset's [protocols.continued_recipe] table may change it)")
+    spec, evals, mine = ablation_units(
+        ctx, cr, methods, protocols, shard, title="the continued-recipe ablation",
+        axis="method, recipe, pretraining seed",
+        refusal=lambda baselines: "the continued-recipe ablation continues SSL methods from ImageNet's weights; the "
+                                  "baselines are not pretrained")
     pool, downstream = ctx.pretrain_cache(), ctx.downstream_cache()
-    units = cr.units(spec, methods)
-    mine = select_shard(units, shard)
-    where = f" (shard {shard[0]}/{shard[1]})" if shard else ""
-    print(f"{cr.NAME} on {ctx.track.id}{where}: {len(mine)} of {len(units)} (method, recipe, pretraining seed) "
-          f"units, {len(evals)} protocols × {len(spec.settings['seeds'])} seeds each", file=sys.stderr, flush=True)
+
     def run_of(unit):
         return pretrain_run(ctx, unit.method, pool, unit.pretrain_seed, recipe=unit.knobs)
 
@@ -622,6 +631,43 @@ def continued_recipe(ctx: TrackContext, methods: str | None = None, protocols: l
                                           f"{u.tag} (pretraining seed {u.pretrain_seed})", run_of, jobs_of,
                                           force=force, deadline=deadline)
     print(f"{cr.NAME}: {done} runs written under {ctx.results_dir / ctx.track.id}", file=sys.stderr)
+    say_reproduction(ctx)
+    if leaderboard:
+        refresh_leaderboard(ctx.results_dir)
+    return stopped
+
+
+def positives(ctx: TrackContext, methods: str | None = None, protocols: list[str] | None = None, *,
+              force: bool = False, shard: tuple[int, int] | None = None, deadline: Deadline | None = None,
+              leaderboard: bool = True) -> bool:
+    """The positives ablation on the track: for each (method, positives mode, pretraining seed) unit of `shard`,
+    pretrain the method with its positive pairs drawn that way (unless its checkpoint exists: for the preset's
+    own mode that is the main grid's) and evaluate it (`protocols`: only these evaluation protocols).
+    `methods`: comma-separated, default the protocol's. True when `deadline` stopped it."""
+    from methods.registry import get_method
+    from protocols import positives as pos
+    from protocols.grid import checkpoint_init
+
+    spec, evals, mine = ablation_units(
+        ctx, pos, methods, protocols, shard, title="the positives ablation",
+        axis="method, positives, pretraining seed",
+        refusal=lambda baselines: "the positives ablation pretrains SSL methods; the imagenet and random baselines "
+                                  "have no positive pairs")
+    pool, downstream = ctx.pretrain_cache(), ctx.downstream_cache()
+
+    def run_of(unit):
+        return pretrain_run(ctx, unit.method, pool, unit.pretrain_seed, positives=unit.positives)
+
+    def jobs_of(unit, cfg, checkpoint):
+        init = checkpoint_init(method_init_name(ctx, unit.method), checkpoint, unit.pretrain_seed,
+                               family=get_method(unit.method).family)
+        return pos.positives_jobs(spec, unit, init, evals, ctx.track, downstream, pool, ctx.results_dir,
+                                  ctx.runs_dir)
+
+    done, stopped = pretrain_and_evaluate(ctx, mine, pool, lambda u: f"{method_init_name(ctx, u.method)} {u.tag} "
+                                          f"(pretraining seed {u.pretrain_seed})", run_of, jobs_of,
+                                          force=force, deadline=deadline)
+    print(f"{pos.NAME}: {done} runs written under {ctx.results_dir / ctx.track.id}", file=sys.stderr)
     say_reproduction(ctx)
     if leaderboard:
         refresh_leaderboard(ctx.results_dir)

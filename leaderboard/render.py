@@ -14,7 +14,16 @@ from functools import cached_property
 import pandas as pd
 from tabulate import tabulate
 
-from leaderboard import ablation, analysis, continued_recipe, cross_scanner, figures, learning_curve, stats
+from leaderboard import (
+    ablation,
+    analysis,
+    continued_recipe,
+    cross_scanner,
+    figures,
+    learning_curve,
+    positives,
+    stats,
+)
 from leaderboard.load import Results
 from leaderboard.results import RANDOM_START, fraction_title, init_method, init_start, init_title
 
@@ -808,12 +817,77 @@ def learning_curve_section(page: Page) -> list[str]:
         lines += knn_rise_section(tr)
         lines += [flattening_text(learning_curve.trends(tr, ev), ev, fraction) for ev in evals] + [""]
         first = tr.iloc[0]
-        data = "".join(f" --{flag} {first[col]}" for flag, col in (("dataset", "pretrain_dataset"),
-                                                                    ("downstream", "downstream_dataset"))
-                       if first[col] != "synthetic")
+        data = data_flags(first)
         lines += [f"Reproduce: `sslbench ablation learning-curve --method {','.join(sorted(tr['init'].unique()))} "
                   f"--preset {first['preset']}{data}`.", ""]
     return lines
+
+
+def data_flags(run: pd.Series) -> str:
+    """The --dataset/--downstream flags that reproduce a run's data (none for the built-in simulator)."""
+    return "".join(f" --{flag} {run[col]}" for flag, col in (("dataset", "pretrain_dataset"),
+                                                             ("downstream", "downstream_dataset"))
+                   if run[col] != "synthetic")
+
+
+def positives_section(page: Page) -> list[str]:
+    """Markdown lines of the positives section (empty when there are no positives runs)."""
+    runs = positives.expand(page.results.ablation)
+    if runs.empty:
+        return []
+    lines = ["## Positives: does the video's time help?", "",
+             "Each method of `protocols/positives.toml` is pretrained with each way of drawing its positive pairs, "
+             "the rest of the run as the track's preset sets it: `same_frame` (two augmentations of one frame, the "
+             "reference study's) or `temporal:K` (two frames of one clip at most K frames apart, each augmented). "
+             "Test macro-F1 (%), mean [95 % interval over the pretraining runs] (runs × seeds; † = one pretraining "
+             "run, the interval then covers its downstream seeds only), and the pool diagnostics of the checkpoints "
+             "(effective rank and k-NN macro-F1 after pretraining, averaged over the runs). Δ pairs each mode's "
+             "runs with the reference mode's runs of the same pretraining and downstream seeds (the same initial "
+             "network and label subset): paired t-test over the pretraining runs, Holm-corrected over every "
+             "comparison of the track's section (▲/▼: significant at α = 0.05).", ""]
+    for (track, digest), tr in runs.groupby(["track", "protocol_hash"], sort=True):
+        reference = positives.reference_mode(tr)
+        scores = positives.mode_scores(tr)
+        comps = {(c.init, c.eval_protocol, c.fraction, c.positives): c
+                 for c in (positives.comparisons(tr, reference) if reference else [])}
+        lines += [f"### `{track}`", "", f"Protocol `{digest[:12]}`; reference mode: `{reference or 'not recorded'}`.", ""]
+        rows = []
+        for (init, ev, fraction), modes in scores.items():
+            for m in modes:
+                c = comps.get((init, ev, fraction, m.positives))
+                rows.append([f"`{init_title(init)}`", f"`{ev}`", fraction_title(fraction), f"`{m.positives}`",
+                             _cell_or_mean(m.cell),
+                             "—" if math.isnan(m.rank_after) else f"{m.rank_after:.1f}",
+                             "—" if math.isnan(m.knn_after) else pct(m.knn_after),
+                             "reference" if m.positives == reference else delta_cell(c.delta if c else None)])
+        lines += markdown_table(rows, ["init", "protocol", "labels", "positives", "test macro-F1", "rank after",
+                                       "pool k-NN after", f"Δ vs `{reference}`"],
+                                ["left", "left", "right", "left", "left", "right", "right", "left"]) + [""]
+        tested = [c for c in comps.values() if c.delta.tested]
+        wins = [c for c in tested if c.delta.marker]
+        if not comps:
+            lines += ["No mode has runs paired with the reference mode yet: nothing is compared.", ""]
+        elif not tested:
+            lines += ["No comparison has two pretraining runs yet: the intervals above cover downstream seeds only, "
+                      "and nothing is tested.", ""]
+        else:
+            lines += [f"{len(tested)} comparison{'s' if len(tested) != 1 else ''} tested; "
+                      + ("significant after Holm's correction: " + "; ".join(
+                          f"`{init_title(c.init)}` `{c.positives}` {c.eval_protocol} at {fraction_title(c.fraction)} "
+                          f"{signed_pct(c.delta.comparison.diff.mean)} {p_value(c.delta.p_holm)}" for c in wins)
+                         if wins else "none is significant after Holm's correction") + ".", ""]
+        first = tr.iloc[0]
+        data = data_flags(first)
+        methods = sorted({init_method(i) for i in tr["init"]})
+        lines += [f"Reproduce: `sslbench ablation positives --method {','.join(methods)} --preset {first['preset']}"
+                  f"{data}{start_flag_of(tr)}`.", ""]
+    return lines
+
+
+def start_flag_of(runs: pd.DataFrame) -> str:
+    """` --start imagenet` when the runs continued from ImageNet's weights, else ""."""
+    starts = {init_start(i) for i in runs["init"]}
+    return "" if starts == {RANDOM_START} else f" --start {sorted(starts - {RANDOM_START})[0]}"
 
 
 def continued_recipe_section(page: Page) -> list[str]:
@@ -1012,9 +1086,7 @@ def cross_scanner_section(page: Page) -> list[str]:
                                 ["left", "left"] + ["right"] * len(per.columns)) + [""]
         ssl = sorted(tr.loc[tr["init_kind"] == "ssl", "init"].unique())
         first = tr.iloc[0]
-        data = "".join(f" --{flag} {first[col]}" for flag, col in (("dataset", "pretrain_dataset"),
-                                                                    ("downstream", "downstream_dataset"))
-                       if first[col] != "synthetic")
+        data = data_flags(first)
         lines += [f"Reproduce: `sslbench ablation cross-scanner --method {','.join(ssl) or 'imagenet'} "
                   f"--preset {first['preset']}{data}`.", ""]
     return lines
@@ -1039,7 +1111,7 @@ def _cell_or_mean(cell: analysis.Cell) -> str:
 
 # Order = order on the page.
 SECTIONS: list[Callable[[Page], list[str]]] = [header_section, tracks_section, ablation_section,
-                                               learning_curve_section, continued_recipe_section,
+                                               learning_curve_section, positives_section, continued_recipe_section,
                                                cross_scanner_section, provenance_section]
 
 

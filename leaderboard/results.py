@@ -18,7 +18,9 @@ the learning curve the pretraining budget and the evaluation protocol,
 `<track>/<method>/learning_curve/steps-<N>/<eval protocol>/...`; for the cross-scanner protocol the
 held-out scanner and the evaluation protocol, `<track>/<init>/cross_scanner/held-out-<scanner>/<eval protocol>/...`;
 for the continued-recipe ablation the recipe and the evaluation protocol,
-`<track>/<method>@imagenet/continued_recipe/recipe-<name>/<eval protocol>/...`.
+`<track>/<method>@imagenet/continued_recipe/recipe-<name>/<eval protocol>/...`; for the positives ablation the
+way positive pairs were drawn and the evaluation protocol, `<track>/<method>/positives/positives-temporal-4/<eval
+protocol>/...`.
 """
 from __future__ import annotations
 
@@ -44,6 +46,10 @@ STEPS_AXIS = "steps"
 # recipe a run continued from ImageNet's weights with).
 CONTINUED_RECIPE = "continued_recipe"
 RECIPE_AXIS = "recipe"
+# The positives ablation's protocol name, and the `ablation.axis` of its records (what it varies: how the
+# positive pairs of pretraining were drawn, `same_frame` or `temporal:K`).
+POSITIVES = "positives"
+POSITIVES_AXIS = "positives"
 # The cross-scanner protocol's name, and the metrics entry of its in-scanner test set (the training
 # scanners' test images; "test" is the held-out scanner's).
 CROSS_SCANNER = "cross_scanner"
@@ -152,6 +158,11 @@ def recipe_tag(name: str) -> str:
     return f"recipe-{name}"
 
 
+def positives_tag(positives: str) -> str:
+    """The folder of a positives setting's runs: `positives-same-frame`, `positives-temporal-4`."""
+    return "positives-" + positives.replace("_", "-").replace(":", "-")
+
+
 def scanner_tag(scanner: str) -> str:
     """The folder of a held-out scanner's runs: `held-out-<name>`, the name made safe for a path
     (`Voluson E6` → `held-out-Voluson_E6`)."""
@@ -161,6 +172,7 @@ def scanner_tag(scanner: str) -> str:
 def job_variant(result: dict) -> str:
     """"" for a main-protocol run; for an ablation run its subset (budget, or held-out scanner) and
     evaluation protocol, as in its path (`diversity-L2/linear_probe`, `steps-600/linear_probe`, `recipe-method/linear_probe`,
+    `positives-same-frame/linear_probe`,
     `held-out-convex-flat/linear_probe`)."""
     scanner = result.get("scanner")
     if scanner:
@@ -172,6 +184,8 @@ def job_variant(result: dict) -> str:
         tag = budget_tag(ablation["steps"])
     elif ablation["axis"] == RECIPE_AXIS:
         tag = recipe_tag(ablation["recipe_name"])
+    elif ablation["axis"] == POSITIVES_AXIS:
+        tag = positives_tag(ablation["positives"])
     else:
         tag = subset_tag(ablation["axis"], ablation["level"])
     return f"{tag}/{ablation['eval_protocol']}" if ablation.get("eval_protocol") else tag

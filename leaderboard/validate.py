@@ -24,6 +24,8 @@ from leaderboard.results import (
     CROSS_SCANNER,
     IN_SCANNER_TEST,
     LEARNING_CURVE,
+    POSITIVES,
+    POSITIVES_AXIS,
     RANDOM_START,
     RECIPE_AXIS,
     START_MARK,
@@ -45,7 +47,7 @@ RETIRED_LIST = "protocols/retired/hashes.toml"
 TOLERANCE = 1e-4
 # What each ablation's runs may vary (`ablation.axis`).
 ABLATION_AXES = {VARIANCE_VS_SIZE: ("diversity", "size"), LEARNING_CURVE: (STEPS_AXIS,),
-                 CONTINUED_RECIPE: (RECIPE_AXIS,)}
+                 CONTINUED_RECIPE: (RECIPE_AXIS,), POSITIVES: (POSITIVES_AXIS,)}
 SEED_FILE = re.compile(r"^seed(\d+)\.json$")
 
 
@@ -161,8 +163,8 @@ def check_scanner(result: dict) -> list[tuple[str, str]]:
 def check_ablation(result: dict) -> list[tuple[str, str]]:
     """An ablation's run says what it varied, as its protocol varies it: a learning-curve run the budget
     (axis `steps`) its checkpoint was pretrained for, a continued-recipe run the recipe (axis `recipe`) its
-    checkpoint continued from ImageNet's weights with, a variance-vs-size run its subset; no other run
-    carries `ablation`."""
+    checkpoint continued from ImageNet's weights with, a positives run how its checkpoint's positive pairs were
+    drawn (axis `positives`), a variance-vs-size run its subset; no other run carries `ablation`."""
     ablation, protocol = result.get("ablation"), result["protocol"]["name"]
     if protocol not in ABLATION_AXES:
         return [("ablation", f"only {', '.join(ABLATION_AXES)} results carry it")] if ablation else []
@@ -180,6 +182,9 @@ def check_ablation(result: dict) -> list[tuple[str, str]]:
         if continued.get("recipe") != ablation["recipe"]:
             return [("ablation.recipe", f"{ablation['recipe']} but its checkpoint continued with "
                                         f"{continued.get('recipe')} (init.pretrain.continued.recipe)")]
+    if protocol == POSITIVES and pretrain.get("positives") != ablation.get("positives"):
+        return [("ablation.positives", f"{ablation.get('positives')} but its checkpoint was pretrained with "
+                                       f"{pretrain.get('positives')} positives (init.pretrain.positives)")]
     return []
 
 

@@ -388,7 +388,7 @@ def render_site(results: Results, known_hashes: dict[str, str], pngs: dict[str, 
     body = markdown_to_html(render.header_section(page), pngs)
     for track in page.tracks:
         body += track_html(page, track, pngs)
-    body += markdown_to_html(render.ablation_section(page) + render.learning_curve_section(page)
+    body += markdown_to_html(render.ablation_section(page) + render.learning_curve_section(page) + render.positives_section(page)
                              + render.continued_recipe_section(page) + render.cross_scanner_section(page) + render.provenance_section(page), pngs)
     body = unique_heading_ids(body)
     return "\n".join(['<!DOCTYPE html>', '<html lang="en">', "<head>", '<meta charset="utf-8">',

@@ -19,7 +19,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from leaderboard.results import CONTINUED_RECIPE, LEARNING_CURVE, RECIPE_AXIS, STEPS_AXIS, subset_tag
+from leaderboard.results import (
+    CONTINUED_RECIPE,
+    LEARNING_CURVE,
+    POSITIVES,
+    POSITIVES_AXIS,
+    RECIPE_AXIS,
+    STEPS_AXIS,
+    subset_tag,
+)
 from protocols.spec import canonical_hash, protocol_key
 
 
@@ -32,7 +40,7 @@ def job_key(protocol_key: dict, init_name: str, init_identity: str, fingerprints
 
 def ablation_key(protocol_key: dict, varied: dict, eval_job_key: str) -> str:
     """`varied`: {"subset": tag} (variance-vs-size), {"steps": budget} (learning curve), {"recipe": knobs}
-    (continued recipe) or {"held_out": scanner} (cross-scanner)."""
+    (continued recipe), {"positives": mode} (positives) or {"held_out": scanner} (cross-scanner)."""
     return canonical_hash({"ablation": protocol_key, **varied, "eval_job": eval_job_key})
 
 
@@ -51,6 +59,12 @@ def continued_recipe_key(file_hash: str, recipe: dict, eval_job_key: str) -> str
     renamed recipe keeps its runs) and the evaluation job. As for the learning curve, the preset's overrides
     only choose which runs are made: how one goes is in its evaluation job's key and its checkpoint's hash."""
     return ablation_key(protocol_key(CONTINUED_RECIPE, file_hash, {}), {"recipe": dict(recipe)}, eval_job_key)
+
+
+def positives_key(file_hash: str, positives: str, eval_job_key: str) -> str:
+    """The key of a positives-ablation run: the protocol file's hash, how its positive pairs were drawn and the
+    evaluation job. As for the learning curve, the preset's overrides only choose which runs are made."""
+    return ablation_key(protocol_key(POSITIVES, file_hash, {}), {"positives": str(positives)}, eval_job_key)
 
 
 def init_identity(name: str, checkpoint_hash: str | None, backbone: str) -> str:
@@ -81,6 +95,8 @@ def record_key(record: dict, ablation_overrides: dict | None = None, *, legacy: 
         return learning_curve_key(record["protocol"]["hash"], ab["steps"], key)
     if ab and ab["axis"] == RECIPE_AXIS:  # continued recipe: its knobs
         return continued_recipe_key(record["protocol"]["hash"], ab["recipe"], key)
+    if ab and ab["axis"] == POSITIVES_AXIS:  # positives: how the pairs were drawn
+        return positives_key(record["protocol"]["hash"], ab["positives"], key)
     if ab:  # variance-vs-size: the subset
         varied = {"subset": subset_tag(ab["axis"], ab["level"])}
     elif sc:  # cross-scanner: the held-out scanner

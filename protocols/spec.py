@@ -31,7 +31,7 @@ HASH = re.compile(r"^[0-9a-f]{64}$")
 PROTOCOLS = ("linear_probe", "finetune", "knn")
 # Ablations are protocols too (a file, a version, a hash) but not part of the main grid: each has its
 # own command (`sslbench ablation ...`) and its own section of the leaderboard.
-ABLATIONS = ("variance_vs_size", "cross_scanner", "learning_curve", "continued_recipe")
+ABLATIONS = ("variance_vs_size", "cross_scanner", "learning_curve", "continued_recipe", "positives")
 # The protocols the cross-scanner protocol can evaluate with: every main protocol (the probe and the
 # k-NN score the features cached for the main grid; fine-tuning trains a copy of the encoder per job).
 CROSS_SCANNER_EVALS = PROTOCOLS
@@ -94,6 +94,10 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     "continued_recipe": {
         "name": str, "version": int, "methods": STR_LIST, "eval_protocols": STR_LIST, "fraction": float,
         "seeds": INT_LIST, "pretrain_seeds": INT_LIST, "recipes": TABLES,
+    },
+    "positives": {
+        "name": str, "version": int, "methods": STR_LIST, "modes": STR_LIST, "reference": str,
+        "eval_protocols": STR_LIST, "fractions": FLOAT_LIST, "seeds": INT_LIST, "pretrain_seeds": INT_LIST,
     },
 }
 
@@ -305,6 +309,8 @@ def _check_values(c: dict, where: str) -> None:
         return _check_learning_curve(c, where)
     if c["name"] == "continued_recipe":
         return _check_continued_recipe(c, where)
+    if c["name"] == "positives":
+        return _check_positives(c, where)
     if c["name"] in ABLATIONS:
         return _check_ablation(c, where)
     _check_common(c, where)
@@ -389,9 +395,9 @@ def evaluation_specs(names: list[str], preset_overrides: dict, **settings) -> li
 
 
 def _check_evaluation(c: dict, where: str) -> None:
-    """What an ablation that evaluates its checkpoints by the main protocols needs: one label fraction,
-    distinct seeds, known protocols."""
-    if not 0 < c["fraction"] <= 1:
+    """What an ablation that evaluates its checkpoints by the main protocols needs: a label fraction (where it
+    has one), distinct seeds, known protocols."""
+    if "fraction" in c and not 0 < c["fraction"] <= 1:
         raise UserError(f"{where}: key 'fraction' must lie in (0, 1], got {c['fraction']}")
     for key in ("seeds", "pretrain_seeds"):
         if len(set(c[key])) != len(c[key]) or any(s < 0 for s in c[key]):
@@ -438,6 +444,30 @@ def _check_continued_recipe(c: dict, where: str) -> None:
         if same in seen:
             raise UserError(f"{where}: recipes {seen[same]!r} and {name!r} are the same recipe")
         seen[same] = name
+
+
+def _check_positives(c: dict, where: str) -> None:
+    """Each mode is a positives setting in its written form (it names its runs' folder and enters their keys),
+    none twice; the reference is one of them and there is another to compare with it; the fractions are
+    labels fractions."""
+    from benchmark.pretrain.sampler import parse_positives
+
+    _check_evaluation(c, where)
+    for mode in c["modes"]:
+        try:
+            canonical = str(parse_positives(mode))
+        except UserError as exc:
+            raise UserError(f"{where}: key 'modes': {exc}") from exc
+        if canonical != mode:
+            raise UserError(f"{where}: key 'modes': write {mode!r} as {canonical!r}")
+    if len(set(c["modes"])) != len(c["modes"]) or len(c["modes"]) < 2:
+        raise UserError(f"{where}: key 'modes' needs at least 2 distinct positives settings, got {c['modes']}")
+    if c["reference"] not in c["modes"]:
+        raise UserError(f"{where}: key 'reference' must be one of the modes {c['modes']}, got {c['reference']!r}")
+    if any(not 0 < f <= 1 for f in c["fractions"]) or len(set(c["fractions"])) != len(c["fractions"]):
+        raise UserError(f"{where}: key 'fractions' must be distinct label fractions in (0, 1], got {c['fractions']}")
+    if len(set(c["methods"])) != len(c["methods"]):
+        raise UserError(f"{where}: key 'methods' must not repeat a method, got {c['methods']}")
 
 
 def _check_ablation(c: dict, where: str) -> None:

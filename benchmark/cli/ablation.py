@@ -1,6 +1,7 @@
 """`sslbench ablation variance-vs-size`: does a diverse pretraining video set beat a merely larger one?
 (benchmark.track.variance_vs_size); `sslbench ablation learning-curve`: how far does each method get at
-several pretraining budgets? (benchmark.track.learning_curve); `sslbench ablation continued-recipe`: which
+several pretraining budgets? (benchmark.track.learning_curve); `sslbench ablation positives`: does the
+video's time help, as positive pairs? (benchmark.track.positives); `sslbench ablation continued-recipe`: which
 recipe should continue ImageNet's weights? (benchmark.track.continued_recipe); `sslbench ablation
 cross-scanner`."""
 from __future__ import annotations
@@ -11,7 +12,7 @@ from benchmark.cli.common import add_start_argument, add_track_arguments, track_
 
 
 def register(sub) -> None:
-    p = sub.add_parser("ablation", help="run an ablation protocol (variance-vs-size, learning-curve, continued-recipe, cross-scanner)",
+    p = sub.add_parser("ablation", help="run an ablation protocol (variance-vs-size, learning-curve, positives, continued-recipe, cross-scanner)",
                        description="Ablations of the pretraining data and budget, run with the same job keys, "
                                    "resume and sharding as the main grid; results go to the results folder and "
                                    "`sslbench leaderboard` adds their section.")
@@ -46,6 +47,23 @@ def register(sub) -> None:
     add_start_argument(c)
     c.add_argument("--no-leaderboard", action="store_true", help="do not regenerate the leaderboard at the end")
     c.set_defaults(func=_learning_curve)
+    q = asub.add_parser(
+        "positives", help="each method pretrained with each way of drawing positive pairs (same frame, temporal)",
+        description="Pretrain each method with every positives mode of protocols/positives.toml (two augmentations "
+                    "of one frame, `same_frame`, or two frames of one clip at most K apart, `temporal:K`), the rest "
+                    "as the preset sets it (a mode equal to the preset's is the main grid's checkpoint), then "
+                    "evaluate each checkpoint with the protocol's evaluation protocols at its label fractions over "
+                    "its seeds and pretraining seeds (the linear probe at 1 and 10 %% labels, 5 seeds, 3 pretraining "
+                    "runs, by default). The leaderboard pairs each mode with the reference mode's runs of the same "
+                    "seeds: Δ, 95 %% interval over the pretraining runs, Holm-corrected p. With --shard i/N each "
+                    "shard takes every N-th (method, mode, pretraining seed) unit: its pretraining and its "
+                    "evaluations.")
+    q.add_argument("--method", default=None,
+                   help="SSL method(s), comma-separated, or `all` (default: the protocol's, simclr and vicreg)")
+    add_track_arguments(q)
+    add_start_argument(q)
+    q.add_argument("--no-leaderboard", action="store_true", help="do not regenerate the leaderboard at the end")
+    q.set_defaults(func=_positives)
     r = asub.add_parser(
         "continued-recipe", help="each method continued from ImageNet with every candidate recipe, to choose one",
         description="Continue each method from ImageNet's weights with every candidate recipe of "
@@ -81,37 +99,26 @@ def register(sub) -> None:
     x.set_defaults(func=_cross_scanner)
 
 
-def _variance_vs_size(args: argparse.Namespace) -> int:
-    from benchmark import track
-    from benchmark.runner import TIME_LIMIT_EXIT, parse_shard
+def _pretraining_ablation(name: str):
+    """The command of an ablation that pretrains SSL methods: `benchmark.track.<name>` on the track the
+    arguments name, with their methods, protocols, shard and time limit."""
+    def run(args: argparse.Namespace) -> int:
+        from benchmark import track
+        from benchmark.runner import TIME_LIMIT_EXIT, parse_shard
 
-    shard = parse_shard(args.shard)
-    ctx = track_context_from_args(args)
-    stopped = track.variance_vs_size(ctx, args.method, args.protocol, force=args.force, shard=shard,
-                                     deadline=args.time_limit, leaderboard=not args.no_leaderboard)
-    return TIME_LIMIT_EXIT if stopped else 0
+        shard = parse_shard(args.shard)
+        ctx = track_context_from_args(args)
+        stopped = getattr(track, name)(ctx, args.method, args.protocol, force=args.force, shard=shard,
+                                       deadline=args.time_limit, leaderboard=not args.no_leaderboard)
+        return TIME_LIMIT_EXIT if stopped else 0
 
-
-def _learning_curve(args: argparse.Namespace) -> int:
-    from benchmark import track
-    from benchmark.runner import TIME_LIMIT_EXIT, parse_shard
-
-    shard = parse_shard(args.shard)
-    ctx = track_context_from_args(args)
-    stopped = track.learning_curve(ctx, args.method, args.protocol, force=args.force, shard=shard,
-                                   deadline=args.time_limit, leaderboard=not args.no_leaderboard)
-    return TIME_LIMIT_EXIT if stopped else 0
+    return run
 
 
-def _continued_recipe(args: argparse.Namespace) -> int:
-    from benchmark import track
-    from benchmark.runner import TIME_LIMIT_EXIT, parse_shard
-
-    shard = parse_shard(args.shard)
-    ctx = track_context_from_args(args)
-    stopped = track.continued_recipe(ctx, args.method, args.protocol, force=args.force, shard=shard,
-                                     deadline=args.time_limit, leaderboard=not args.no_leaderboard)
-    return TIME_LIMIT_EXIT if stopped else 0
+_variance_vs_size = _pretraining_ablation("variance_vs_size")
+_learning_curve = _pretraining_ablation("learning_curve")
+_positives = _pretraining_ablation("positives")
+_continued_recipe = _pretraining_ablation("continued_recipe")
 
 
 def _cross_scanner(args: argparse.Namespace) -> int:

@@ -55,7 +55,8 @@ PARSE_ONLY = {
              "tests/e2e/test_readme_real_data.py (README's real-data command on PyAV clips and FETAL_PLANES_DB)",
     "ablation": "tests/e2e/test_ablation_cli.py (variance-vs-size on the tiny track) and "
                 "tests/e2e/test_learning_curve_cli.py (learning-curve on the tiny track) and "
-                "tests/e2e/test_continued_recipe_cli.py (continued-recipe on the tiny track)",
+                "tests/e2e/test_continued_recipe_cli.py (continued-recipe on the tiny track) and "
+                "tests/e2e/test_positives_cli.py (positives on the tiny track)",
 }
 # sslbench subcommand actions parsed only, likewise: `data download` fetches from the internet, and its tiny
 # run (a miniature catalogue served on 127.0.0.1) is tests/unit/test_download.py.

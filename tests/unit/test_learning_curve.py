@@ -357,7 +357,7 @@ def test_a_curve_result_must_name_the_budget_its_checkpoint_was_pretrained_for(t
     main = make_result("simclr", "linear_probe", FRACTION, 0, hashes, np.random.default_rng(0))
     assert check_ablation(main) == []
     assert check_ablation({**main, "ablation": good["ablation"]}) == [
-        ("ablation", "only variance_vs_size, learning_curve, continued_recipe results carry it")]
+        ("ablation", "only variance_vs_size, learning_curve, continued_recipe, positives results carry it")]
     assert check_ablation({**good, "ablation": None}) == [("ablation", "a learning_curve result must say what it varied")]
 
 

@@ -81,6 +81,11 @@ class SSLMethod(nn.Module):
     def loss(self, views: list[Tensor]) -> Tensor:
         raise NotImplementedError(f"{type(self).__name__} must implement loss(views)")
 
+    def setting_warnings(self, global_batch: int) -> list[str]:
+        """Settings of this run known to go wrong together at this global batch (printed as warnings before
+        pretraining starts; the run goes on). A method with such a known pitfall overrides it."""
+        return []
+
     def momentum_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
         """(online, target) modules whose target follows the online one by EMA; [] if none."""
         return []

@@ -13,7 +13,8 @@ def register(sub) -> None:
     p.add_argument("name", nargs="?", default=None, help="show one method's defaults with their notes")
     p.add_argument("--json", action="store_true", help="print machine-readable JSON instead of a table")
     p.add_argument("--preset", default=None,
-                   help="with NAME: also show the continued recipe this preset's [pretrain.continued] table sets; "
+                   help="with NAME: also show the hyper-parameters this preset sets for the method and the continued "
+                        "recipe its [pretrain.continued] table sets; "
                         "with --one-batch: whose pool, resolution and layout (default: smoke)")
     check = p.add_argument_group("one-batch check (with NAME)")
     check.add_argument("--one-batch", action="store_true",
@@ -86,22 +87,34 @@ def _run(args: argparse.Namespace) -> int:
         from methods.base import CONTINUATION_OPTIONS
 
         cls = get_method(args.name)
-        recipe = {}
+        recipe, own = {}, {}
         if args.preset:
-            from protocols.presets import continued_recipe, load_preset, resolve_preset
+            from leaderboard.results import RANDOM_START
+            from protocols.presets import continued_recipe, load_preset, pretrain_settings, resolve_preset
 
-            recipe = continued_recipe(load_preset(resolve_preset(args.preset)), cls.name)
+            preset = load_preset(resolve_preset(args.preset))
+            recipe = continued_recipe(preset, cls.name)
+            settings = pretrain_settings(preset, cls.name, RANDOM_START)
+            own = {**({"batch_size": settings["batch_size"]} if settings.get("batch_size") else {}),
+                   **settings.get("hparams", {})}
         if args.json:
             print(json.dumps({"name": cls.name, "family": cls.family, "views": cls.views,
                               "augmentations": cls.augmentations, "defaults": cls.defaults, "notes": cls.notes,
                               "continued": {"start": "imagenet", "recipe_defaults": CONTINUATION_OPTIONS,
-                                            **({"preset": args.preset, "recipe": recipe} if args.preset else {})}},
+                                            **({"preset": args.preset, "recipe": recipe} if args.preset else {})},
+                              **({"preset_hparams": own} if args.preset else {})},
                              indent=2))
             return 0
         print(f"{cls.name}: {cls.family}, views {cls.views}, {cls.augmentations} augmentations  "
               f"({cls.__module__}.{cls.__qualname__})")
-        rows = [(k, _format(v), cls.notes.get(k, "")) for k, v in cls.defaults.items()]
-        print(tabulate(rows, headers=["hyper-parameter", "default", "why"], tablefmt="github"))
+        rows = [(k, _format(v), *([_format(own.get(k, v))] if args.preset else []), cls.notes.get(k, ""))
+                for k, v in cls.defaults.items()]
+        print(tabulate(rows, headers=["hyper-parameter", "default", *([f"preset {args.preset}"] if args.preset else []),
+                                      "why"], tablefmt="github"))
+        if args.preset:
+            print(f"\nPreset {args.preset} " + (f"sets {', '.join(f'{k}={_format(v)}' for k, v in own.items())} for "
+                                                 f"its {cls.name} runs (the preset file's comments say why)." if own else
+                                                 f"runs {cls.name} with its defaults."))
         print(continued_text(cls.name, recipe, args.preset))
         return 0
 

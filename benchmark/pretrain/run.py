@@ -152,6 +152,8 @@ def _train(cfg: PretrainConfig, pool: FrameCache, positions: np.ndarray, data_fp
     if steps_per_epoch == 0:
         raise UserError(f"the pretraining pool has {len(positions)} frames, fewer than one global batch "
                         f"({batch_size} × {world} devices); lower --batch-size or use more data")
+    for warning in method.setting_warnings(batch_size * world):
+        print(f"warning: {cfg.method}: {warning}", file=sys.stderr, flush=True)
     total_steps = cfg.steps
     warmup_steps = int(method.hparams.get("head_warmup_steps", 0))
     if warmup_steps >= total_steps:

@@ -254,3 +254,21 @@ def test_methods_m_shows_the_preset_s_recipe_and_how_one_is_chosen(capsys):
     assert [c.strip() for c in row.split("|")[1:4]] == ["encoder_bn", "train", "train"]
     assert main(["methods", "vicreg", "--preset", "cpu-v3"]) == 0
     assert "Preset cpu-v3 sets no continued recipe" in capsys.readouterr().out
+
+
+def test_methods_m_with_a_preset_shows_what_the_preset_sets_for_the_method_s_runs(capsys):
+    import json
+
+    from benchmark.cli import main
+
+    assert main(["methods", "barlowtwins", "--preset", "cpu-v3"]) == 0
+    out = capsys.readouterr().out
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:4]]
+            for line in out.splitlines() if line.startswith("| ") and "|" in line[2:]}
+    assert rows["proj_output_dim"] == ["2048", "256"] and rows["batch_size"] == ["256", "64"]
+    assert rows["lr"] == ["0.3", "0.3"]
+    assert "Preset cpu-v3 sets batch_size=64, proj_hidden_dim=256, proj_output_dim=256 for its barlowtwins runs" in out
+    assert main(["methods", "barlowtwins", "--preset", "cpu-v3", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["preset_hparams"]["proj_hidden_dim"] == 256
+    assert main(["methods", "simclr", "--preset", "standard"]) == 0
+    assert "Preset standard runs simclr with its defaults." in capsys.readouterr().out

@@ -145,3 +145,32 @@ def test_the_optimisers_options_are_taken_by_every_method_and_enter_a_run_only_w
         assert all(g["trust_clip"] is clip for g in opt.param_groups)
     default = build_optimizer(method, resolve_hparams(Toy, {"optimizer": "lars"}), global_batch=256)
     assert all(g["trust_clip"] is True for g in default.param_groups)
+
+
+@pytest.mark.parametrize("dims, batch, warned", [
+    ((2048, 2048), 64, True),     # 32 dimensions per sample: the cpu-v3 collapse
+    ((256, 256), 64, False),      # 4 per sample, the paper's ratio
+    ((512, 512), 64, False),      # 8 per sample, solo-learn's: the limit, not above it
+    ((2048, 256), 64, True),      # the hidden layer counts too
+    ((2048, 2048), 256, False),   # solo-learn's GPU recipe
+    ((2048, 2048), 2 * 32, True),  # the global batch, over devices, is what the loss sees
+])
+def test_barlow_twins_warns_of_a_projector_too_wide_for_its_batch_and_says_the_fix(dims, batch, warned):
+    from methods.registry import get_method
+
+    bt = get_method("barlowtwins")(TinyEncoder(), proj_hidden_dim=dims[0], proj_output_dim=dims[1])
+    got = bt.setting_warnings(batch)
+    assert len(got) == int(warned)
+    if warned:
+        assert f"a {max(dims)}-d projector at a global batch of {batch}" in got[0]
+        assert f"rank at most {batch - 1}" in got[0]
+        assert got[0].endswith(f"--set proj_hidden_dim={4 * batch} --set proj_output_dim={4 * batch}")
+
+
+def test_the_other_built_in_methods_warn_of_nothing_even_at_a_batch_of_two():
+    from methods.registry import available_methods
+
+    others = {n: c for n, c in available_methods().items() if n != "barlowtwins" and c.__module__.startswith("methods.")}
+    assert len(others) == 6
+    for name, cls in others.items():
+        assert cls(TinyEncoder()).setting_warnings(2) == [], name

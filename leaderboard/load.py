@@ -29,7 +29,7 @@ COLUMNS = [
     "class_names", "confusion_matrix", "val_macro_f1", "git_sha", "git_dirty", "device", "machine", "gpu",
     "wall_time_s", "pretrain_wall_time_s", "fp_pretrain", "fp_downstream", "command", "ablation", "diagnostics", "train",
     "data_pretrain", "data_downstream", "skipped_pretrain", "skipped_downstream",
-    "scanner", "in_scanner_macro_f1", "recipe",
+    "scanner", "in_scanner_macro_f1", "recipe", "pretrain_hparams",
 ]
 
 
@@ -69,7 +69,20 @@ def flatten(result: dict, path: Path | str) -> dict:
         if IN_SCANNER_TEST in result["metrics"] else float("nan"),
         # A run continued from other weights than random ones: the recipe it continued with (every knob).
         "recipe": (((init.get("pretrain") or {}).get("continued")) or {}).get("recipe"),
+        # How the checkpoint was trained: the method's hyper-parameters as it ran them, with the batch it ran at
+        # (the method's own `batch_size` default is overridden by the run's), positives and steps.
+        "pretrain_hparams": pretrain_hparams(init.get("pretrain")),
     }
+
+
+def pretrain_hparams(pretrain: dict | None) -> dict | None:
+    """The hyper-parameters a checkpoint recorded, with the global batch and positives it was trained with;
+    None for an init that was not pretrained (or a result written before checkpoints recorded them)."""
+    if not pretrain or not isinstance(pretrain.get("hparams"), dict):
+        return None
+    batch = pretrain.get("global_batch_size") or pretrain.get("batch_size")
+    return {**pretrain["hparams"], **({"batch_size": batch} if batch else {}),
+            **({"positives": pretrain["positives"]} if pretrain.get("positives") else {})}
 
 
 def duplicate_jobs(runs: pd.DataFrame) -> list[tuple[tuple, list[str]]]:

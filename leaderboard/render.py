@@ -814,6 +814,7 @@ def learning_curve_section(page: Page) -> list[str]:
         for ev in evals:
             lines += [reference_text(page.results.main, tr, ev, fraction), ""]
         lines += budget_table(tr, evals) + [""]
+        lines += hparams_lines(tr)
         lines += knn_rise_section(tr)
         lines += [flattening_text(learning_curve.trends(tr, ev), ev, fraction) for ev in evals] + [""]
         first = tr.iloc[0]
@@ -993,6 +994,23 @@ def budget_table(curve: pd.DataFrame, evals: list[str]) -> list[str]:
     for ev in evals:
         headers += [f"{ev} val macro-F1 (%)", f"{ev} test macro-F1 (%)"]
     return markdown_table(rows, headers, ["left"] + ["right"] * (len(headers) - 1))
+
+
+def hparams_lines(runs: pd.DataFrame) -> list[str]:
+    """Each method's pretraining hyper-parameters as its checkpoints recorded them (one line per distinct set),
+    so that a reader sees what every method was given."""
+    lines = []
+    for init, g in runs.groupby("init", sort=True):
+        seen = []
+        for hp in g["pretrain_hparams"]:
+            if isinstance(hp, dict) and hp not in seen:
+                seen.append(hp)
+        for hp in seen:
+            lines.append(f"- `{init_title(init)}`: " + ", ".join(f"{k} {_setting(v)}" for k, v in sorted(hp.items())))
+    if not lines:
+        return []
+    return ["Hyper-parameters of these pretraining runs, as their checkpoints recorded them (the batch is the "
+            "global batch each ran at):", "", *lines, ""]
 
 
 def knn_rise_section(curve: pd.DataFrame) -> list[str]:

@@ -375,3 +375,17 @@ def test_a_curve_result_lies_in_its_budget_s_folder_and_validates(tmp_path):
     path.write_text(json.dumps(record))
     problems, _ = validate_paths([path], known)
     assert [(p.field, p.message) for p in problems] == [("ablation", "'steps' is a required property")]
+
+
+def test_the_section_lists_each_method_s_hyper_parameters_with_the_batch_it_ran_at(tmp_path):
+    hashes = _protocols(tmp_path / "protocols")
+    for steps in (150, 300):
+        r = curve_record("barlowtwins", steps, 0, 0.3, hashes)
+        r["init"]["pretrain"].update({"hparams": {"lr": 0.3, "batch_size": 256, "proj_output_dim": 256},
+                                      "global_batch_size": 64, "batch_size": 64, "positives": "temporal:4"})
+        _write(tmp_path / "results", r)
+    text = "\n".join(render.learning_curve_section(render.Page(load_results(tmp_path / "results"),
+                                                               known_protocol_hashes(tmp_path / "protocols"))))
+    line = "- `barlowtwins`: batch_size 64, lr 0.3, positives temporal:4, proj_output_dim 256"
+    assert text.count(line) == 1  # the same settings at both budgets: one line, the run's batch not the default
+    assert "as their checkpoints recorded them" in text

@@ -44,8 +44,8 @@ class Unit:
 
 
 def units(spec: ProtocolSpec, methods: list[str]) -> list[Unit]:
-    """Every (method, mode, pretraining seed) run, pretraining seed by pretraining seed (so that a shard or an
-    interrupted run completes whole pairs first): `--shard i/N` takes every N-th."""
+    """Every (method, mode, pretraining seed) run, pretraining seed by pretraining seed, so that a run stopped
+    half-way (`--time-limit`) leaves whole pairs to compare: `--shard i/N` takes every N-th."""
     s = spec.settings
     return [Unit(m, mode, level, ps) for ps in s["pretrain_seeds"] for m in methods
             for level, mode in enumerate(s["modes"])]

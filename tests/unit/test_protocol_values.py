@@ -200,7 +200,7 @@ def test_file_errors_name_the_file_and_what_is_wrong(protocol_dir):
     path.write_text(_shipped("linear_probe").replace('name = "linear_probe"', 'name = "svm"'))
     with pytest.raises(UserError) as info:
         load_protocol("linear_probe")
-    assert str(info.value) == f"{path}: key 'name' must be one of linear_probe, finetune, knn, variance_vs_size, cross_scanner, learning_curve, continued_recipe, got 'svm'"
+    assert str(info.value) == f"{path}: key 'name' must be one of linear_probe, finetune, knn, variance_vs_size, cross_scanner, learning_curve, continued_recipe, positives, got 'svm'"
 
     path.write_text("name = \n")
     with pytest.raises(UserError) as info:

@@ -459,6 +459,16 @@ def evaluate(ctx: TrackContext, *, checkpoint: Path | None = None, name: str | N
                     pool=pool).stopped
 
 
+def ablation_done(ctx: TrackContext, name: str, done: int, stopped: bool, leaderboard: bool) -> bool:
+    """The end of an ablation's command: how many runs it wrote, how to reproduce them, the page refreshed
+    (`leaderboard`); returns `stopped` (a deadline stopped it)."""
+    print(f"{name}: {done} runs written under {ctx.results_dir / ctx.track.id}", file=sys.stderr)
+    say_reproduction(ctx)
+    if leaderboard:
+        refresh_leaderboard(ctx.results_dir)
+    return stopped
+
+
 def variance_vs_size(ctx: TrackContext, methods: str | None = None, protocols: list[str] | None = None, *,
                      force: bool = False, shard: tuple[int, int] | None = None, deadline: Deadline | None = None,
                      leaderboard: bool = True) -> bool:
@@ -500,11 +510,7 @@ def variance_vs_size(ctx: TrackContext, methods: str | None = None, protocols: l
         if summary.stopped:
             stopped = True
             break
-    print(f"{vvs.NAME}: {done} runs written under {ctx.results_dir / ctx.track.id}", file=sys.stderr)
-    say_reproduction(ctx)
-    if leaderboard:
-        refresh_leaderboard(ctx.results_dir)
-    return stopped
+    return ablation_done(ctx, vvs.NAME, done, stopped, leaderboard)
 
 
 def pretrain_and_evaluate(ctx: TrackContext, units: list, pool, describe, run_of, jobs_of, *, force: bool,
@@ -590,11 +596,7 @@ def learning_curve(ctx: TrackContext, methods: str | None = None, protocols: lis
 
     done, stopped = pretrain_and_evaluate(ctx, mine, pool, lambda u: f"{u.method} {u.tag} (pretraining seed "
                                           f"{u.pretrain_seed})", run_of, jobs_of, force=force, deadline=deadline)
-    print(f"{lc.NAME}: {done} runs written under {ctx.results_dir / ctx.track.id}", file=sys.stderr)
-    say_reproduction(ctx)
-    if leaderboard:
-        refresh_leaderboard(ctx.results_dir)
-    return stopped
+    return ablation_done(ctx, lc.NAME, done, stopped, leaderboard)
 
 
 def continued_recipe(ctx: TrackContext, methods: str | None = None, protocols: list[str] | None = None, *,
@@ -630,11 +632,7 @@ def continued_recipe(ctx: TrackContext, methods: str | None = None, protocols: l
     done, stopped = pretrain_and_evaluate(ctx, mine, pool, lambda u: f"{continued_name(u.method, IMAGENET_START)} "
                                           f"{u.tag} (pretraining seed {u.pretrain_seed})", run_of, jobs_of,
                                           force=force, deadline=deadline)
-    print(f"{cr.NAME}: {done} runs written under {ctx.results_dir / ctx.track.id}", file=sys.stderr)
-    say_reproduction(ctx)
-    if leaderboard:
-        refresh_leaderboard(ctx.results_dir)
-    return stopped
+    return ablation_done(ctx, cr.NAME, done, stopped, leaderboard)
 
 
 def positives(ctx: TrackContext, methods: str | None = None, protocols: list[str] | None = None, *,
@@ -667,11 +665,7 @@ def positives(ctx: TrackContext, methods: str | None = None, protocols: list[str
     done, stopped = pretrain_and_evaluate(ctx, mine, pool, lambda u: f"{method_init_name(ctx, u.method)} {u.tag} "
                                           f"(pretraining seed {u.pretrain_seed})", run_of, jobs_of,
                                           force=force, deadline=deadline)
-    print(f"{pos.NAME}: {done} runs written under {ctx.results_dir / ctx.track.id}", file=sys.stderr)
-    say_reproduction(ctx)
-    if leaderboard:
-        refresh_leaderboard(ctx.results_dir)
-    return stopped
+    return ablation_done(ctx, pos.NAME, done, stopped, leaderboard)
 
 
 def backfill_data_cards(ctx: TrackContext) -> tuple[int, int]:

@@ -72,6 +72,10 @@ class SSLMethod(nn.Module):
     augmentations: ClassVar[str] = "asymmetric"
     defaults: ClassVar[dict] = {}
     notes: ClassVar[dict[str, str]] = {}
+    # Hyper-parameters added to `defaults` after runs of the method existed, with the value those runs had:
+    # left out of a run's config key at that value (benchmark.pretrain.config), so earlier runs keep their
+    # keys and their checkpoints are found again.
+    defaults_since: ClassVar[dict] = {}
 
     def __init__(self, encoder: Encoder, **hparams):
         super().__init__()

@@ -50,7 +50,7 @@ class PretrainConfig:
         checkpoint), the data and the engine version."""
         payload = {k: v for k, v in asdict(self).items()
                    if k not in _NOT_IN_KEY and _KEY_SINCE.get(k, object()) != v}
-        payload["hparams"] = self.resolved_hparams()
+        payload["hparams"] = self.key_hparams()
         payload["data"] = data_fingerprint
         payload["engine"] = ENGINE_VERSION
         return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
@@ -60,6 +60,14 @@ class PretrainConfig:
         from methods.registry import get_method
 
         return resolve_hparams(get_method(self.method), self.hparams)
+
+    def key_hparams(self) -> dict:
+        """The resolved hyper-parameters less those at the value they had before the method declared them
+        (`SSLMethod.defaults_since`)."""
+        from methods.registry import get_method
+
+        since = get_method(self.method).defaults_since
+        return {k: v for k, v in self.resolved_hparams().items() if k not in since or since[k] != v}
 
     @classmethod
     def from_dict(cls, values: dict) -> PretrainConfig:

@@ -174,3 +174,25 @@ def test_the_other_built_in_methods_warn_of_nothing_even_at_a_batch_of_two():
     assert len(others) == 6
     for name, cls in others.items():
         assert cls(TinyEncoder()).setting_warnings(2) == [], name
+
+
+def test_a_hyper_parameter_declared_later_keeps_earlier_runs_keys_at_the_value_they_had():
+    """`SSLMethod.defaults_since`: MoCo's `proj_batch_norm` (False before it existed) is left out of the
+    config key at False, so MoCo's committed runs keep their keys; at True it is a new run."""
+    import hashlib
+    import json
+
+    from benchmark.pretrain.config import ENGINE_VERSION, PretrainConfig
+    from methods.registry import get_method
+
+    assert get_method("moco").defaults_since == {"proj_batch_norm": False}
+    default = PretrainConfig(method="moco", hparams={"lr": 1.2})
+    assert default.resolved_hparams()["proj_batch_norm"] is False
+    assert "proj_batch_norm" not in default.key_hparams()
+    payload = {k: v for k, v in vars(default).items() if k != "compile"}
+    hparams = {k: v for k, v in default.resolved_hparams().items() if k != "proj_batch_norm"}
+    payload.update(hparams=hparams, data="d", engine=ENGINE_VERSION)
+    assert default.key("d") == hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+    with_bn = PretrainConfig(method="moco", hparams={"lr": 1.2, "proj_batch_norm": True})
+    assert with_bn.key_hparams()["proj_batch_norm"] is True
+    assert with_bn.key("d") != default.key("d")

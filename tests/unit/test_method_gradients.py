@@ -114,3 +114,25 @@ def test_moco_normalises_a_query_and_its_key_with_statistics_of_different_images
     # The check can tell the difference: with one group every query sees the whole batch.
     method.hparams["bn_splits"] = 1
     assert moved(method.queries(x), method.queries(changed)) == set(range(6))
+
+
+def test_moco_head_batch_norm_spreads_the_queries_of_nearly_parallel_features():
+    # A random encoder's pooled features are non-negative and nearly parallel; v2's head (no BatchNorm)
+    # keeps its queries nearly parallel, so every logit is alike and SGD cannot separate the images
+    # (cpu-v3's one-batch check: the loss stays at ln 127). v3's BatchNorm centres them.
+    torch.manual_seed(0)
+    base = torch.rand(1, TinyEncoder.feat_dim)
+    feats = base + 0.01 * torch.rand(16, TinyEncoder.feat_dim)  # 16 images, cosine similarity > 0.99 to one another
+
+    def mean_cosine(batch_norm: bool) -> float:
+        torch.manual_seed(1)
+        method = get_method("moco")(TinyEncoder(), **SMALL["moco"], proj_batch_norm=batch_norm).train()
+        q = F.normalize(method.projector(feats), dim=1)
+        off = ~torch.eye(len(q), dtype=torch.bool)
+        return float((q @ q.T)[off].mean())
+
+    assert mean_cosine(False) > 0.95
+    assert mean_cosine(True) < 0.2
+    method = get_method("moco")(TinyEncoder(), **SMALL["moco"], proj_batch_norm=True)
+    for head in (method.projector, method.key_projector):
+        assert sum(isinstance(m, torch.nn.BatchNorm1d) for m in head.modules()) == 2
